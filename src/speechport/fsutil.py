@@ -1,0 +1,89 @@
+"""Filesystem helpers: write to a temporary path, then rename, so nothing half-written stays."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from speechport.errors import SpeechportError
+
+
+@contextmanager
+def atomic_directory(target: Path, *, overwrite: bool = False) -> Iterator[Path]:
+    """Yield a fresh temporary directory that becomes ``target`` only if the block succeeds.
+
+    The temporary directory sits beside ``target`` (same filesystem, so the final rename is
+    atomic). On any exception it is removed and ``target`` is left exactly as it was.
+    """
+    target = Path(target)
+    if target.exists() and not overwrite:
+        raise SpeechportError(
+            "output directory already exists",
+            path=target,
+            hint="choose another --out or pass --force to replace it",
+        )
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if target.exists():
+        trash = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
+        target.rename(trash / target.name)
+        tmp.rename(target)
+        shutil.rmtree(trash, ignore_errors=True)
+    else:
+        tmp.rename(target)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary sibling and a rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        Path(tmp_name).replace(path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write UTF-8 ``text`` to ``path`` atomically."""
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def sha256_file(path: Path, chunk_size: int = 1 << 20) -> str:
+    """The hex SHA-256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as handle:
+        while chunk := handle.read(chunk_size):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def path_size(path: Path) -> int:
+    """Size in bytes of a file, or of every file under a directory (an ``.mlpackage``)."""
+    path = Path(path)
+    if path.is_file():
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def human_size(num_bytes: int) -> str:
+    """``1536`` -> ``'1.5 KB'``; decimal units, as file browsers show them."""
+    size = float(num_bytes)
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1000 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+    raise AssertionError("unreachable")

@@ -1,0 +1,321 @@
+"""The bundle manifest (``speechport.json``): the contract between conversion and runtime.
+
+Conversion writes it, the runtime reads only it. It says which front end to compute, which
+components exist (their files per format, inputs, outputs and state), how to decode, how to
+detokenize, and where everything came from. Everything here is plain data: no torch, no
+converter, so a device host (Swift, C++) can read the same JSON.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from speechport.errors import BundleError
+
+SCHEMA_VERSION = 1
+MANIFEST_NAME = "speechport.json"
+
+TASKS = ("asr", "streaming-asr", "kws", "vad")
+DTYPES = ("float32", "float16", "int32", "int64")
+FORMATS = ("coreml", "onnx")
+DECODING_ALGORITHMS = ("ctc_greedy", "rnnt_greedy", "tdt_greedy")
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """One input or output: name, fixed shape and dtype."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+    description: str = ""
+    dynamic_axes: dict[int, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"name": self.name, "shape": list(self.shape), "dtype": self.dtype}
+        if self.description:
+            out["description"] = self.description
+        if self.dynamic_axes:
+            out["dynamic_axes"] = {str(k): v for k, v in self.dynamic_axes.items()}
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], where: str) -> TensorSpec:
+        _require(data, ("name", "shape", "dtype"), where)
+        if data["dtype"] not in DTYPES:
+            raise BundleError(f"{where}: unknown dtype {data['dtype']!r}; expected one of {DTYPES}")
+        return cls(
+            name=str(data["name"]),
+            shape=tuple(int(d) for d in data["shape"]),
+            dtype=str(data["dtype"]),
+            description=str(data.get("description", "")),
+            dynamic_axes={int(k): str(v) for k, v in data.get("dynamic_axes", {}).items()},
+        )
+
+
+@dataclass(frozen=True)
+class StatePair:
+    """A recurrent state: fed through ``input``, returned as ``output``, starting at ``init``."""
+
+    input: str
+    output: str
+    init: str = "zeros"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class ComponentFile:
+    """A component's file in one format, with that file's own tensor names and shapes.
+
+    ``inputs``/``outputs`` correspond one to one, in order, with the component's canonical
+    ones (same element count); a runtime casts and reshapes between the two. They differ
+    where a format keeps the layout that other runtimes expect (e.g. GigaAM's ONNX names).
+    """
+
+    path: str
+    precision: str
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "precision": self.precision,
+            "inputs": [t.to_dict() for t in self.inputs],
+            "outputs": [t.to_dict() for t in self.outputs],
+        }
+
+
+@dataclass(frozen=True)
+class ComponentSpec:
+    """A unit of the model run by an engine: the encoder, one decoder step, one joint step."""
+
+    name: str
+    role: str
+    description: str
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    state: tuple[StatePair, ...] = ()
+    files: dict[str, ComponentFile] = field(default_factory=dict)
+
+    def input(self, name: str) -> TensorSpec:
+        return _by_name(self.inputs, name, f"component {self.name} input")
+
+    def output(self, name: str) -> TensorSpec:
+        return _by_name(self.outputs, name, f"component {self.name} output")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "role": self.role,
+            "description": self.description,
+            "inputs": [t.to_dict() for t in self.inputs],
+            "outputs": [t.to_dict() for t in self.outputs],
+            "state": [s.to_dict() for s in self.state],
+            "files": {fmt: f.to_dict() for fmt, f in self.files.items()},
+        }
+
+
+@dataclass(frozen=True)
+class WindowSpec:
+    """The fixed audio window the encoder is exported for."""
+
+    samples: int
+    feature_frames: int
+    encoder_frames: int
+
+    def seconds(self, sample_rate: int) -> float:
+        return self.samples / sample_rate
+
+
+@dataclass(frozen=True)
+class DecodingSpec:
+    """How to turn encoder output into tokens and tokens into times."""
+
+    algorithm: str
+    blank_id: int
+    vocab_size: int
+    max_symbols_per_frame: int = 10
+    durations: tuple[int, ...] = ()
+    context_size: int = 1
+    subsampling_factor: int = 4
+    frame_duration: float = 0.04
+    # "nominal": a frame starts at frame * frame_duration. "stretch": frames evenly divide
+    # the window's true duration (seconds = frame * duration / encoded_len), which is how
+    # GigaAM's own word timestamps are computed.
+    timestamps: str = "nominal"
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["durations"] = list(self.durations)
+        return out
+
+
+@dataclass(frozen=True)
+class TokenizerSpec:
+    """Token ids to text: ``tokens.json`` (pieces, blank excluded) and the original model."""
+
+    kind: str  # "sentencepiece" | "chars"
+    tokens_file: str
+    model_file: str | None
+    vocab_size: int
+    word_boundary: str  # "\u2581" prefix (SentencePiece) or " " (a space token)
+
+
+@dataclass
+class Manifest:
+    family: str
+    variant: str
+    task: str
+    sample_rate: int
+    frontend: dict[str, Any]
+    window: WindowSpec
+    components: dict[str, ComponentSpec]
+    decoding: DecodingSpec
+    tokenizer: TokenizerSpec
+    provenance: dict[str, Any]
+    extras: dict[str, Any] = field(default_factory=dict)
+    schema_version: int = SCHEMA_VERSION
+
+    @property
+    def formats(self) -> list[str]:
+        found = {fmt for c in self.components.values() for fmt in c.files}
+        return [fmt for fmt in FORMATS if fmt in found]
+
+    def component(self, role: str) -> ComponentSpec:
+        try:
+            return self.components[role]
+        except KeyError:
+            raise BundleError(
+                f"the manifest has no {role!r} component (it has {sorted(self.components)})"
+            ) from None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema_version": self.schema_version,
+            "family": self.family,
+            "variant": self.variant,
+            "task": self.task,
+            "sample_rate": self.sample_rate,
+            "frontend": self.frontend,
+            "window": asdict(self.window),
+            "components": {role: c.to_dict() for role, c in self.components.items()},
+            "decoding": self.decoding.to_dict(),
+            "tokenizer": asdict(self.tokenizer),
+            "provenance": self.provenance,
+            "extras": self.extras,
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n"
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Manifest:
+        _require(
+            data,
+            ("schema_version", "family", "variant", "task", "sample_rate", "frontend", "window",
+             "components", "decoding", "tokenizer", "provenance"),
+            "manifest",
+        )
+        version = data["schema_version"]
+        if not isinstance(version, int) or version > SCHEMA_VERSION:
+            raise BundleError(
+                f"manifest schema version {version!r} is newer than this speechport reads "
+                f"({SCHEMA_VERSION})",
+                hint="upgrade speechport",
+            )
+        if data["task"] not in TASKS:
+            raise BundleError(f"unknown task {data['task']!r}; expected one of {TASKS}")
+        decoding = dict(data["decoding"])
+        if decoding.get("algorithm") not in DECODING_ALGORITHMS:
+            raise BundleError(
+                f"unknown decoding algorithm {decoding.get('algorithm')!r}; "
+                f"expected one of {DECODING_ALGORITHMS}"
+            )
+        decoding["durations"] = tuple(decoding.get("durations", ()))
+        return cls(
+            schema_version=version,
+            family=str(data["family"]),
+            variant=str(data["variant"]),
+            task=str(data["task"]),
+            sample_rate=int(data["sample_rate"]),
+            frontend=dict(data["frontend"]),
+            window=WindowSpec(**data["window"]),
+            components={
+                role: _component_from_dict(c, f"component {role!r}")
+                for role, c in data["components"].items()
+            },
+            decoding=DecodingSpec(**decoding),
+            tokenizer=TokenizerSpec(**data["tokenizer"]),
+            provenance=dict(data["provenance"]),
+            extras=dict(data.get("extras", {})),
+        )
+
+
+def read_manifest(bundle: str | Path) -> Manifest:
+    """Read and validate ``<bundle>/speechport.json``; errors name the bundle and the field."""
+    bundle = Path(bundle)
+    path = bundle / MANIFEST_NAME
+    if not bundle.exists():
+        raise BundleError("bundle directory not found", path=bundle)
+    if not path.is_file():
+        raise BundleError(
+            f"no {MANIFEST_NAME} in this directory",
+            path=bundle,
+            hint="pass a directory written by `speechport convert`",
+        )
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BundleError(f"the manifest is not valid JSON ({exc})", path=path) from exc
+    try:
+        return Manifest.from_dict(data)
+    except BundleError as exc:
+        exc.path = str(path)
+        raise BundleError(exc.message, path=path, hint=exc.hint) from exc
+    except (TypeError, ValueError, KeyError) as exc:
+        raise BundleError(f"the manifest is malformed ({exc})", path=path) from exc
+
+
+def _component_from_dict(data: dict[str, Any], where: str) -> ComponentSpec:
+    _require(data, ("name", "role", "inputs", "outputs"), where)
+    files = {}
+    for fmt, f in data.get("files", {}).items():
+        if fmt not in FORMATS:
+            raise BundleError(f"{where}: unknown format {fmt!r}; expected one of {FORMATS}")
+        _require(f, ("path", "precision", "inputs", "outputs"), f"{where} file {fmt!r}")
+        files[fmt] = ComponentFile(
+            path=str(f["path"]),
+            precision=str(f["precision"]),
+            inputs=tuple(TensorSpec.from_dict(t, f"{where} {fmt} input") for t in f["inputs"]),
+            outputs=tuple(TensorSpec.from_dict(t, f"{where} {fmt} output") for t in f["outputs"]),
+        )
+    return ComponentSpec(
+        name=str(data["name"]),
+        role=str(data["role"]),
+        description=str(data.get("description", "")),
+        inputs=tuple(TensorSpec.from_dict(t, f"{where} input") for t in data["inputs"]),
+        outputs=tuple(TensorSpec.from_dict(t, f"{where} output") for t in data["outputs"]),
+        state=tuple(StatePair(**s) for s in data.get("state", [])),
+        files=files,
+    )
+
+
+def _require(data: Any, keys: tuple[str, ...], where: str) -> None:
+    if not isinstance(data, dict):
+        raise BundleError(f"{where}: expected an object, got {type(data).__name__}")
+    missing = [k for k in keys if k not in data]
+    if missing:
+        raise BundleError(f"{where}: missing field(s) {', '.join(missing)}")
+
+
+def _by_name(specs: tuple[TensorSpec, ...], name: str, what: str) -> TensorSpec:
+    for spec in specs:
+        if spec.name == name:
+            return spec
+    raise BundleError(f"{what} {name!r} not found (have {[s.name for s in specs]})")

@@ -1,0 +1,53 @@
+"""Progress for long work, printed to stderr so stdout stays machine-readable."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import TextIO
+
+
+class Progress:
+    """Numbered steps with elapsed time: ``[2/7] Encoder -> Core ML (fp16) ... 3.1 s``.
+
+    ``quiet=True`` silences it (library use, tests).
+    """
+
+    def __init__(self, total: int, *, stream: TextIO | None = None, quiet: bool = False) -> None:
+        self.total = total
+        self.done = 0
+        self.stream = stream if stream is not None else sys.stderr
+        self.quiet = quiet
+        self._started = time.perf_counter()
+        self._step_started = self._started
+        self._open = False
+
+    def start(self, label: str) -> None:
+        """Announce the next step."""
+        self._finish_open_line()
+        self.done += 1
+        self._step_started = time.perf_counter()
+        counter = f"{self.done}/{self.total}" if self.total >= self.done else f"{self.done}"
+        self._write(f"[{counter}] {label} ...")
+        self._open = True
+
+    def note(self, text: str) -> None:
+        """A line of detail under the current step."""
+        self._finish_open_line()
+        self._write(f"      {text}\n")
+
+    def finish(self, summary: str | None = None) -> None:
+        """Close the last step and print the total time."""
+        self._finish_open_line()
+        total = time.perf_counter() - self._started
+        self._write(f"{summary or 'done'} in {total:.1f} s\n")
+
+    def _finish_open_line(self) -> None:
+        if self._open:
+            self._write(f" {time.perf_counter() - self._step_started:.1f} s\n")
+            self._open = False
+
+    def _write(self, text: str) -> None:
+        if not self.quiet:
+            self.stream.write(text)
+            self.stream.flush()
