@@ -1,0 +1,165 @@
+"""Cut long audio into encoder-sized windows at pauses, so that no word is cut in two.
+
+The plan is greedy. From the start of the current window, the cut is searched for in
+``[start + min_samples, start + max_samples]`` (``min_samples`` defaults to
+``search_fraction * max_samples``), on a level curve computed once for the whole clip:
+
+1. *Level.* Mean power of ``frame_ms`` frames, averaged (in power, not dB) over a centred
+   window of ``smooth_ms`` (an odd number of frames: 11 for the defaults), in dB. This
+   steadies the frame-to-frame swing of a noisy pause floor, so a pause stays one quiet run;
+   and since power is averaged, one loud frame lifts its neighbourhood, so a pause shorter
+   than ``smooth_ms`` (a stop closure inside a word) never looks as quiet as a real pause.
+2. *Silence floor.* Levels more than 80 dB below the clip's loud frames (its 95th percentile)
+   are clamped to that floor: digital zeros and dither are equally silent, and the length of
+   the pause, not a meaningless dB difference, then decides between them.
+3. *Quiet frames.* In the search range, the frames within ``tolerance`` of the quietest one,
+   where ``tolerance = min(6 dB, 25 % of the loud-to-quietest range)``: 6 dB on clean speech;
+   less where the whole range is small (continuous noise, music), so that louder parts
+   never count as quiet.
+4. *Cut.* The centre of the longest run of consecutive quiet frames (the first if tied): a
+   long pause is the safest place, and its centre is farthest from the words on either side.
+
+Windows are contiguous, cover every sample once, and hold at most ``max_samples`` each; all
+but the last hold at least ``min_samples``. When the search range holds no whole frame, the
+cut falls at its end.
+
+Cost: one pass over the samples (a float32 dot product per frame) plus O(frames) work; for one
+hour at 16 kHz (57.6 M samples, 360 k frames) about 50 ms and a few MB beyond the samples.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+_LOUD_PERCENTILE = 95.0
+_SILENCE_RANGE_DB = 80.0
+_QUIET_TOLERANCE_DB = 6.0
+_QUIET_TOLERANCE_SHARE = 0.25
+_TINY_POWER = 1e-30
+
+
+@dataclass(frozen=True)
+class Window:
+    """Samples ``[start, end)`` of the clip."""
+
+    start: int
+    end: int
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.start < self.end:
+            raise ValueError(f"a window needs 0 <= start < end, got [{self.start}, {self.end})")
+
+    @property
+    def num_samples(self) -> int:
+        """Length in samples."""
+        return self.end - self.start
+
+    def offset_seconds(self, sample_rate: int) -> float:
+        """Where the window starts in the clip, in seconds."""
+        return self.start / sample_rate
+
+
+def plan_windows(
+    samples: np.ndarray,
+    sample_rate: int,
+    max_samples: int,
+    *,
+    min_samples: int | None = None,
+    frame_ms: float = 10.0,
+    smooth_ms: float = 100.0,
+    search_fraction: float = 0.5,
+) -> list[Window]:
+    """Split mono ``samples`` into contiguous windows of at most ``max_samples``, cut at pauses.
+
+    ``min_samples`` is the earliest cut after a window's start (every window but the last is at
+    least that long); it defaults to ``search_fraction * max_samples``. Empty input gives ``[]``.
+    """
+    samples = np.asarray(samples)
+    if frame_ms <= 0 or smooth_ms < 0:
+        raise ValueError(f"need frame_ms > 0 and smooth_ms >= 0, got {frame_ms}, {smooth_ms}")
+    earliest = _check_arguments(samples, sample_rate, max_samples, min_samples, search_fraction)
+    total = int(samples.shape[0])
+    if total == 0:
+        return []
+    if total <= max_samples:
+        return [Window(0, total)]
+    frame = max(1, round(frame_ms * sample_rate / 1000))
+    half_width = max(0, round(smooth_ms / (2 * frame_ms)))
+    level, loud = _level_db(_frame_power(samples, frame), half_width)
+    windows: list[Window] = []
+    start = 0
+    while total - start > max_samples:
+        cut = _choose_cut(level, loud, frame, start + earliest, start + max_samples)
+        windows.append(Window(start, cut))
+        start = cut
+    windows.append(Window(start, total))
+    return windows
+
+
+def _check_arguments(
+    samples: np.ndarray,
+    sample_rate: int,
+    max_samples: int,
+    min_samples: int | None,
+    search_fraction: float,
+) -> int:
+    """Validate; return the earliest cut offset."""
+    if samples.ndim != 1:
+        raise ValueError(f"expected mono samples of shape [n], got {samples.shape}")
+    if sample_rate <= 0 or max_samples <= 0:
+        raise ValueError(
+            f"sample_rate and max_samples must be positive: {sample_rate}, {max_samples}"
+        )
+    if not 0.0 <= search_fraction <= 1.0:
+        raise ValueError(f"search_fraction must lie in [0, 1], got {search_fraction}")
+    earliest = int(search_fraction * max_samples) if min_samples is None else min_samples
+    if min_samples is not None and not 1 <= min_samples <= max_samples:
+        raise ValueError(f"min_samples must lie in [1, max_samples], got {min_samples}")
+    return max(1, earliest)
+
+
+def _frame_power(samples: np.ndarray, frame: int) -> np.ndarray:
+    """Mean power of each whole frame (a trailing partial frame is never searched)."""
+    count = samples.shape[0] // frame
+    frames = np.asarray(samples[: count * frame], dtype=np.float32).reshape(count, frame)
+    power = np.asarray(np.einsum("ij,ij->i", frames, frames), dtype=np.float64) / frame
+    if not np.isfinite(power).all():
+        raise ValueError("samples contain NaN or Inf values")
+    return power
+
+
+def _level_db(power: np.ndarray, half_width: int) -> tuple[np.ndarray, float]:
+    """Centred moving average of power over ``2 * half_width + 1`` frames in dB, floored; and
+    the loud level (dB) it is floored against."""
+    if power.shape[0] == 0:
+        return power, 0.0
+    kernel = np.ones(2 * half_width + 1)
+    summed = np.convolve(power, kernel, mode="same")
+    counts = np.convolve(np.ones_like(power), kernel, mode="same")
+    level = 10.0 * np.log10(summed / counts + _TINY_POWER)
+    loud = float(np.percentile(level, _LOUD_PERCENTILE))
+    return np.maximum(level, loud - _SILENCE_RANGE_DB), loud
+
+
+def _choose_cut(level: np.ndarray, loud: float, frame: int, lowest: int, highest: int) -> int:
+    """The cut sample in ``[lowest, highest]``: centre of the longest quiet run of frames."""
+    first = -(-lowest // frame)  # first frame starting at or after `lowest`
+    stop = min(highest // frame, level.shape[0])  # frames ending at or before `highest`
+    if stop <= first:
+        return highest
+    region = level[first:stop]
+    quietest = float(region.min())
+    tolerance = min(_QUIET_TOLERANCE_DB, _QUIET_TOLERANCE_SHARE * max(loud - quietest, 0.0))
+    run_start, run_stop = _longest_run(region <= quietest + tolerance)
+    return (first + run_start + first + run_stop) * frame // 2
+
+
+def _longest_run(mask: np.ndarray) -> tuple[int, int]:
+    """``[start, stop)`` of the first longest run of True (``mask`` has at least one True)."""
+    edges = np.diff(np.concatenate(([0], mask.astype(np.int8), [0])))
+    starts = np.flatnonzero(edges == 1)
+    stops = np.flatnonzero(edges == -1)
+    best = int(np.argmax(stops - starts))
+    return int(starts[best]), int(stops[best])
