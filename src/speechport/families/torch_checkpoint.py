@@ -1,0 +1,253 @@
+"""Read ``torch.save`` zip checkpoints without running code from them.
+
+A PyTorch checkpoint is a zip archive holding ``<root>/data.pkl`` (a pickle of the object
+tree) and ``<root>/data/<key>`` (the raw bytes of every tensor storage). Unpickling with
+the standard machinery can execute arbitrary code, so this module unpickles through an
+allowlist: containers, tensor rebuilds and storage markers, plus whatever stand-in classes
+the caller names (e.g. OmegaConf configs mapped to inert records). Any other global in the
+pickle is refused with an error naming it. Tensors come back as numpy arrays, memory-mapped
+from the archive where it is stored uncompressed, so torch is not needed to read weights.
+"""
+
+from __future__ import annotations
+
+import collections
+import io
+import pickle
+import struct
+import zipfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from speechport.errors import CheckpointError
+
+# Storage classes as they appear in the pickle -> numpy dtype of their elements.
+_STORAGE_DTYPES: dict[str, np.dtype] = {
+    "FloatStorage": np.dtype("<f4"),
+    "DoubleStorage": np.dtype("<f8"),
+    "HalfStorage": np.dtype("<f2"),
+    "BFloat16Storage": np.dtype("<u2"),  # widened to float32 after reading
+    "LongStorage": np.dtype("<i8"),
+    "IntStorage": np.dtype("<i4"),
+    "ShortStorage": np.dtype("<i2"),
+    "CharStorage": np.dtype("i1"),
+    "ByteStorage": np.dtype("u1"),
+    "BoolStorage": np.dtype("?"),
+}
+
+_ZIP_LOCAL_HEADER = struct.Struct("<IHHHHHIIIHH")
+
+
+@dataclass(frozen=True)
+class _StorageType:
+    name: str
+
+    @property
+    def dtype(self) -> np.dtype:
+        return _STORAGE_DTYPES[self.name]
+
+
+@dataclass(frozen=True)
+class TypeMarker:
+    """An allowed but inert global, such as ``typing.Any`` inside OmegaConf metadata."""
+
+    qualname: str
+
+
+def _rebuild_tensor(
+    storage: np.ndarray,
+    storage_offset: int,
+    size: tuple[int, ...],
+    stride: tuple[int, ...],
+    *_ignored: Any,
+) -> np.ndarray:
+    if not size:
+        return np.array(storage[storage_offset], dtype=storage.dtype)
+    itemsize = storage.dtype.itemsize
+    needed = storage_offset + 1 + sum((s - 1) * st for s, st in zip(size, stride, strict=True))
+    if any(s == 0 for s in size):
+        return np.zeros(size, dtype=storage.dtype)
+    if needed > storage.size:
+        raise ValueError("tensor view reaches past the end of its storage")
+    view = np.lib.stride_tricks.as_strided(
+        storage[storage_offset:],
+        shape=tuple(size),
+        strides=tuple(st * itemsize for st in stride),
+        writeable=False,
+    )
+    return np.ascontiguousarray(view)
+
+
+def _rebuild_parameter(data: np.ndarray, *_ignored: Any) -> np.ndarray:
+    return data
+
+
+def _rebuild_parameter_with_state(data: np.ndarray, *_ignored: Any) -> np.ndarray:
+    return data
+
+
+_BASE_ALLOWED: dict[tuple[str, str], Any] = {
+    ("collections", "OrderedDict"): collections.OrderedDict,
+    ("collections", "defaultdict"): collections.defaultdict,
+    ("builtins", "dict"): dict,
+    ("builtins", "list"): list,
+    ("builtins", "tuple"): tuple,
+    ("builtins", "set"): set,
+    ("builtins", "frozenset"): frozenset,
+    ("builtins", "int"): int,
+    ("builtins", "long"): int,  # Python 2 name, still written by protocol-2 pickles
+    ("builtins", "float"): float,
+    ("builtins", "str"): str,
+    ("builtins", "bool"): bool,
+    ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor,
+    ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
+    ("torch._utils", "_rebuild_parameter_with_state"): _rebuild_parameter_with_state,
+    ("typing", "Any"): TypeMarker("typing.Any"),
+    **{("torch", name): _StorageType(name) for name in _STORAGE_DTYPES},
+}
+
+
+class _ArchiveReader:
+    """Random access to the members of a torch zip archive."""
+
+    def __init__(self, path: Path, archive: zipfile.ZipFile) -> None:
+        self.path = path
+        self.archive = archive
+        pickles = [n for n in archive.namelist() if n.endswith("/data.pkl") or n == "data.pkl"]
+        if len(pickles) != 1:
+            raise CheckpointError(
+                "not a PyTorch checkpoint: the zip archive holds no single data.pkl",
+                path=path,
+                hint="pass the .ckpt/.pt file written by torch.save",
+            )
+        self.pickle_name = pickles[0]
+        self.root = self.pickle_name[: -len("data.pkl")]
+        self._storages: dict[str, np.ndarray] = {}
+
+    def storage(self, key: str, dtype: np.dtype, numel: int) -> np.ndarray:
+        cache_key = f"{key}:{dtype.str}"
+        if cache_key not in self._storages:
+            self._storages[cache_key] = self._read_storage(key, dtype, numel)
+        return self._storages[cache_key]
+
+    def _read_storage(self, key: str, dtype: np.dtype, numel: int) -> np.ndarray:
+        name = f"{self.root}data/{key}"
+        try:
+            info = self.archive.getinfo(name)
+        except KeyError as exc:
+            raise CheckpointError(
+                f"tensor storage {key!r} is missing from the archive",
+                path=self.path,
+                hint="the file is truncated or corrupt; download it again",
+            ) from exc
+        nbytes = numel * dtype.itemsize
+        if info.file_size < nbytes:
+            raise CheckpointError(
+                f"tensor storage {key!r} holds {info.file_size} bytes, {nbytes} expected",
+                path=self.path,
+                hint="the file is truncated or corrupt; download it again",
+            )
+        if info.compress_type == zipfile.ZIP_STORED:
+            array = np.memmap(
+                self.path, dtype=dtype, mode="c", offset=self._data_offset(info), shape=(numel,)
+            )
+        else:
+            array = np.frombuffer(bytearray(self.archive.read(name)[:nbytes]), dtype=dtype)
+        if dtype == _STORAGE_DTYPES["BFloat16Storage"]:
+            array = (np.asarray(array, dtype=np.uint32) << 16).view(np.float32)
+        return np.asarray(array)
+
+    def _data_offset(self, info: zipfile.ZipInfo) -> int:
+        with self.path.open("rb") as handle:
+            handle.seek(info.header_offset)
+            header = _ZIP_LOCAL_HEADER.unpack(handle.read(_ZIP_LOCAL_HEADER.size))
+        name_len, extra_len = header[9], header[10]
+        return info.header_offset + _ZIP_LOCAL_HEADER.size + name_len + extra_len
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    def __init__(
+        self,
+        data: bytes,
+        reader: _ArchiveReader,
+        allowed: Mapping[tuple[str, str], Any],
+    ) -> None:
+        super().__init__(io.BytesIO(data))
+        self._reader = reader
+        self._allowed = allowed
+
+    def find_class(self, module: str, name: str) -> Any:
+        if module == "__builtin__":
+            module = "builtins"
+        try:
+            return self._allowed[(module, name)]
+        except KeyError:
+            raise CheckpointError(
+                f"refused to unpickle {module}.{name}: only tensors, plain containers and "
+                "known config classes may appear in a checkpoint",
+                path=self._reader.path,
+                hint="the file may be unsafe or is not a checkpoint speechport knows; "
+                "nothing from it was executed",
+            ) from None
+
+    def persistent_load(self, pid: Any) -> Any:
+        if not (isinstance(pid, tuple) and len(pid) >= 5 and pid[0] == "storage"):
+            raise CheckpointError(
+                f"unexpected persistent id {pid!r} in the pickle", path=self._reader.path
+            )
+        storage_type, key, _location, numel = pid[1], pid[2], pid[3], pid[4]
+        if not isinstance(storage_type, _StorageType):
+            raise CheckpointError(
+                f"unsupported storage type {storage_type!r}", path=self._reader.path
+            )
+        return self._reader.storage(str(key), storage_type.dtype, int(numel))
+
+
+def load_torch_checkpoint(
+    path: str | Path,
+    *,
+    extra_globals: Mapping[tuple[str, str], Callable[..., Any] | object] | None = None,
+) -> Any:
+    """Unpickle a ``torch.save`` zip checkpoint safely; tensors become numpy arrays.
+
+    ``extra_globals`` maps ``(module, name)`` found in the pickle to the harmless object to
+    use instead (typically an inert record class for a config type).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError("file not found", path=path, hint="check the --checkpoint path")
+    if not path.is_file():
+        raise CheckpointError("not a file", path=path, hint="pass the checkpoint file itself")
+    allowed = dict(_BASE_ALLOWED)
+    allowed.update(extra_globals or {})
+    try:
+        archive = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise CheckpointError(
+            "not a PyTorch zip checkpoint (corrupt, truncated, or written by another tool)",
+            path=path,
+            hint="pass the file written by torch.save; legacy non-zip checkpoints are not read",
+        ) from exc
+    with archive:
+        reader = _ArchiveReader(path, archive)
+        try:
+            data = archive.read(reader.pickle_name)
+        except (zipfile.BadZipFile, OSError, EOFError) as exc:
+            raise CheckpointError(
+                "cannot read the pickle inside the checkpoint", path=path,
+                hint="the file is truncated or corrupt; download it again",
+            ) from exc
+        try:
+            return _RestrictedUnpickler(data, reader, allowed).load()
+        except CheckpointError:
+            raise
+        except Exception as exc:  # any malformed pickle: a clear error, not a traceback
+            raise CheckpointError(
+                f"the checkpoint's pickle is malformed ({type(exc).__name__}: {exc})",
+                path=path,
+                hint="the file is truncated or corrupt; download it again",
+            ) from exc
