@@ -112,9 +112,11 @@ def _resolve(value: Any, root: Any, depth: int = 0) -> Any:
         if whole and ":" not in whole.group(1):
             return _resolve(_lookup(root, whole.group(1)), root, depth + 1)
         return _INTERPOLATION.sub(
-            lambda m: str(_resolve(_lookup(root, m.group(1)), root, depth + 1))
-            if ":" not in m.group(1)
-            else m.group(0),
+            lambda m: (
+                str(_resolve(_lookup(root, m.group(1)), root, depth + 1))
+                if ":" not in m.group(1)
+                else m.group(0)
+            ),
             value,
         )
     return value

@@ -151,6 +151,7 @@ class _ArchiveReader:
                 path=self.path,
                 hint="the file is truncated or corrupt; download it again",
             )
+        array: np.ndarray
         if info.compress_type == zipfile.ZIP_STORED:
             array = np.memmap(
                 self.path, dtype=dtype, mode="c", offset=self._data_offset(info), shape=(numel,)
@@ -238,7 +239,8 @@ def load_torch_checkpoint(
             data = archive.read(reader.pickle_name)
         except (zipfile.BadZipFile, OSError, EOFError) as exc:
             raise CheckpointError(
-                "cannot read the pickle inside the checkpoint", path=path,
+                "cannot read the pickle inside the checkpoint",
+                path=path,
                 hint="the file is truncated or corrupt; download it again",
             ) from exc
         try:

@@ -1,0 +1,110 @@
+"""What a model family hands to the exporters and to the torch reference backend.
+
+A family knows one architecture and one checkpoint format. It loads a checkpoint into its
+own torch modules and describes the bundle to build: the components (each a torch module
+with canonical inputs and outputs, plus the layout its ONNX file keeps for other runtimes),
+the front end, the decoding, the tokenizer and any extra files. Everything downstream works
+from that description, never from the family's internals.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from torch import Tensor, nn
+
+from speechport.manifest import (
+    ComponentSpec,
+    DecodingSpec,
+    TensorSpec,
+    TokenizerSpec,
+    WindowSpec,
+)
+
+
+@dataclass
+class OnnxLayout:
+    """How a component's ONNX file is laid out (file name, tensor names, dtypes, axes).
+
+    ``module`` takes ``example_inputs`` in this layout; ``inputs``/``outputs`` correspond
+    in order and element count to the component's canonical ones.
+    """
+
+    file_name: str
+    module: nn.Module
+    example_inputs: tuple[Tensor, ...]
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+
+
+@dataclass
+class ExportableComponent:
+    """A component: its canonical contract, the torch module that implements it, and its
+    ONNX layout."""
+
+    spec: ComponentSpec
+    module: nn.Module
+    example_inputs: tuple[Tensor, ...]
+    onnx: OnnxLayout
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+
+@dataclass
+class BundlePlan:
+    """Everything a bundle holds except the converted component files."""
+
+    family: str
+    variant: str
+    task: str
+    sample_rate: int
+    frontend: dict[str, Any]
+    window: WindowSpec
+    components: list[ExportableComponent]
+    decoding: DecodingSpec
+    tokenizer: TokenizerSpec
+    tokens: list[str]
+    # Files copied or written into the bundle, by name. ``onnx_files`` only with ONNX.
+    files: dict[str, bytes] = field(default_factory=dict)
+    onnx_files: dict[str, bytes] = field(default_factory=dict)
+    description: str = ""
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    def component(self, role: str) -> ExportableComponent:
+        for comp in self.components:
+            if comp.spec.role == role:
+                return comp
+        raise KeyError(role)
+
+
+@dataclass
+class LoadedCheckpoint:
+    """A checkpoint loaded into the family's torch model."""
+
+    family: str
+    variant: str
+    model: nn.Module
+    config: Any
+    checkpoint: Path
+    tokenizer_path: Path | None
+    checkpoint_sha256: str
+    tokenizer_sha256: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+class Family(Protocol):
+    """The interface every model family implements."""
+
+    name: str
+
+    def load(self, checkpoint: Path, *, tokenizer: Path | None = None) -> LoadedCheckpoint:
+        """Read a checkpoint safely into torch modules (eval mode, fp32)."""
+        ...
+
+    def plan(self, loaded: LoadedCheckpoint, *, window_seconds: float) -> BundlePlan:
+        """Describe the bundle for a fixed window."""
+        ...

@@ -1,0 +1,194 @@
+"""GigaAM upstream configs: what defines the computation, validated with clear errors."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from speechport.errors import CheckpointError
+from speechport.features.spec import LogMelSpec
+
+
+@dataclass(frozen=True)
+class GigaAMConfig:
+    """The parts of an upstream config that define the computation."""
+
+    model_name: str
+    head: str  # "rnnt" | "ctc"
+    frontend: LogMelSpec
+    feat_in: int
+    d_model: int
+    n_layers: int
+    n_heads: int
+    ff_expansion_factor: int
+    subsampling_factor: int
+    subs_kernel_size: int
+    conv_kernel_size: int
+    conv_norm_type: str
+    pos_emb_max_len: int
+    num_classes: int  # tokens + blank
+    pred_hidden: int = 0
+    pred_rnn_layers: int = 0
+    joint_hidden: int = 0
+    vocabulary: tuple[str, ...] | None = None
+    tokenizer_model: str | None = None
+    upstream: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def blank_id(self) -> int:
+        return self.num_classes - 1
+
+    @property
+    def num_stages(self) -> int:
+        stages = int(np.log2(self.subsampling_factor))
+        if 2**stages != self.subsampling_factor:
+            raise CheckpointError(
+                f"subsampling factor {self.subsampling_factor} is not a power of two"
+            )
+        return stages
+
+    @classmethod
+    def from_upstream(cls, cfg: dict[str, Any], *, source: Path | None = None) -> GigaAMConfig:
+        """Validate and read an upstream config (plain dict); errors say what is unsupported."""
+
+        def fail(message: str, hint: str | None = None) -> CheckpointError:
+            return CheckpointError(message, path=source, component="config", hint=hint)
+
+        missing = [k for k in ("preprocessor", "encoder", "head", "decoding") if k not in cfg]
+        if missing:
+            raise fail(
+                f"not a GigaAM ASR checkpoint: its config has no {', '.join(missing)}",
+                "pass a GigaAM v3 ASR checkpoint (v3_e2e_rnnt, v3_rnnt, v3_e2e_ctc or v3_ctc)",
+            )
+        pre, enc, head = cfg["preprocessor"], cfg["encoder"], cfg["head"]
+        name = str(cfg.get("model_name", "gigaam"))
+        target = str(enc.get("_target_", ""))
+        if not target.endswith("ConformerEncoder"):
+            raise fail(f"unknown encoder class {target!r}; GigaAM uses ConformerEncoder")
+        if enc.get("self_attention_model", "rotary") != "rotary":
+            raise fail(
+                f"{name}: {enc.get('self_attention_model')!r} attention (GigaAM v1/v2) is not "
+                "supported; speechport converts GigaAM v3 (rotary attention)"
+            )
+        if enc.get("subsampling", "conv2d") != "conv1d":
+            raise fail(
+                f"{name}: {enc.get('subsampling')!r} subsampling (GigaAM v1/v2) is not "
+                "supported; speechport converts GigaAM v3 (conv1d subsampling)"
+            )
+        head_target = str(head.get("_target_", ""))
+        if head_target.endswith("RNNTHead"):
+            kind = "rnnt"
+            dec, joint = head["decoder"], head["joint"]
+            num_classes = int(dec["num_classes"])
+            if int(joint["num_classes"]) != num_classes:
+                raise fail("decoder and joint disagree on the number of classes")
+            extra = {
+                "pred_hidden": int(dec["pred_hidden"]),
+                "pred_rnn_layers": int(dec.get("pred_rnn_layers", 1)),
+                "joint_hidden": int(joint["joint_hidden"]),
+            }
+        elif head_target.endswith("CTCHead"):
+            kind = "ctc"
+            num_classes = int(head["num_classes"])
+            extra = {}
+        else:
+            raise fail(
+                f"head {head_target or '?'!r} is not an ASR head (RNNTHead or CTCHead)",
+                "speechport converts GigaAM ASR models; emotion and SSL models have no decoder",
+            )
+        decoding = cfg["decoding"]
+        vocabulary = decoding.get("vocabulary")
+        tokenizer_model = decoding.get("model_path")
+        if vocabulary is None and tokenizer_model is None:
+            raise fail("the config names neither a vocabulary nor a SentencePiece model")
+        sample_rate = int(pre.get("sample_rate", cfg.get("sample_rate", 16000)))
+        frontend = LogMelSpec(
+            sample_rate=sample_rate,
+            n_fft=int(pre.get("n_fft", sample_rate // 40)),
+            win_length=int(pre.get("win_length", sample_rate // 40)),
+            hop_length=int(pre.get("hop_length", sample_rate // 100)),
+            center=bool(pre.get("center", True)),
+            n_mels=int(pre.get("features", 64)),
+            mel_scale=str(pre.get("mel_scale") or "htk"),
+            mel_norm=pre.get("mel_norm"),
+        )
+        if int(enc["feat_in"]) != frontend.n_mels:
+            raise fail(f"encoder feat_in {enc['feat_in']} != {frontend.n_mels} mel bins")
+        return cls(
+            model_name=name,
+            head=kind,
+            frontend=frontend,
+            feat_in=int(enc["feat_in"]),
+            d_model=int(enc["d_model"]),
+            n_layers=int(enc["n_layers"]),
+            n_heads=int(enc["n_heads"]),
+            ff_expansion_factor=int(enc.get("ff_expansion_factor", 4)),
+            subsampling_factor=int(enc.get("subsampling_factor", 4)),
+            subs_kernel_size=int(enc.get("subs_kernel_size", 5)),
+            conv_kernel_size=int(enc.get("conv_kernel_size", 31)),
+            conv_norm_type=str(enc.get("conv_norm_type", "batch_norm")),
+            pos_emb_max_len=int(enc.get("pos_emb_max_len", 5000)),
+            num_classes=num_classes,
+            vocabulary=None if vocabulary is None else tuple(str(v) for v in vocabulary),
+            tokenizer_model=None if tokenizer_model is None else str(tokenizer_model),
+            upstream=cfg,
+            **extra,
+        )
+
+
+def full_size_config(variant: str = "v3_e2e_rnnt") -> dict[str, Any]:
+    """An upstream-shaped config of the full-size v3 architecture (for benchmarks with
+    random weights): d_model 768, 16 layers, 16 heads, prediction/joint 320."""
+    e2e = "e2e" in variant
+    num_classes = 1025 if e2e else 34
+    head: dict[str, Any]
+    if variant.endswith("rnnt"):
+        head = {
+            "_target_": "gigaam.decoder.RNNTHead",
+            "decoder": {"pred_hidden": 320, "pred_rnn_layers": 1, "num_classes": num_classes},
+            "joint": {
+                "enc_hidden": 768,
+                "pred_hidden": 320,
+                "joint_hidden": 320,
+                "num_classes": num_classes,
+            },
+        }
+    else:
+        head = {"_target_": "gigaam.decoder.CTCHead", "feat_in": 768, "num_classes": num_classes}
+    return {
+        "model_name": variant,
+        "sample_rate": 16000,
+        "preprocessor": {
+            "sample_rate": 16000,
+            "features": 64,
+            "win_length": 320,
+            "hop_length": 160,
+            "n_fft": 320,
+            "mel_scale": "htk",
+            "mel_norm": None,
+            "center": False,
+        },
+        "encoder": {
+            "_target_": "gigaam.encoder.ConformerEncoder",
+            "feat_in": 64,
+            "n_layers": 16,
+            "d_model": 768,
+            "subsampling_factor": 4,
+            "ff_expansion_factor": 4,
+            "self_attention_model": "rotary",
+            "pos_emb_max_len": 5000,
+            "n_heads": 16,
+            "conv_kernel_size": 5,
+            "subs_kernel_size": 5,
+            "subsampling": "conv1d",
+            "conv_norm_type": "layer_norm",
+        },
+        "head": head,
+        "decoding": {
+            "model_path": "tokenizer.model" if e2e else None,
+            "vocabulary": None if e2e else [" ", *(chr(ord("а") + i) for i in range(32))],
+        },
+    }

@@ -1,0 +1,189 @@
+"""GigaAM's model as speechport modules, its components, and upstream weight loading."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from speechport.errors import CheckpointError
+from speechport.families.gigaam.config import GigaAMConfig
+from speechport.nn.attention import RotaryEmbedding, RotaryMultiHeadAttention
+from speechport.nn.conformer import ConformerEncoder, ConformerLayer, ConvolutionModule
+from speechport.nn.ctc import CTCHead
+from speechport.nn.subsampling import Conv1dSubsampling
+from speechport.nn.transducer import LSTMPredictor, RNNTJoint
+
+
+class RNNTHead(nn.Module):
+    def __init__(self, decoder: LSTMPredictor, joint: RNNTJoint) -> None:
+        super().__init__()
+        self.decoder = decoder
+        self.joint = joint
+
+
+class GigaAMASR(nn.Module):
+    """Encoder + head, with attribute names matching the upstream state dict."""
+
+    def __init__(self, config: GigaAMConfig) -> None:
+        super().__init__()
+        c = config
+        self.config = c
+        d_k = c.d_model // c.n_heads
+        layers = [
+            ConformerLayer(
+                c.d_model,
+                c.d_model * c.ff_expansion_factor,
+                RotaryMultiHeadAttention(c.n_heads, c.d_model),
+                ConvolutionModule(c.d_model, c.conv_kernel_size, norm=_norm_type(c.conv_norm_type)),
+            )
+            for _ in range(c.n_layers)
+        ]
+        self.encoder = ConformerEncoder(
+            Conv1dSubsampling(
+                c.feat_in, c.d_model, kernel_size=c.subs_kernel_size, num_stages=c.num_stages
+            ),
+            # GigaAM passes pos_emb_max_len as the rotary base and builds that many positions.
+            RotaryEmbedding(d_k, base=c.pos_emb_max_len, max_len=c.pos_emb_max_len),
+            layers,
+        )
+        self.head: nn.Module
+        if c.head == "rnnt":
+            self.head = RNNTHead(
+                LSTMPredictor(c.num_classes, c.pred_hidden, c.pred_rnn_layers, blank_id=c.blank_id),
+                RNNTJoint(c.d_model, c.pred_hidden, c.joint_hidden, c.num_classes),
+            )
+        else:
+            self.head = CTCHead(c.d_model, c.num_classes)
+
+
+def _norm_type(name: str) -> Any:
+    if name not in ("layer_norm", "batch_norm"):
+        raise CheckpointError(f"unknown conv norm type {name!r}")
+    return name
+
+
+class EncoderStep(nn.Module):
+    """``features [B, F, T] f32, length [B] int -> encoded [B, D, T'], encoded_len [B] int32``."""
+
+    def __init__(self, encoder: ConformerEncoder) -> None:
+        super().__init__()
+        self.encoder = encoder
+
+    def forward(self, features: Tensor, length: Tensor) -> tuple[Tensor, Tensor]:
+        encoded, encoded_len = self.encoder(features, length.to(torch.int32))
+        return encoded, encoded_len.to(torch.int32)
+
+
+class EncoderCTC(nn.Module):
+    """Encoder and CTC head in one: ``-> log_probs [B, T', C], encoded_len [B] int32``."""
+
+    def __init__(self, encoder: ConformerEncoder, head: CTCHead) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.head = head
+
+    def forward(self, features: Tensor, length: Tensor) -> tuple[Tensor, Tensor]:
+        encoded, encoded_len = self.encoder(features, length.to(torch.int32))
+        return self.head(encoded), encoded_len.to(torch.int32)
+
+
+class DecoderStep(nn.Module):
+    """``token [1, 1] int32, h/c [L, 1, H] -> dec_out [1, H], h', c'``."""
+
+    def __init__(self, predictor: LSTMPredictor) -> None:
+        super().__init__()
+        self.predictor = predictor
+
+    def forward(self, token: Tensor, h: Tensor, c: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        dec, h_out, c_out = self.predictor(token, h, c)
+        return dec[:, 0, :], h_out, c_out
+
+
+class JointStep(nn.Module):
+    """``enc_t [1, D], dec_t [1, H] -> logits [1, C]`` (raw: argmax-equivalent to upstream's
+    log-softmax, one op cheaper)."""
+
+    def __init__(self, joint: RNNTJoint) -> None:
+        super().__init__()
+        self.joint = joint
+
+    def forward(self, enc_t: Tensor, dec_t: Tensor) -> Tensor:
+        return self.joint(enc_t, dec_t)
+
+
+class UpstreamJointLayout(nn.Module):
+    """GigaAM's ONNX joint layout: ``enc [B, D, 1], dec [B, H, 1] -> joint [B, 1, 1, C]``."""
+
+    def __init__(self, joint: RNNTJoint) -> None:
+        super().__init__()
+        self.joint = joint
+
+    def forward(self, enc: Tensor, dec: Tensor) -> Tensor:
+        return self.joint(enc.transpose(1, 2).unsqueeze(2), dec.transpose(1, 2).unsqueeze(1))
+
+
+def build_model(
+    config: GigaAMConfig,
+    state_dict: dict[str, Any] | None,
+    *,
+    source: Path | None = None,
+) -> tuple[GigaAMASR, list[str]]:
+    """Instantiate the model and load upstream weights (``None``: keep random weights)."""
+    model = GigaAMASR(config)
+    notes: list[str] = []
+    if state_dict is not None:
+        weights = {
+            k: torch.from_numpy(np.array(v, dtype=np.float32 if v.dtype.kind == "f" else None))
+            for k, v in state_dict.items()
+            if not k.startswith("preprocessor.")
+        }
+        expected = set(model.state_dict())
+        missing = sorted(expected - set(weights))
+        unexpected = sorted(set(weights) - expected)
+        if missing or unexpected:
+            detail = "; ".join(
+                part
+                for part in (
+                    f"missing {_few(missing)}" if missing else "",
+                    f"unexpected {_few(unexpected)}" if unexpected else "",
+                )
+                if part
+            )
+            raise CheckpointError(
+                f"weights do not fit the {config.model_name} architecture its config "
+                f"describes: {detail}",
+                path=source,
+                component="state_dict",
+                hint="the checkpoint is corrupt or of another model",
+            )
+        try:
+            model.load_state_dict(weights, strict=True)
+        except RuntimeError as exc:
+            raise CheckpointError(
+                f"weights do not fit the architecture: {str(exc).splitlines()[-1].strip()}",
+                path=source,
+                component="state_dict",
+            ) from exc
+        if isinstance(model.head, RNNTHead):
+            notes.extend(_zero_blank_embedding(model.head.decoder))
+    model.eval()
+    return model, notes
+
+
+def _zero_blank_embedding(predictor: LSTMPredictor) -> list[str]:
+    """Upstream starts the predictor from a zero input; the bundle feeds the blank id with an
+    all-zero embedding row instead, which is identical only if that row is zero."""
+    row = predictor.embed.weight.data[predictor.blank_id]
+    if torch.count_nonzero(row) == 0:
+        return []
+    row.zero_()
+    return ["the blank embedding row was not zero; zeroed it to match upstream's fresh start"]
+
+
+def _few(keys: list[str], n: int = 4) -> str:
+    shown = ", ".join(keys[:n])
+    return f"{shown} (+{len(keys) - n} more)" if len(keys) > n else shown

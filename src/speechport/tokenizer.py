@@ -1,0 +1,107 @@
+"""Token ids to text and words, from a bundle's ``tokens.json`` (and SentencePiece model).
+
+Runtime path: needs only ``sentencepiece`` for byte-fallback-exact detokenization; without
+the model file, pieces are joined with the word-boundary marker turned into spaces.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from speechport.errors import BundleError
+from speechport.manifest import TokenizerSpec
+
+_BYTE_PIECE = re.compile(r"<0x([0-9A-Fa-f]{2})>")
+
+
+@dataclass(frozen=True)
+class WordSpan:
+    """A word and the token positions (indices into the token sequence) it spans."""
+
+    text: str
+    first: int
+    last: int
+
+
+class Tokenizer:
+    """Detokenize ids and group them into words (SentencePiece ``▁`` prefix or space token)."""
+
+    def __init__(self, spec: TokenizerSpec, pieces: Sequence[str], sp_model: Any | None = None):
+        if len(pieces) != spec.vocab_size:
+            raise BundleError(
+                f"{spec.tokens_file} has {len(pieces)} tokens, the manifest says {spec.vocab_size}"
+            )
+        self.spec = spec
+        self.pieces = list(pieces)
+        self._sp = sp_model
+
+    @classmethod
+    def from_bundle(cls, bundle: Path, spec: TokenizerSpec) -> Tokenizer:
+        tokens_path = bundle / spec.tokens_file
+        try:
+            pieces = json.loads(tokens_path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise BundleError(f"cannot read the token list ({exc})", path=tokens_path) from exc
+        sp_model = None
+        if spec.model_file:
+            model_path = bundle / spec.model_file
+            if not model_path.is_file():
+                raise BundleError("tokenizer model is missing", path=model_path)
+            import sentencepiece as spm
+
+            sp_model = spm.SentencePieceProcessor()
+            sp_model.Load(str(model_path))
+        return cls(spec, pieces, sp_model)
+
+    def piece(self, token_id: int) -> str:
+        return self.pieces[token_id]
+
+    def decode(self, ids: Sequence[int]) -> str:
+        """Text of a token sequence."""
+        ids = [int(i) for i in ids]
+        if self._sp is not None:
+            return str(self._sp.DecodeIds(ids))
+        if self.spec.kind == "chars":
+            return "".join(self.pieces[i] for i in ids)
+        return _join_pieces([self.pieces[i] for i in ids], self.spec.word_boundary)
+
+    def words(self, ids: Sequence[int]) -> list[WordSpan]:
+        """Group tokens into words the way GigaAM's ``frames_to_words`` does: a piece
+        starting with the boundary marker, or a space token, starts a new word."""
+        spans: list[WordSpan] = []
+        current: list[int] = []  # positions in ids
+
+        def commit() -> None:
+            if current:
+                text = self.decode([ids[p] for p in current]).strip()
+                if text:
+                    spans.append(WordSpan(text, current[0], current[-1]))
+                current.clear()
+
+        boundary = self.spec.word_boundary
+        for position, token_id in enumerate(ids):
+            piece = self.pieces[int(token_id)]
+            if boundary == " " and piece == " ":
+                commit()
+                continue
+            if boundary != " " and piece.startswith(boundary):
+                commit()
+            current.append(position)
+        commit()
+        return spans
+
+
+def _join_pieces(pieces: list[str], boundary: str) -> str:
+    out = bytearray()
+    for piece in pieces:
+        match = _BYTE_PIECE.fullmatch(piece)
+        if match:
+            out.append(int(match.group(1), 16))
+        else:
+            out.extend(piece.replace(boundary, " ").encode("utf-8"))
+    return out.decode("utf-8", errors="replace").strip()
