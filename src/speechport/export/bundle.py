@@ -1,0 +1,153 @@
+"""Write a bundle: component files per format, manifest, tokenizer, model card, examples.
+
+The bundle is assembled in a temporary directory beside the target and renamed into place
+only when every file is written and checked, so a failed conversion leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import platform
+from collections.abc import Sequence
+from importlib import metadata, resources
+from pathlib import Path
+from typing import Any
+
+from speechport import __version__
+from speechport.errors import ExportError
+from speechport.families.base import BundlePlan, LoadedCheckpoint
+from speechport.fsutil import atomic_directory
+from speechport.manifest import MANIFEST_NAME, ComponentFile, ComponentSpec, Manifest
+from speechport.progress import Progress
+
+FORMATS = ("coreml", "onnx")
+EXAMPLE_SCRIPTS = {"coreml": "example_infer.py", "onnx": "example_infer_onnx.py"}
+
+
+def parse_formats(text: str | Sequence[str]) -> list[str]:
+    """``"coreml,onnx"`` -> ``["coreml", "onnx"]``, rejecting unknown names."""
+    names = [n.strip() for n in (text.split(",") if isinstance(text, str) else text)]
+    names = [n for n in names if n]
+    unknown = [n for n in names if n not in FORMATS]
+    if unknown or not names:
+        raise ExportError(f"unknown format(s) {unknown or names}; choose from {', '.join(FORMATS)}")
+    return [f for f in FORMATS if f in names]
+
+
+def converter_versions() -> dict[str, str]:
+    """Versions of the tools that took part in a conversion."""
+    versions = {"python": platform.python_version(), "speechport": __version__}
+    for package in ("torch", "coremltools", "onnx", "numpy"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def write_bundle(
+    plan: BundlePlan,
+    loaded: LoadedCheckpoint,
+    out: Path,
+    *,
+    formats: Sequence[str] = FORMATS,
+    precision: str = "fp16",
+    overwrite: bool = False,
+    progress: Progress | None = None,
+) -> Manifest:
+    """Convert every component of ``plan`` to ``formats`` and write the bundle at ``out``."""
+    from speechport.export.card import render_card
+
+    formats = parse_formats(formats)
+    progress = progress or Progress(0, quiet=True)
+    with atomic_directory(Path(out), overwrite=overwrite) as tmp:
+        components: dict[str, ComponentSpec] = {}
+        for comp in plan.components:
+            files: dict[str, ComponentFile] = {}
+            if "coreml" in formats:
+                from speechport.export.coreml import export_coreml
+
+                progress.start(f"{comp.name} -> Core ML ({precision})")
+                path = f"{comp.name}.mlpackage"
+                export_coreml(
+                    comp,
+                    tmp / path,
+                    precision=precision,
+                    metadata={
+                        "speechport.version": __version__,
+                        "speechport.family": plan.family,
+                        "speechport.variant": plan.variant,
+                        "speechport.component": comp.name,
+                    },
+                )
+                files["coreml"] = ComponentFile(
+                    path, precision, comp.spec.inputs, comp.spec.outputs
+                )
+            if "onnx" in formats:
+                from speechport.export.onnx import export_onnx
+
+                progress.start(f"{comp.name} -> ONNX")
+                export_onnx(comp, tmp / comp.onnx.file_name)
+                files["onnx"] = ComponentFile(
+                    comp.onnx.file_name, "fp32", comp.onnx.inputs, comp.onnx.outputs
+                )
+            spec = comp.spec
+            components[spec.role] = ComponentSpec(
+                spec.name,
+                spec.role,
+                spec.description,
+                spec.inputs,
+                spec.outputs,
+                spec.state,
+                files,
+            )
+
+        progress.start("manifest, tokenizer, model card, examples")
+        extra = dict(plan.files)
+        if "onnx" in formats:
+            extra.update(plan.onnx_files)
+        for name, data in extra.items():
+            (tmp / name).write_bytes(data)
+        manifest = Manifest(
+            family=plan.family,
+            variant=plan.variant,
+            task=plan.task,
+            sample_rate=plan.sample_rate,
+            frontend=plan.frontend,
+            window=plan.window,
+            components=components,
+            decoding=plan.decoding,
+            tokenizer=plan.tokenizer,
+            provenance=_provenance(loaded, formats, precision),
+            extras={**plan.extras, "description": plan.description},
+        )
+        (tmp / MANIFEST_NAME).write_text(manifest.to_json(), encoding="utf-8")
+        for fmt in formats:
+            (tmp / EXAMPLE_SCRIPTS[fmt]).write_text(example_script(fmt), encoding="utf-8")
+        (tmp / "README.md").write_text(render_card(manifest, tmp), encoding="utf-8")
+    return manifest
+
+
+def example_script(fmt: str) -> str:
+    """The standalone example for ``fmt``: one template, its default backend filled in."""
+    template = resources.files("speechport.export.templates").joinpath("example_infer.py")
+    text = template.read_text(encoding="utf-8")
+    marker = 'DEFAULT_BACKEND = "onnx"'
+    if marker not in text:
+        raise AssertionError("example template lost its DEFAULT_BACKEND line")
+    return text.replace(marker, f'DEFAULT_BACKEND = "{fmt}"')
+
+
+def _provenance(loaded: LoadedCheckpoint, formats: Sequence[str], precision: str) -> dict[str, Any]:
+    return {
+        "source_checkpoint": loaded.checkpoint.name,
+        "checkpoint_path": str(loaded.checkpoint.resolve()),
+        "checkpoint_sha256": loaded.checkpoint_sha256,
+        "tokenizer_sha256": loaded.tokenizer_sha256,
+        "formats": list(formats),
+        "precision": {"coreml": precision, "onnx": "fp32"},
+        "compression": None,
+        "converters": converter_versions(),
+        "created": _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat(),
+        "notes": list(loaded.notes),
+    }

@@ -1,0 +1,182 @@
+"""The generated model card (``README.md``) of a bundle."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from speechport.fsutil import human_size, path_size
+from speechport.manifest import MANIFEST_NAME, ComponentSpec, Manifest, TensorSpec
+
+FORMAT_TITLES = {"coreml": "Core ML", "onnx": "ONNX"}
+PARITY_FILE = Path("verify") / "parity.json"
+
+
+def render_card(manifest: Manifest, bundle: Path) -> str:
+    """Markdown for the bundle at ``bundle`` (sizes are read from the files on disk)."""
+    m = manifest
+    sr = m.sample_rate
+    seconds = m.window.seconds(sr)
+    lines: list[str] = [
+        f"# {m.variant} ({m.family}) — {', '.join(FORMAT_TITLES[f] for f in m.formats)}",
+        "",
+        str(m.extras.get("description", "")),
+        "",
+        f"Task: `{m.task}`. Fixed window: {seconds:g} s ({m.window.samples} samples at "
+        f"{sr} Hz, {m.window.feature_frames} feature frames, {m.window.encoder_frames} "
+        "encoder frames). Made by speechport "
+        f"{m.provenance.get('converters', {}).get('speechport', '?')}; the manifest "
+        f"`{MANIFEST_NAME}` describes everything below in machine-readable form.",
+        "",
+        "## Files",
+        "",
+        "| file | size | role |",
+        "|---|---|---|",
+    ]
+    for name, role in _file_roles(m, bundle):
+        lines.append(f"| `{name}` | {human_size(path_size(bundle / name))} | {role} |")
+    lines += ["", "## I/O contracts", ""]
+    for comp in m.components.values():
+        lines += _component_section(comp)
+    lines += [
+        "## Front end",
+        "",
+        "Computed on the host (numpy in speechport's runtime); every parameter:",
+        "",
+        "```json",
+        json.dumps(m.frontend, indent=2),
+        "```",
+        "",
+        "## Decoding",
+        "",
+        _decoding_text(m),
+        "",
+        "## Usage",
+        "",
+        "```sh",
+        "pip install speechport",
+        "speechport transcribe . audio.wav --timestamps",
+        "```",
+        "",
+    ]
+    for fmt, script in (("coreml", "example_infer.py"), ("onnx", "example_infer_onnx.py")):
+        if fmt in m.formats:
+            deps = "coremltools, numpy" if fmt == "coreml" else "onnxruntime, numpy"
+            lines.append(
+                f"Without speechport: `python {script} audio.wav` (needs only {deps}; reads "
+                "16-bit PCM WAV at the bundle's sample rate)."
+            )
+    if "onnx" in m.formats:
+        lines += [
+            "",
+            "The ONNX files keep the upstream export's file and tensor names, so runtimes "
+            "written for it (e.g. onnx-asr, with `config.json` and the vocab file here) load "
+            "this directory as it is.",
+        ]
+    lines += ["", *_fidelity_section(bundle), "", "## Provenance", ""]
+    prov = m.provenance
+    lines += [
+        f"- source: `{prov.get('source_checkpoint')}` (sha256 `{prov.get('checkpoint_sha256')}`)",
+        f"- converters: {', '.join(f'{k} {v}' for k, v in prov.get('converters', {}).items())}",
+        f"- precision: {prov.get('precision')}; compression: {prov.get('compression')}",
+        f"- created: {prov.get('created')}",
+    ]
+    for note in prov.get("notes", []):
+        lines.append(f"- note: {note}")
+    upstream = m.extras.get("upstream")
+    if upstream:
+        lines += ["", f"Upstream model and license: {upstream}."]
+    return "\n".join(lines) + "\n"
+
+
+def _file_roles(m: Manifest, bundle: Path) -> list[tuple[str, str]]:
+    rows: list[tuple[str, str]] = []
+    for comp in m.components.values():
+        for fmt, file in comp.files.items():
+            rows.append((file.path, f"{comp.name} ({FORMAT_TITLES[fmt]}, {file.precision})"))
+    known = {name for name, _ in rows}
+    described = {
+        MANIFEST_NAME: "manifest: front end, components, decoding, provenance",
+        m.tokenizer.tokens_file: "token pieces in id order (blank excluded)",
+        "README.md": "this model card",
+        "example_infer.py": "standalone Core ML example (coremltools + numpy)",
+        "example_infer_onnx.py": "standalone ONNX example (onnxruntime + numpy)",
+        "config.json": "ONNX runtime config (onnx-asr layout)",
+    }
+    if m.tokenizer.model_file:
+        described[m.tokenizer.model_file] = "original SentencePiece model"
+    for path in sorted(bundle.iterdir()):
+        name = path.name
+        if name in known or name.startswith("."):
+            continue
+        role = described.get(name)
+        if role is None and name.endswith("_vocab.txt"):
+            role = "vocabulary for ONNX runtimes (`<blk>` last)"
+        if role is None and name.endswith(".yaml"):
+            role = "upstream model config"
+        if role is None:
+            role = "verification results" if name == "verify" else ""
+        rows.append((name, role))
+    return rows
+
+
+def _shape(t: TensorSpec) -> str:
+    dims = [t.dynamic_axes.get(i, str(d)) for i, d in enumerate(t.shape)]
+    return f"{t.dtype} [{', '.join(str(d) for d in dims)}]"
+
+
+def _component_section(comp: ComponentSpec) -> list[str]:
+    lines = [f"**{comp.name}** ({comp.role}): {comp.description}", ""]
+    lines.append("| | name | tensor | note |")
+    lines.append("|---|---|---|---|")
+    for kind, specs in (("in", comp.inputs), ("out", comp.outputs)):
+        for t in specs:
+            lines.append(f"| {kind} | `{t.name}` | {_shape(t)} | {t.description} |")
+    if comp.state:
+        pairs = ", ".join(f"`{s.input}` → `{s.output}` ({s.init})" for s in comp.state)
+        lines += ["", f"State: {pairs}."]
+    for fmt, file in comp.files.items():
+        if (file.inputs, file.outputs) != (comp.inputs, comp.outputs):
+            ins = ", ".join(f"`{t.name}` {_shape(t)}" for t in file.inputs)
+            outs = ", ".join(f"`{t.name}` {_shape(t)}" for t in file.outputs)
+            lines += ["", f"{FORMAT_TITLES[fmt]} file `{file.path}`: {ins} → {outs}."]
+    return [*lines, ""]
+
+
+def _decoding_text(m: Manifest) -> str:
+    d = m.decoding
+    text = {
+        "rnnt_greedy": (
+            f"Greedy RNN-T: start from token {d.blank_id} (blank) with zero state; per encoder "
+            f"frame, argmax of the joint; a blank moves to the next frame, any other token is "
+            f"emitted and fed to the decoder step (at most {d.max_symbols_per_frame} per frame)."
+        ),
+        "tdt_greedy": (
+            f"Greedy TDT with durations {list(d.durations)}, at most "
+            f"{d.max_symbols_per_frame} symbols per frame."
+        ),
+        "ctc_greedy": "Greedy CTC: argmax per frame, collapse repeats, drop blanks.",
+    }[d.algorithm]
+    timing = (
+        f"Timestamps: encoder frame t starts at t × {d.frame_duration:g} s"
+        if d.timestamps == "nominal"
+        else "Timestamps (as upstream computes them): frame t starts at t × window duration / "
+        f"encoded_len (≈ t × {d.frame_duration:g} s)"
+    )
+    return (
+        f"{text} Blank id {d.blank_id}; {d.vocab_size} tokens in "
+        f"`{m.tokenizer.tokens_file}` ({m.tokenizer.kind}). {timing}, plus the window offset."
+    )
+
+
+def _fidelity_section(bundle: Path) -> list[str]:
+    parity = bundle / PARITY_FILE
+    if not parity.is_file():
+        return [
+            "## Fidelity and latency",
+            "",
+            "Not measured yet: run `speechport verify` on this bundle to fill this section.",
+        ]
+    data: dict[str, Any] = json.loads(parity.read_text(encoding="utf-8"))
+    return ["## Fidelity and latency", "", "```json", json.dumps(data, indent=2)[:4000], "```"]

@@ -1,0 +1,119 @@
+"""Components to Core ML ML Programs (``.mlpackage``), fp16 or fp32, iOS 17 / macOS 14."""
+
+from __future__ import annotations
+
+import shutil
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from speechport.errors import ExportError
+from speechport.export.compat import coreml_conversion_patches, quiet_coremltools
+from speechport.families.base import ExportableComponent
+from speechport.manifest import TensorSpec
+
+PRECISIONS = ("fp16", "fp32")
+_NP_DTYPES = {"float32": np.float32, "float16": np.float16, "int32": np.int32}
+
+
+def export_coreml(
+    component: ExportableComponent,
+    path: Path,
+    *,
+    precision: str = "fp16",
+    metadata: dict[str, str] | None = None,
+) -> None:
+    """Trace ``component.module`` on its example inputs and convert it to an ML Program at
+    ``path``; inputs and outputs keep the canonical names, shapes and dtypes."""
+    quiet_coremltools()
+    import coremltools as ct
+
+    if precision not in PRECISIONS:
+        raise ExportError(f"unknown precision {precision!r}; expected one of {PRECISIONS}")
+    spec = component.spec
+    tmp = path.with_name(f".partial-{path.name}")
+    try:
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            traced = torch.jit.trace(component.module, component.example_inputs, check_trace=False)
+            with coreml_conversion_patches():
+                mlmodel = ct.convert(
+                    traced,
+                    inputs=[_tensor_type(t) for t in spec.inputs],
+                    outputs=[_tensor_type(t, with_shape=False) for t in spec.outputs],
+                    convert_to="mlprogram",
+                    minimum_deployment_target=ct.target.iOS17,
+                    compute_precision=(
+                        ct.precision.FLOAT16 if precision == "fp16" else ct.precision.FLOAT32
+                    ),
+                    skip_model_load=True,
+                )
+        mlmodel.short_description = spec.description
+        for key, value in (metadata or {}).items():
+            mlmodel.user_defined_metadata[key] = value
+        shutil.rmtree(tmp, ignore_errors=True)
+        mlmodel.save(str(tmp))
+        check_coreml_package(tmp, component)
+        shutil.rmtree(path, ignore_errors=True)
+        tmp.rename(path)
+    except ExportError:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    except Exception as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise ExportError(
+            f"Core ML conversion failed: {type(exc).__name__}: {exc}",
+            path=path,
+            component=spec.name,
+        ) from exc
+
+
+def _tensor_type(spec: TensorSpec, *, with_shape: bool = True) -> Any:
+    """Inputs get name, shape and dtype; outputs name and dtype (an fp16 program's outputs
+    would otherwise be fp16: keeping the manifest's fp32 adds one cast at the end)."""
+    import coremltools as ct
+
+    if not with_shape:
+        return ct.TensorType(name=spec.name, dtype=_NP_DTYPES[spec.dtype])
+    return ct.TensorType(name=spec.name, shape=spec.shape, dtype=_NP_DTYPES[spec.dtype])
+
+
+def package_io(path: Path) -> tuple[list[TensorSpec], list[TensorSpec]]:
+    """Inputs and outputs that a saved ``.mlpackage`` declares (name, shape, dtype)."""
+    quiet_coremltools()
+    import coremltools as ct
+
+    model = ct.models.MLModel(str(path), skip_model_load=True)
+    description = model.get_spec().description
+    return (
+        [_feature_spec(f) for f in description.input],
+        [_feature_spec(f) for f in description.output],
+    )
+
+
+def _feature_spec(feature: Any) -> TensorSpec:
+    array = feature.type.multiArrayType
+    dtypes = {65568: "float32", 65552: "float16", 131104: "int32"}
+    return TensorSpec(
+        name=feature.name,
+        shape=tuple(int(d) for d in array.shape),
+        dtype=dtypes.get(array.dataType, f"coreml-type-{array.dataType}"),
+    )
+
+
+def check_coreml_package(path: Path, component: ExportableComponent) -> None:
+    """The package's declared I/O equals the component's canonical contract."""
+    inputs, outputs = package_io(path)
+    spec = component.spec
+    for kind, got, want in (("input", inputs, spec.inputs), ("output", outputs, spec.outputs)):
+        got_t = [(t.name, t.shape, t.dtype) for t in got]
+        want_t = [(t.name, t.shape, t.dtype) for t in want]
+        if got_t != want_t:
+            raise ExportError(
+                f"Core ML {kind}s {got_t} differ from the manifest's {want_t}",
+                path=path,
+                component=spec.name,
+            )
