@@ -218,8 +218,19 @@ class Manifest:
     def from_dict(cls, data: dict[str, Any]) -> Manifest:
         _require(
             data,
-            ("schema_version", "family", "variant", "task", "sample_rate", "frontend", "window",
-             "components", "decoding", "tokenizer", "provenance"),
+            (
+                "schema_version",
+                "family",
+                "variant",
+                "task",
+                "sample_rate",
+                "frontend",
+                "window",
+                "components",
+                "decoding",
+                "tokenizer",
+                "provenance",
+            ),
             "manifest",
         )
         version = data["schema_version"]

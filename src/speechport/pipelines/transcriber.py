@@ -1,0 +1,294 @@
+"""Offline transcription: long audio in windows, greedy decoding, token and word timestamps.
+
+Everything is driven by the manifest: the front end, the window, the decoding algorithm and
+its state. The transcriber never asks which family it runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from speechport.decoding import Hypothesis, ctc_greedy, rnnt_greedy, tdt_greedy
+from speechport.errors import BundleError
+from speechport.features import build_frontend
+from speechport.manifest import Manifest
+from speechport.pipelines.windowing import Window, plan_windows
+from speechport.runtime.base import NP_DTYPES, Component, LoadedBundle
+from speechport.tokenizer import Tokenizer
+
+
+@dataclass(frozen=True)
+class TokenTiming:
+    id: int
+    piece: str
+    start: float
+    end: float
+
+
+@dataclass(frozen=True)
+class WordTiming:
+    text: str
+    start: float
+    end: float
+
+
+@dataclass
+class Segment:
+    """The transcript of one window of the input."""
+
+    start: float
+    end: float
+    text: str
+    token_ids: list[int]
+    frames: list[int]
+    tokens: list[TokenTiming] = field(default_factory=list)
+    words: list[WordTiming] = field(default_factory=list)
+    durations: list[int] | None = None
+
+
+@dataclass
+class Transcript:
+    segments: list[Segment]
+    duration: float
+    engine: str
+    source: str | None = None
+
+    @property
+    def text(self) -> str:
+        return " ".join(s.text for s in self.segments if s.text)
+
+    @property
+    def words(self) -> list[WordTiming]:
+        return [w for s in self.segments for w in s.words]
+
+    @property
+    def tokens(self) -> list[TokenTiming]:
+        return [t for s in self.segments for t in s.tokens]
+
+    @property
+    def token_ids(self) -> list[int]:
+        return [i for s in self.segments for i in s.token_ids]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "text": self.text,
+            "duration": round(self.duration, 3),
+            "engine": self.engine,
+            "segments": [
+                {
+                    "start": round(s.start, 3),
+                    "end": round(s.end, 3),
+                    "text": s.text,
+                    "words": [
+                        {"text": w.text, "start": round(w.start, 3), "end": round(w.end, 3)}
+                        for w in s.words
+                    ],
+                    "tokens": [
+                        {
+                            "id": t.id,
+                            "piece": t.piece,
+                            "start": round(t.start, 3),
+                            "end": round(t.end, 3),
+                        }
+                        for t in s.tokens
+                    ],
+                }
+                for s in self.segments
+            ],
+        }
+
+
+@dataclass
+class WindowDecode:
+    """What one window decodes to: the hypothesis and how many encoder frames were valid."""
+
+    hypothesis: Hypothesis
+    encoded_len: int
+    num_samples: int
+
+
+WindowDecoder = Callable[[tuple[np.ndarray, ...]], tuple[Hypothesis, int]]
+
+
+class Transcriber:
+    """Transcribe audio with a loaded ASR bundle."""
+
+    def __init__(self, bundle: LoadedBundle) -> None:
+        manifest = bundle.manifest
+        if manifest.task != "asr":
+            raise BundleError(
+                f"this bundle's task is {manifest.task!r}, not 'asr'", path=bundle.path
+            )
+        self.bundle = bundle
+        self.manifest = manifest
+        self.frontend = build_frontend(manifest.frontend)
+        self.tokenizer = Tokenizer.from_bundle(bundle.path, manifest.tokenizer)
+        self._encoder = bundle.component("encoder")
+        self._features_shape = self._encoder.spec.inputs[0].shape
+        self._decode_outputs = _window_decoder(manifest, bundle)
+
+    @property
+    def sample_rate(self) -> int:
+        return self.manifest.sample_rate
+
+    @property
+    def window_samples(self) -> int:
+        return self.manifest.window.samples
+
+    def decode_window(self, samples: np.ndarray) -> WindowDecode:
+        """Decode up to one window of audio (padded to the encoder's fixed shape)."""
+        samples = np.asarray(samples, dtype=np.float32)
+        if samples.size > self.window_samples:
+            raise ValueError(
+                f"{samples.size} samples exceed the {self.window_samples}-sample window"
+            )
+        features = self.frontend(samples)
+        frames = features.shape[1]
+        if frames == 0:
+            return WindowDecode(Hypothesis([], []), 0, samples.size)
+        padded = np.zeros(self._features_shape, dtype=np.float32)
+        padded[0, :, :frames] = features
+        outputs = self._encoder(padded, np.array([frames], dtype=np.int32))
+        hypothesis, encoded_len = self._decode_outputs(outputs)
+        return WindowDecode(hypothesis, encoded_len, samples.size)
+
+    def plan(self, samples: np.ndarray) -> list[Window]:
+        """The windows long audio is cut into (at low-energy points)."""
+        return plan_windows(samples, self.sample_rate, self.window_samples)
+
+    def transcribe(self, samples: np.ndarray, *, source: str | None = None) -> Transcript:
+        """Transcribe mono audio at the bundle's sample rate, of any length."""
+        samples = np.asarray(samples, dtype=np.float32)
+        segments = []
+        for window in self.plan(samples):
+            decoded = self.decode_window(samples[window.start : window.end])
+            segments.append(self._segment(decoded, window))
+        return Transcript(
+            segments=segments,
+            duration=samples.size / self.sample_rate,
+            engine=self.bundle.engine,
+            source=source,
+        )
+
+    def _segment(self, decoded: WindowDecode, window: Window) -> Segment:
+        sr = self.sample_rate
+        offset = window.start / sr
+        shift = self.frame_shift(decoded.num_samples, decoded.encoded_len)
+        hyp = decoded.hypothesis
+        ids = hyp.token_ids
+        tokens = [
+            TokenTiming(i, self.tokenizer.piece(i), offset + f * shift, offset + (f + 1) * shift)
+            for i, f in zip(ids, hyp.frames, strict=True)
+        ]
+        words = [
+            WordTiming(
+                span.text,
+                offset + hyp.frames[span.first] * shift,
+                offset + (hyp.frames[span.last] + 1) * shift,
+            )
+            for span in self.tokenizer.words(ids)
+        ]
+        return Segment(
+            start=offset,
+            end=window.end / sr,
+            text=self.tokenizer.decode(ids).strip(),
+            token_ids=list(ids),
+            frames=list(hyp.frames),
+            tokens=tokens,
+            words=words,
+            durations=hyp.durations,
+        )
+
+    def frame_shift(self, num_samples: int, encoded_len: int) -> float:
+        """Seconds per encoder frame in a window, by the manifest's timestamp rule."""
+        d = self.manifest.decoding
+        if d.timestamps == "stretch" and encoded_len > 0:
+            return num_samples / self.sample_rate / encoded_len
+        return d.frame_duration
+
+
+def _window_decoder(manifest: Manifest, bundle: LoadedBundle) -> WindowDecoder:
+    d = manifest.decoding
+    if d.algorithm == "ctc_greedy":
+
+        def decode_ctc(outputs: tuple[np.ndarray, ...]) -> tuple[Hypothesis, int]:
+            log_probs, length = outputs[0][0], int(outputs[1].reshape(-1)[0])
+            return ctc_greedy(log_probs, length, d.blank_id), length
+
+        return decode_ctc
+
+    predict, initial_state = _predictor(bundle.component("decoder"))
+    joint_component = bundle.component("joint")
+
+    def joint(enc_t: np.ndarray, dec_out: np.ndarray) -> np.ndarray:
+        return joint_component(enc_t[None, :], dec_out[None, :])[0][0]
+
+    def decode_transducer(outputs: tuple[np.ndarray, ...]) -> tuple[Hypothesis, int]:
+        encoded = np.ascontiguousarray(outputs[0][0].T)  # [T, D]
+        length = int(outputs[1].reshape(-1)[0])
+        if d.algorithm == "tdt_greedy":
+            hyp = tdt_greedy(
+                encoded,
+                length,
+                predict,
+                joint,
+                blank_id=d.blank_id,
+                durations=d.durations,
+                initial_state=initial_state,
+                max_symbols_per_frame=d.max_symbols_per_frame,
+            )
+        else:
+            hyp = rnnt_greedy(
+                encoded,
+                length,
+                predict,
+                joint,
+                blank_id=d.blank_id,
+                initial_state=initial_state,
+                max_symbols_per_frame=d.max_symbols_per_frame,
+            )
+        return hyp, length
+
+    return decode_transducer
+
+
+def _predictor(
+    decoder: Component,
+) -> tuple[
+    Callable[[int, tuple[np.ndarray, ...]], tuple[np.ndarray, tuple[np.ndarray, ...]]],
+    tuple[np.ndarray, ...],
+]:
+    """A ``predict(token, state)`` over the decoder component, with state threaded through
+    the manifest's state pairs, and the zero initial state."""
+    spec = decoder.spec
+    names_in = [t.name for t in spec.inputs]
+    names_out = [t.name for t in spec.outputs]
+    state_in = [names_in.index(p.input) for p in spec.state]
+    state_out = [names_out.index(p.output) for p in spec.state]
+    token_pos = next(i for i in range(len(names_in)) if i not in state_in)
+    dec_pos = next(i for i in range(len(names_out)) if i not in state_out)
+    token_dtype = NP_DTYPES[spec.inputs[token_pos].dtype]
+    for pair in spec.state:
+        if pair.init != "zeros":
+            raise BundleError(f"unsupported initial state {pair.init!r} for {pair.input}")
+    initial = tuple(
+        np.zeros(spec.inputs[i].shape, dtype=NP_DTYPES[spec.inputs[i].dtype]) for i in state_in
+    )
+    arity = len(names_in)
+
+    def predict(
+        token: int, state: tuple[np.ndarray, ...]
+    ) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
+        inputs: list[np.ndarray] = [np.empty(0)] * arity
+        inputs[token_pos] = np.array([[token]], dtype=token_dtype)
+        for pos, value in zip(state_in, state, strict=True):
+            inputs[pos] = value
+        outputs = decoder(*inputs)
+        return outputs[dec_pos][0], tuple(outputs[i] for i in state_out)
+
+    return predict, initial

@@ -1,0 +1,36 @@
+"""Run bundles: load components with a backend (ONNX Runtime, Core ML, torch reference)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from speechport.errors import BackendError
+from speechport.manifest import read_manifest
+from speechport.runtime.base import Backend, Component, LoadedBundle
+
+BACKENDS = ("onnx", "torch")
+
+
+def make_backend(name: str, **options: object) -> Backend:
+    """A backend by name: ``onnx`` or ``torch`` (reference; needs the checkpoint)."""
+    if name == "onnx":
+        from speechport.runtime.onnx_backend import OnnxBackend
+
+        return OnnxBackend(**options)  # type: ignore[arg-type]
+    if name == "torch":
+        from speechport.runtime.torch_backend import TorchBackend
+
+        return TorchBackend(**options)  # type: ignore[arg-type]
+    raise BackendError(f"unknown backend {name!r}; expected one of {BACKENDS}")
+
+
+def load_bundle(bundle: str | Path, backend: str | Backend = "onnx") -> LoadedBundle:
+    """Read a bundle's manifest and load every component with ``backend``."""
+    bundle = Path(bundle)
+    manifest = read_manifest(bundle)
+    engine = make_backend(backend) if isinstance(backend, str) else backend
+    components = {role: engine.load(bundle, manifest, role) for role in manifest.components}
+    return LoadedBundle(bundle, manifest, engine.name, engine.engine, components)
+
+
+__all__ = ["BACKENDS", "Backend", "Component", "LoadedBundle", "load_bundle", "make_backend"]

@@ -1,0 +1,100 @@
+"""The Backend protocol: an inference engine that turns a manifest component into a callable.
+
+A loaded component is called with its canonical inputs, positionally, as numpy arrays, and
+returns its canonical outputs, positionally. Each role has a fixed calling convention:
+
+- ``encoder(features, length) -> (encoded | log_probs, encoded_len)``
+- ``decoder(token, *state_inputs) -> (dec_out, *state_outputs)`` (state pairs in manifest order)
+- ``joint(enc_t, dec_t) -> (logits,)``
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from speechport.errors import BundleError
+from speechport.manifest import ComponentSpec, Manifest, TensorSpec
+
+NP_DTYPES: dict[str, type[np.generic]] = {
+    "float32": np.float32,
+    "float16": np.float16,
+    "int32": np.int32,
+    "int64": np.int64,
+}
+
+
+class Component(Protocol):
+    spec: ComponentSpec
+
+    def __call__(self, *inputs: np.ndarray) -> tuple[np.ndarray, ...]: ...
+
+
+class Backend(Protocol):
+    """An engine able to run a bundle's components."""
+
+    name: str
+
+    @property
+    def engine(self) -> str:
+        """What actually runs, for reports (e.g. ``onnxruntime 1.20, CPUExecutionProvider``)."""
+        ...
+
+    def load(self, bundle: Path, manifest: Manifest, role: str) -> Component: ...
+
+
+@dataclass
+class LoadedBundle:
+    """A bundle with its components loaded by one backend."""
+
+    path: Path
+    manifest: Manifest
+    backend: str
+    engine: str
+    components: dict[str, Component]
+
+    def component(self, role: str) -> Component:
+        try:
+            return self.components[role]
+        except KeyError:
+            raise BundleError(f"bundle has no {role!r} component", path=self.path) from None
+
+
+@dataclass(frozen=True)
+class Binding:
+    """How one canonical tensor maps to the tensor a file declares: name, dtype, shape."""
+
+    name: str
+    dtype: type[np.generic]
+    shape: tuple[int, ...]
+
+    @classmethod
+    def of(cls, spec: TensorSpec) -> Binding:
+        return cls(spec.name, NP_DTYPES[spec.dtype], spec.shape)
+
+    def adapt(self, array: np.ndarray) -> np.ndarray:
+        """Cast and reshape ``array`` to this binding (same element count)."""
+        out = np.asarray(array, dtype=self.dtype)
+        if out.shape != self.shape:
+            out = out.reshape(self.shape)
+        return out
+
+
+def bindings_for(
+    canonical: tuple[TensorSpec, ...], declared: tuple[TensorSpec, ...], *, where: str
+) -> tuple[list[Binding], list[Binding]]:
+    """Pair canonical specs with a file's declared specs, checking count and element count.
+    Returns (file-side bindings, canonical-side bindings)."""
+    if len(canonical) != len(declared):
+        raise BundleError(
+            f"{where}: the file declares {len(declared)} tensors, the component {len(canonical)}"
+        )
+    for c, d in zip(canonical, declared, strict=True):
+        if int(np.prod(c.shape)) != int(np.prod(d.shape)):
+            raise BundleError(
+                f"{where}: {d.name} {list(d.shape)} cannot hold {c.name} {list(c.shape)}"
+            )
+    return [Binding.of(d) for d in declared], [Binding.of(c) for c in canonical]
