@@ -1,0 +1,216 @@
+"""The ``speechport`` command: convert, transcribe, info, bench.
+
+Errors a user can cause print one clear line (file, component, what to do) and exit with
+status 2; stdout carries only results, progress goes to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from speechport import __version__
+from speechport.errors import SpeechportError
+
+OUTPUTS = ("text", "json", "srt", "vtt")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="speechport",
+        description="Take speech models onto devices: convert, prove and run Core ML / ONNX "
+        "bundles.",
+    )
+    parser.add_argument("--version", action="version", version=f"speechport {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    convert = sub.add_parser("convert", help="convert an upstream checkpoint into a bundle")
+    convert.add_argument("family", choices=["gigaam"], help="model family")
+    convert.add_argument("--checkpoint", type=Path, required=True, help="upstream checkpoint")
+    convert.add_argument("--tokenizer", type=Path, help="SentencePiece model (e2e variants)")
+    convert.add_argument("--out", type=Path, required=True, help="bundle directory to write")
+    convert.add_argument(
+        "--format", default="coreml,onnx", help="comma-separated: coreml, onnx (default: both)"
+    )
+    convert.add_argument(
+        "--precision",
+        choices=["fp16", "fp32"],
+        default="fp16",
+        help="Core ML compute precision (ONNX is fp32)",
+    )
+    convert.add_argument(
+        "--window", type=float, default=30.0, help="encoder window in seconds (default 30)"
+    )
+    convert.add_argument("--force", action="store_true", help="replace --out if it exists")
+    convert.add_argument("--quiet", action="store_true", help="no progress on stderr")
+
+    transcribe = sub.add_parser("transcribe", help="transcribe audio files with a bundle")
+    transcribe.add_argument("bundle", type=Path)
+    transcribe.add_argument("audio", type=Path, nargs="+")
+    transcribe.add_argument("--backend", choices=["onnx", "torch"], default="onnx")
+    transcribe.add_argument(
+        "--checkpoint",
+        type=Path,
+        help="source checkpoint for --backend torch (default: provenance)",
+    )
+    transcribe.add_argument(
+        "--timestamps", action="store_true", help="word (and token, in json) timestamps"
+    )
+    transcribe.add_argument("--output", choices=OUTPUTS, default="text")
+    transcribe.add_argument(
+        "--save-dir", type=Path, help="write <audio name>.<ext> files here instead of stdout"
+    )
+
+    info = sub.add_parser("info", help="describe a bundle")
+    info.add_argument("bundle", type=Path)
+    info.add_argument("--json", action="store_true", help="print the manifest as JSON")
+
+    bench = sub.add_parser("bench", help="benchmarks that print figures")
+    bench_sub = bench.add_subparsers(dest="bench", required=True, metavar="BENCH")
+    decode = bench_sub.add_parser(
+        "decode-loop",
+        help="full-size GigaAM v3 (random weights): decode-loop steps/s and time outside "
+        "the encoder, ONNX backend",
+    )
+    decode.add_argument("--variant", default="v3_e2e_rnnt")
+    decode.add_argument("--seconds", type=float, default=60.0, help="clip length")
+    decode.add_argument("--work-dir", type=Path, help="where to keep the bundle (default: temp)")
+    decode.add_argument("--json", action="store_true")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "convert":
+            return _convert(args)
+        if args.command == "transcribe":
+            return _transcribe(args)
+        if args.command == "info":
+            return _info(args)
+        if args.command == "bench":
+            return _bench(args)
+    except SpeechportError as exc:
+        print(f"speechport: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("speechport: interrupted", file=sys.stderr)
+        return 130
+    raise AssertionError(f"unhandled command {args.command}")
+
+
+def _convert(args: argparse.Namespace) -> int:
+    from speechport.convert import convert
+
+    manifest = convert(
+        args.family,
+        args.checkpoint,
+        args.out,
+        tokenizer=args.tokenizer,
+        formats=args.format,
+        precision=args.precision,
+        window_seconds=args.window,
+        overwrite=args.force,
+        quiet=args.quiet,
+    )
+    files = sorted({f.path for c in manifest.components.values() for f in c.files.values()})
+    print(f"wrote {args.out} ({manifest.family} {manifest.variant}: {', '.join(files)})")
+    return 0
+
+
+def _transcribe(args: argparse.Namespace) -> int:
+    from speechport.audio import load_audio
+    from speechport.pipelines.captions import to_srt, to_vtt
+    from speechport.pipelines.transcriber import Transcriber, Transcript
+    from speechport.runtime import load_bundle, make_backend
+
+    options = {"checkpoint": args.checkpoint} if args.backend == "torch" else {}
+    bundle = load_bundle(args.bundle, make_backend(args.backend, **options))
+    transcriber = Transcriber(bundle)
+
+    def render(t: Transcript) -> str:
+        if args.output == "json":
+            data = t.to_dict()
+            if not args.timestamps:
+                for seg in data["segments"]:
+                    seg.pop("words")
+                    seg.pop("tokens")
+            return json.dumps(data, ensure_ascii=False, indent=2) + "\n"
+        if args.output == "srt":
+            return to_srt(t)
+        if args.output == "vtt":
+            return to_vtt(t)
+        if args.timestamps:
+            return "".join(f"{w.start:8.3f} {w.end:8.3f}  {w.text}\n" for w in t.words)
+        return t.text + "\n"
+
+    many = len(args.audio) > 1
+    for path in args.audio:
+        audio = load_audio(path, sample_rate=transcriber.sample_rate)
+        transcript = transcriber.transcribe(audio.samples, source=str(path))
+        text = render(transcript)
+        if args.save_dir:
+            ext = {"text": "txt"}.get(args.output, args.output)
+            args.save_dir.mkdir(parents=True, exist_ok=True)
+            target = args.save_dir / f"{path.stem}.{ext}"
+            from speechport.fsutil import atomic_write_text
+
+            atomic_write_text(target, text)
+            print(f"{path} -> {target}", file=sys.stderr)
+        else:
+            if many:
+                sys.stdout.write(f"==> {path} <==\n")
+            sys.stdout.write(text)
+    return 0
+
+
+def _info(args: argparse.Namespace) -> int:
+    from speechport.fsutil import human_size, path_size
+    from speechport.manifest import read_manifest
+
+    manifest = read_manifest(args.bundle)
+    if args.json:
+        print(manifest.to_json(), end="")
+        return 0
+    m = manifest
+    print(f"{m.family} {m.variant}  task={m.task}  sample_rate={m.sample_rate}")
+    print(
+        f"window: {m.window.seconds(m.sample_rate):g} s = {m.window.samples} samples, "
+        f"{m.window.feature_frames} feature frames, {m.window.encoder_frames} encoder frames"
+    )
+    d = m.decoding
+    print(
+        f"decoding: {d.algorithm}, blank {d.blank_id}, {d.vocab_size} tokens "
+        f"({m.tokenizer.kind}), max {d.max_symbols_per_frame} symbols/frame"
+    )
+    for comp in m.components.values():
+        print(f"{comp.name} ({comp.role}):")
+        for t in comp.inputs:
+            print(f"    in  {t.name:<12} {t.dtype:<8} {list(t.shape)}")
+        for t in comp.outputs:
+            print(f"    out {t.name:<12} {t.dtype:<8} {list(t.shape)}")
+        for fmt, f in comp.files.items():
+            size = human_size(path_size(args.bundle / f.path))
+            print(f"    {fmt:<6} {f.path} ({f.precision}, {size})")
+    prov = m.provenance
+    print(f"source: {prov.get('source_checkpoint')} sha256 {prov.get('checkpoint_sha256')}")
+    return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from speechport.eval.bench import bench_decode_loop
+
+    result = bench_decode_loop(args.variant, seconds=args.seconds, work_dir=args.work_dir)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        for key, value in result.items():
+            print(f"{key:<32} {value}")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

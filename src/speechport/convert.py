@@ -1,0 +1,50 @@
+"""``convert``: checkpoint -> family -> components -> bundle, with progress."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from speechport.export.bundle import parse_formats, write_bundle
+from speechport.families import get_family
+from speechport.manifest import Manifest
+from speechport.progress import Progress
+
+
+def convert(
+    family_name: str,
+    checkpoint: Path,
+    out: Path,
+    *,
+    tokenizer: Path | None = None,
+    formats: str | Sequence[str] = ("coreml", "onnx"),
+    precision: str = "fp16",
+    window_seconds: float = 30.0,
+    overwrite: bool = False,
+    quiet: bool = False,
+) -> Manifest:
+    """Convert ``checkpoint`` of ``family_name`` into a bundle at ``out``."""
+    family = get_family(family_name)
+    chosen = parse_formats(formats)
+    if window_seconds <= 0:
+        from speechport.errors import SpeechportError
+
+        raise SpeechportError(f"--window must be positive, got {window_seconds}")
+    progress = Progress(0, quiet=quiet)
+    progress.start(f"load {checkpoint}")
+    loaded = family.load(Path(checkpoint), tokenizer=tokenizer)
+    for note in loaded.notes:
+        progress.note(note)
+    plan = family.plan(loaded, window_seconds=window_seconds)
+    progress.total = 2 + len(plan.components) * len(chosen)
+    manifest = write_bundle(
+        plan,
+        loaded,
+        Path(out),
+        formats=chosen,
+        precision=precision,
+        overwrite=overwrite,
+        progress=progress,
+    )
+    progress.finish(f"bundle {out}")
+    return manifest
