@@ -95,9 +95,7 @@ class ConformerLayer(nn.Module):
         residual = x + self.fc_factor * self.feed_forward1(self.norm_feed_forward1(x))
         residual = residual + self.self_attn(self.norm_self_att(residual), pos, valid)
         residual = residual + self.conv(self.norm_conv(residual), valid)
-        residual = residual + self.fc_factor * self.feed_forward2(
-            self.norm_feed_forward2(residual)
-        )
+        residual = residual + self.fc_factor * self.feed_forward2(self.norm_feed_forward2(residual))
         return self.norm_out(residual)
 
 

@@ -16,7 +16,7 @@ def conv_output_length(length: Tensor, kernel_size: int, stride: int, padding: i
     return torch.div(length + (2 * padding - kernel_size), stride, rounding_mode="floor") + 1
 
 
-def valid_mask(length: Tensor, max_len: int | Tensor, like: Tensor) -> Tensor:
+def valid_mask(length: Tensor, max_len: int, like: Tensor) -> Tensor:
     """``[B, T]`` bool, true for frames before each sequence's length."""
     time = torch.arange(max_len, device=like.device, dtype=torch.int32)
     return time.unsqueeze(0) < length.to(torch.int32).unsqueeze(1)

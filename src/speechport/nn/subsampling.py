@@ -15,9 +15,7 @@ class Conv1dSubsampling(nn.Module):
     gives alone (the convolution's own zero padding would see zeros there too).
     """
 
-    def __init__(
-        self, feat_in: int, d_model: int, *, kernel_size: int, num_stages: int
-    ) -> None:
+    def __init__(self, feat_in: int, d_model: int, *, kernel_size: int, num_stages: int) -> None:
         super().__init__()
         self.kernel_size = kernel_size
         self.stride = 2
