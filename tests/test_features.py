@@ -17,12 +17,8 @@ of this tolerance used on the reference clips is 0.95 of the noise term.
 
 from __future__ import annotations
 
-import collections
 import dataclasses
-import io
 import json
-import pickle
-import zipfile
 from pathlib import Path
 from typing import Any, Literal
 
@@ -35,6 +31,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from speechport.errors import AudioError, SpeechportError
+from speechport.families.omegaconf_compat import omegaconf_globals
+from speechport.families.torch_checkpoint import load_torch_checkpoint
 from speechport.features import (
     GIGAAM_V3,
     PARAKEET_TDT_V3,
@@ -73,72 +71,11 @@ def nemo_clip(index: int) -> tuple[np.ndarray, np.ndarray, int]:
     return samples, reference["features"][0], int(reference["feature_length"][0])
 
 
-# --- Reading tensors from GigaAM's checkpoint without torch.load -------------------------
-
-
-class _Opaque(dict):
-    """Stands in for the config's omegaconf objects: takes any arguments and state."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__()
-
-    def __setstate__(self, state: Any) -> None:
-        pass
-
-
-class _FloatStorage:
-    """Marks a float32 storage in a persistent id."""
-
-
-@dataclasses.dataclass
-class _TensorRef:
-    storage_key: str
-    offset: int
-    shape: tuple[int, ...]
-    stride: tuple[int, ...]
-
-
-def _rebuild_tensor(storage: Any, offset: int, shape: Any, stride: Any, *rest: Any) -> _TensorRef:
-    return _TensorRef(str(storage), int(offset), tuple(shape), tuple(stride))
-
-
-class _CheckpointUnpickler(pickle.Unpickler):
-    """Resolves only the names a state dict needs, each to a local stand-in; runs no code."""
-
-    _ALLOWED: dict[tuple[str, str], Any] = {  # noqa: RUF012
-        ("collections", "OrderedDict"): collections.OrderedDict,
-        ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor,
-        ("torch", "FloatStorage"): _FloatStorage,
-        ("__builtin__", "dict"): dict,
-        ("builtins", "dict"): dict,
-        ("collections", "defaultdict"): _Opaque,
-        ("typing", "Any"): _Opaque,
-    }
-
-    def find_class(self, module: str, name: str) -> Any:
-        if (module, name) in self._ALLOWED:
-            return self._ALLOWED[(module, name)]
-        if module.startswith("omegaconf."):
-            return _Opaque
-        raise pickle.UnpicklingError(f"refusing {module}.{name}")
-
-    def persistent_load(self, pid: Any) -> str:
-        kind, storage_type, key, _location, _numel = pid
-        assert kind == "storage" and storage_type is _FloatStorage
-        return str(key)
-
-
 def checkpoint_tensor(path: Path, name: str) -> np.ndarray:
-    """A float32 tensor of a ``torch.save`` zip checkpoint's ``state_dict``."""
-    with zipfile.ZipFile(path) as archive:
-        prefix = archive.namelist()[0].split("/")[0]
-        state = _CheckpointUnpickler(io.BytesIO(archive.read(f"{prefix}/data.pkl"))).load()
-        ref = state["state_dict"][name]
-        storage = np.frombuffer(archive.read(f"{prefix}/data/{ref.storage_key}"), dtype="<f4")
-    size = int(np.prod(ref.shape))
-    contiguous = tuple(int(np.prod(ref.shape[i + 1 :])) for i in range(len(ref.shape)))
-    assert ref.stride == contiguous
-    return storage[ref.offset : ref.offset + size].reshape(ref.shape).astype(np.float32)
+    """A float32 tensor of a GigaAM checkpoint's ``state_dict``, read by the project's
+    restricted unpickler (no torch.load, no code from the file)."""
+    raw = load_torch_checkpoint(path, extra_globals=omegaconf_globals())
+    return np.asarray(raw["state_dict"][name], dtype=np.float32)
 
 
 # --- Tolerances ------------------------------------------------------------------------

@@ -1,0 +1,38 @@
+# Two commands do all the set-up on a fresh machine:
+#   make demo   - install, convert the embedded tiny GigaAM checkpoint, transcribe a clip
+#   make test   - install, lint, type-check and run the test suite
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DEMO := build/demo-gigaam
+
+.PHONY: demo test lint install clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	# The CPU build of torch first: an unpinned torch would pull several GB of CUDA wheels.
+	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet -e '.[convert,dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/speechport convert gigaam --checkpoint tests/data/gigaam/v3_e2e_rnnt.ckpt \
+		--tokenizer tests/data/gigaam/tokenizer.model --out $(DEMO) --force
+	$(BIN)/speechport info $(DEMO)
+	$(BIN)/speechport transcribe $(DEMO) tests/data/gigaam/audio/clip0.wav \
+		tests/data/gigaam/audio/clip1.wav --timestamps
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests
+	$(BIN)/ruff format --check src tests
+	$(BIN)/mypy
+
+test: lint
+	$(BIN)/python -m pytest -n 2 --dist loadfile
+
+clean:
+	rm -rf $(VENV) build

@@ -1,0 +1,1 @@
+"""Evaluation: error rates, datasets, benchmarks."""
