@@ -24,7 +24,8 @@ demo: $(STAMP)
 		--tokenizer tests/data/gigaam/tokenizer.model --out $(DEMO) --force
 	$(BIN)/speechport info $(DEMO)
 	$(BIN)/speechport transcribe $(DEMO) tests/data/gigaam/audio/clip0.wav \
-		tests/data/gigaam/audio/clip1.wav --timestamps
+		tests/data/gigaam/audio/clip1.wav
+	$(BIN)/speechport transcribe $(DEMO) tests/data/gigaam/audio/clip1.wav --timestamps
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests

@@ -17,7 +17,7 @@ from tests.conftest import GIGAAM, checkpoint, gigaam_clip
 CLIP0 = GIGAAM / "audio" / "clip0.wav"
 
 
-def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+def run(capsys: pytest.CaptureFixture[str], *args: str | Path) -> tuple[int, str, str]:
     code = main([str(a) for a in args])
     captured = capsys.readouterr()
     return code, captured.out, captured.err
