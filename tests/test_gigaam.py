@@ -287,3 +287,26 @@ def test_frontend_equals_upstream_features() -> None:
         ref = gigaam_clip("v3_e2e_rnnt", clip)
         assert frontend(ref.audio).shape == ref.npz["features"].shape[1:]
         assert frontend.num_frames(ref.audio.size) == int(ref.npz["feature_length"][0])
+
+
+def test_fp32_core_ml_conversion(tmp_path: Path) -> None:
+    from speechport.convert import convert
+
+    out = tmp_path / "fp32"
+    manifest = convert(
+        "gigaam", checkpoint("v3_ctc"), out, formats="coreml", precision="fp32", quiet=True
+    )
+    file = manifest.component("encoder").files["coreml"]
+    assert file.precision == "fp32"
+    assert manifest.provenance["precision"] == {"coreml": "fp32"}
+    inputs, outputs = package_io(out / file.path)
+    assert [(t.name, t.shape, t.dtype) for t in inputs] == [
+        ("features", (1, 64, 2999), "float32"),
+        ("length", (1,), "int32"),
+    ]
+    assert [(t.name, t.shape, t.dtype) for t in outputs] == [
+        ("log_probs", (1, 750, 34), "float32"),
+        ("encoded_len", (1,), "int32"),
+    ]
+    assert not list(out.glob("*.onnx")) and not (out / "config.json").exists()
+    assert (out / "example_infer.py").is_file() and not (out / "example_infer_onnx.py").exists()

@@ -145,7 +145,7 @@ def _provenance(loaded: LoadedCheckpoint, formats: Sequence[str], precision: str
         "checkpoint_sha256": loaded.checkpoint_sha256,
         "tokenizer_sha256": loaded.tokenizer_sha256,
         "formats": list(formats),
-        "precision": {"coreml": precision, "onnx": "fp32"},
+        "precision": {fmt: precision if fmt == "coreml" else "fp32" for fmt in formats},
         "compression": None,
         "converters": converter_versions(),
         "created": _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat(),

@@ -148,12 +148,13 @@ class Transcriber:
                 f"{samples.size} samples exceed the {self.window_samples}-sample window"
             )
         features = self.frontend(samples)
-        frames = features.shape[1]
-        if frames == 0:
+        valid = self.frontend.num_frames(samples.size)
+        if valid == 0:
             return WindowDecode(Hypothesis([], []), 0, samples.size)
+        width = min(features.shape[1], self._features_shape[-1])
         padded = np.zeros(self._features_shape, dtype=np.float32)
-        padded[0, :, :frames] = features
-        outputs = self._encoder(padded, np.array([frames], dtype=np.int32))
+        padded[0, :, :width] = features[:, :width]
+        outputs = self._encoder(padded, np.array([valid], dtype=np.int32))
         hypothesis, encoded_len = self._decode_outputs(outputs)
         return WindowDecode(hypothesis, encoded_len, samples.size)
 
