@@ -177,15 +177,22 @@ def _info(args: argparse.Namespace) -> int:
         return 0
     m = manifest
     print(f"{m.family} {m.variant}  task={m.task}  sample_rate={m.sample_rate}")
-    print(
-        f"window: {m.window.seconds(m.sample_rate):g} s = {m.window.samples} samples, "
-        f"{m.window.feature_frames} feature frames, {m.window.encoder_frames} encoder frames"
-    )
-    d = m.decoding
-    print(
-        f"decoding: {d.algorithm}, blank {d.blank_id}, {d.vocab_size} tokens "
-        f"({m.tokenizer.kind}), max {d.max_symbols_per_frame} symbols/frame"
-    )
+    if m.window is not None:
+        print(
+            f"window: {m.window.seconds(m.sample_rate):g} s = {m.window.samples} samples, "
+            f"{m.window.feature_frames} feature frames, {m.window.encoder_frames} encoder frames"
+        )
+    if m.decoding is not None and m.tokenizer is not None:
+        d = m.decoding
+        print(
+            f"decoding: {d.algorithm}, blank {d.blank_id}, {d.vocab_size} tokens "
+            f"({m.tokenizer.kind}), max {d.max_symbols_per_frame} symbols/frame"
+        )
+    if m.vad is not None:
+        print(
+            f"vad: {m.vad.context_samples} context + {m.vad.chunk_samples} new samples per call, "
+            f"{m.vad.sub_chunks} per long call; defaults {m.vad.defaults}"
+        )
     for comp in m.components.values():
         print(f"{comp.name} ({comp.role}):")
         for t in comp.inputs:

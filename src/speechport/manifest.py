@@ -69,26 +69,44 @@ class StatePair:
 
 
 @dataclass(frozen=True)
+class ConstantInput:
+    """A file input with no canonical counterpart, always fed the same value (e.g. the
+    ``sr`` input that Silero's own ONNX files take and ignore at 16 kHz)."""
+
+    name: str
+    dtype: str
+    value: int | float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
 class ComponentFile:
     """A component's file in one format, with that file's own tensor names and shapes.
 
     ``inputs``/``outputs`` correspond one to one, in order, with the component's canonical
     ones (same element count); a runtime casts and reshapes between the two. They differ
     where a format keeps the layout that other runtimes expect (e.g. GigaAM's ONNX names).
+    ``constants`` are extra file inputs fed a fixed value.
     """
 
     path: str
     precision: str
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
+    constants: tuple[ConstantInput, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "path": self.path,
             "precision": self.precision,
             "inputs": [t.to_dict() for t in self.inputs],
             "outputs": [t.to_dict() for t in self.outputs],
         }
+        if self.constants:
+            out["constants"] = [c.to_dict() for c in self.constants]
+        return out
 
 
 @dataclass(frozen=True)
@@ -167,6 +185,26 @@ class TokenizerSpec:
     word_boundary: str  # "\u2581" prefix (SentencePiece) or " " (a space token)
 
 
+@dataclass(frozen=True)
+class VadSpec:
+    """How a voice-activity bundle is fed and read.
+
+    Each call of the ``vad`` component sees ``context_samples`` of the previous audio and
+    ``chunk_samples`` new ones, and returns the speech probability of the new ones. The
+    ``vad_long`` component does ``sub_chunks`` of those at once. ``defaults`` are the
+    segmentation parameters (threshold, minimum speech and silence, padding).
+    """
+
+    chunk_samples: int
+    context_samples: int
+    sub_chunks: int
+    defaults: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def window_samples(self) -> int:
+        return self.context_samples + self.chunk_samples
+
+
 @dataclass
 class Manifest:
     family: str
@@ -174,13 +212,31 @@ class Manifest:
     task: str
     sample_rate: int
     frontend: dict[str, Any]
-    window: WindowSpec
     components: dict[str, ComponentSpec]
-    decoding: DecodingSpec
-    tokenizer: TokenizerSpec
     provenance: dict[str, Any]
+    window: WindowSpec | None = None
+    decoding: DecodingSpec | None = None
+    tokenizer: TokenizerSpec | None = None
+    vad: VadSpec | None = None
     extras: dict[str, Any] = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
+
+    def require_asr(self) -> tuple[WindowSpec, DecodingSpec, TokenizerSpec]:
+        """The window, decoding and tokenizer of a speech-recognition bundle."""
+        if self.window is None or self.decoding is None or self.tokenizer is None:
+            raise BundleError(
+                f"this is a {self.task!r} bundle ({self.family} {self.variant}), not speech "
+                "recognition: it has no window, decoding or tokenizer"
+            )
+        return self.window, self.decoding, self.tokenizer
+
+    def require_vad(self) -> VadSpec:
+        if self.vad is None:
+            raise BundleError(
+                f"this is a {self.task!r} bundle ({self.family} {self.variant}), not voice "
+                "activity detection"
+            )
+        return self.vad
 
     @property
     def formats(self) -> list[str]:
@@ -196,43 +252,34 @@ class Manifest:
             ) from None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "schema_version": self.schema_version,
             "family": self.family,
             "variant": self.variant,
             "task": self.task,
             "sample_rate": self.sample_rate,
             "frontend": self.frontend,
-            "window": asdict(self.window),
-            "components": {role: c.to_dict() for role, c in self.components.items()},
-            "decoding": self.decoding.to_dict(),
-            "tokenizer": asdict(self.tokenizer),
-            "provenance": self.provenance,
-            "extras": self.extras,
         }
+        if self.window is not None:
+            out["window"] = asdict(self.window)
+        out["components"] = {role: c.to_dict() for role, c in self.components.items()}
+        if self.decoding is not None:
+            out["decoding"] = self.decoding.to_dict()
+        if self.tokenizer is not None:
+            out["tokenizer"] = asdict(self.tokenizer)
+        if self.vad is not None:
+            out["vad"] = asdict(self.vad)
+        out["provenance"] = self.provenance
+        out["extras"] = self.extras
+        return out
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n"
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Manifest:
-        _require(
-            data,
-            (
-                "schema_version",
-                "family",
-                "variant",
-                "task",
-                "sample_rate",
-                "frontend",
-                "window",
-                "components",
-                "decoding",
-                "tokenizer",
-                "provenance",
-            ),
-            "manifest",
-        )
+        required = ("schema_version", "family", "variant", "task", "sample_rate", "frontend")
+        _require(data, (*required, "components", "provenance"), "manifest")
         version = data["schema_version"]
         if not isinstance(version, int) or version > SCHEMA_VERSION:
             raise BundleError(
@@ -240,29 +287,37 @@ class Manifest:
                 f"({SCHEMA_VERSION})",
                 hint="upgrade speechport",
             )
-        if data["task"] not in TASKS:
-            raise BundleError(f"unknown task {data['task']!r}; expected one of {TASKS}")
-        decoding = dict(data["decoding"])
-        if decoding.get("algorithm") not in DECODING_ALGORITHMS:
-            raise BundleError(
-                f"unknown decoding algorithm {decoding.get('algorithm')!r}; "
-                f"expected one of {DECODING_ALGORITHMS}"
-            )
-        decoding["durations"] = tuple(decoding.get("durations", ()))
+        task = data["task"]
+        if task not in TASKS:
+            raise BundleError(f"unknown task {task!r}; expected one of {TASKS}")
+        if task == "vad":
+            _require(data, ("vad",), "vad manifest")
+        else:
+            _require(data, ("window", "decoding", "tokenizer"), f"{task} manifest")
+        decoding = None
+        if "decoding" in data:
+            decoding = dict(data["decoding"])
+            if decoding.get("algorithm") not in DECODING_ALGORITHMS:
+                raise BundleError(
+                    f"unknown decoding algorithm {decoding.get('algorithm')!r}; "
+                    f"expected one of {DECODING_ALGORITHMS}"
+                )
+            decoding["durations"] = tuple(decoding.get("durations", ()))
         return cls(
             schema_version=version,
             family=str(data["family"]),
             variant=str(data["variant"]),
-            task=str(data["task"]),
+            task=str(task),
             sample_rate=int(data["sample_rate"]),
             frontend=dict(data["frontend"]),
-            window=WindowSpec(**data["window"]),
+            window=WindowSpec(**data["window"]) if "window" in data else None,
             components={
                 role: _component_from_dict(c, f"component {role!r}")
                 for role, c in data["components"].items()
             },
-            decoding=DecodingSpec(**decoding),
-            tokenizer=TokenizerSpec(**data["tokenizer"]),
+            decoding=DecodingSpec(**decoding) if decoding is not None else None,
+            tokenizer=TokenizerSpec(**data["tokenizer"]) if "tokenizer" in data else None,
+            vad=VadSpec(**data["vad"]) if "vad" in data else None,
             provenance=dict(data["provenance"]),
             extras=dict(data.get("extras", {})),
         )
@@ -287,7 +342,6 @@ def read_manifest(bundle: str | Path) -> Manifest:
     try:
         return Manifest.from_dict(data)
     except BundleError as exc:
-        exc.path = str(path)
         raise BundleError(exc.message, path=path, hint=exc.hint) from exc
     except (TypeError, ValueError, KeyError) as exc:
         raise BundleError(f"the manifest is malformed ({exc})", path=path) from exc
@@ -305,6 +359,7 @@ def _component_from_dict(data: dict[str, Any], where: str) -> ComponentSpec:
             precision=str(f["precision"]),
             inputs=tuple(TensorSpec.from_dict(t, f"{where} {fmt} input") for t in f["inputs"]),
             outputs=tuple(TensorSpec.from_dict(t, f"{where} {fmt} output") for t in f["outputs"]),
+            constants=tuple(ConstantInput(**c) for c in f.get("constants", [])),
         )
     return ComponentSpec(
         name=str(data["name"]),

@@ -7,7 +7,15 @@ from pathlib import Path
 from typing import Any
 
 from speechport.fsutil import human_size, path_size
-from speechport.manifest import MANIFEST_NAME, ComponentSpec, Manifest, TensorSpec
+from speechport.manifest import (
+    MANIFEST_NAME,
+    ComponentSpec,
+    DecodingSpec,
+    Manifest,
+    TensorSpec,
+    TokenizerSpec,
+    VadSpec,
+)
 
 FORMAT_TITLES = {"coreml": "Core ML", "onnx": "ONNX"}
 PARITY_FILE = Path("verify") / "parity.json"
@@ -16,16 +24,12 @@ PARITY_FILE = Path("verify") / "parity.json"
 def render_card(manifest: Manifest, bundle: Path) -> str:
     """Markdown for the bundle at ``bundle`` (sizes are read from the files on disk)."""
     m = manifest
-    sr = m.sample_rate
-    seconds = m.window.seconds(sr)
     lines: list[str] = [
         f"# {m.variant} ({m.family}) — {', '.join(FORMAT_TITLES[f] for f in m.formats)}",
         "",
         str(m.extras.get("description", "")),
         "",
-        f"Task: `{m.task}`. Fixed window: {seconds:g} s ({m.window.samples} samples at "
-        f"{sr} Hz, {m.window.feature_frames} feature frames, {m.window.encoder_frames} "
-        "encoder frames). Made by speechport "
+        f"Task: `{m.task}`. {_shape_summary(m)} Made by speechport "
         f"{m.provenance.get('converters', {}).get('speechport', '?')}; the manifest "
         f"`{MANIFEST_NAME}` describes everything below in machine-readable form.",
         "",
@@ -39,27 +43,35 @@ def render_card(manifest: Manifest, bundle: Path) -> str:
     lines += ["", "## I/O contracts", ""]
     for comp in m.components.values():
         lines += _component_section(comp)
-    lines += [
-        "## Front end",
-        "",
-        "Computed on the host (numpy in speechport's runtime); every parameter:",
-        "",
-        "```json",
-        json.dumps(m.frontend, indent=2),
-        "```",
-        "",
-        "## Decoding",
-        "",
-        _decoding_text(m),
-        "",
-        "## Usage",
-        "",
-        "```sh",
-        "pip install speechport",
-        "speechport transcribe . audio.wav --timestamps",
-        "```",
-        "",
-    ]
+    if m.frontend.get("kind") == "waveform":
+        lines += [
+            "## Front end",
+            "",
+            "None on the host: the components take raw 16 kHz samples "
+            "in [-1, 1] (the model computes its own STFT).",
+            "",
+        ]
+    else:
+        lines += [
+            "## Front end",
+            "",
+            "Computed on the host (numpy in speechport's runtime); every parameter:",
+            "",
+            "```json",
+            json.dumps(m.frontend, indent=2),
+            "```",
+            "",
+        ]
+    if m.decoding is not None and m.tokenizer is not None:
+        lines += ["## Decoding", "", _decoding_text(m.decoding, m.tokenizer), ""]
+    if m.vad is not None:
+        lines += ["## Voice activity", "", _vad_text(m.vad, m.sample_rate), ""]
+    usage = (
+        "speechport vad . audio.wav            # speech segments (text, json or srt)"
+        if m.task == "vad"
+        else "speechport transcribe . audio.wav --timestamps"
+    )
+    lines += ["## Usage", "", "```sh", "pip install speechport", usage, "```", ""]
     for fmt, script in (("coreml", "example_infer.py"), ("onnx", "example_infer_onnx.py")):
         if fmt in m.formats:
             deps = "coremltools, numpy" if fmt == "coreml" else "onnxruntime, numpy"
@@ -98,14 +110,15 @@ def _file_roles(m: Manifest, bundle: Path) -> list[tuple[str, str]]:
     known = {name for name, _ in rows}
     described = {
         MANIFEST_NAME: "manifest: front end, components, decoding, provenance",
-        m.tokenizer.tokens_file: "token pieces in id order (blank excluded)",
         "README.md": "this model card",
         "example_infer.py": "standalone Core ML example (coremltools + numpy)",
         "example_infer_onnx.py": "standalone ONNX example (onnxruntime + numpy)",
         "config.json": "ONNX runtime config (onnx-asr layout)",
     }
-    if m.tokenizer.model_file:
-        described[m.tokenizer.model_file] = "original SentencePiece model"
+    if m.tokenizer is not None:
+        described[m.tokenizer.tokens_file] = "token pieces in id order (blank excluded)"
+        if m.tokenizer.model_file:
+            described[m.tokenizer.model_file] = "original SentencePiece model"
     for path in sorted(bundle.iterdir()):
         name = path.name
         if name in known or name.startswith("."):
@@ -144,8 +157,23 @@ def _component_section(comp: ComponentSpec) -> list[str]:
     return [*lines, ""]
 
 
-def _decoding_text(m: Manifest) -> str:
-    d = m.decoding
+def _shape_summary(m: Manifest) -> str:
+    if m.window is not None:
+        return (
+            f"Fixed window: {m.window.seconds(m.sample_rate):g} s ({m.window.samples} samples at "
+            f"{m.sample_rate} Hz, {m.window.feature_frames} feature frames, "
+            f"{m.window.encoder_frames} encoder frames)."
+        )
+    if m.vad is not None:
+        ms = 1000 * m.vad.chunk_samples / m.sample_rate
+        return (
+            f"Fixed input: {m.vad.window_samples} samples ({m.vad.context_samples} of context + "
+            f"{m.vad.chunk_samples} new = {ms:g} ms of new audio per call at {m.sample_rate} Hz)."
+        )
+    return ""
+
+
+def _decoding_text(d: DecodingSpec, tokenizer: TokenizerSpec) -> str:
     text = {
         "rnnt_greedy": (
             f"Greedy RNN-T: start from token {d.blank_id} (blank) with zero state; per encoder "
@@ -166,7 +194,21 @@ def _decoding_text(m: Manifest) -> str:
     )
     return (
         f"{text} Blank id {d.blank_id}; {d.vocab_size} tokens in "
-        f"`{m.tokenizer.tokens_file}` ({m.tokenizer.kind}). {timing}, plus the window offset."
+        f"`{tokenizer.tokens_file}` ({tokenizer.kind}). {timing}, plus the window offset."
+    )
+
+
+def _vad_text(v: VadSpec, sample_rate: int) -> str:
+    long_ms = 1000 * v.chunk_samples * v.sub_chunks / sample_rate
+    defaults = ", ".join(f"{k} {val:g}" for k, val in v.defaults.items())
+    return (
+        f"Feed {v.chunk_samples} new samples per call with the last {v.context_samples} samples "
+        "of the previous call in front (zeros at the start) and the state returned by the "
+        "previous call (zeros at the start); the output is the probability that the new "
+        f"samples hold speech. The long component does {v.sub_chunks} such steps per call "
+        f"({long_ms:g} ms) and returns their noisy-OR and the {v.sub_chunks} probabilities. "
+        "Segments follow Silero's get_speech_timestamps rules with these defaults: "
+        f"{defaults}."
     )
 
 

@@ -20,6 +20,7 @@ from speechport.manifest import (
     DecodingSpec,
     TensorSpec,
     TokenizerSpec,
+    VadSpec,
     WindowSpec,
 )
 
@@ -63,11 +64,12 @@ class BundlePlan:
     task: str
     sample_rate: int
     frontend: dict[str, Any]
-    window: WindowSpec
     components: list[ExportableComponent]
-    decoding: DecodingSpec
-    tokenizer: TokenizerSpec
-    tokens: list[str]
+    window: WindowSpec | None = None
+    decoding: DecodingSpec | None = None
+    tokenizer: TokenizerSpec | None = None
+    vad: VadSpec | None = None
+    tokens: list[str] = field(default_factory=list)
     # Files copied or written into the bundle, by name. ``onnx_files`` only with ONNX.
     files: dict[str, bytes] = field(default_factory=dict)
     onnx_files: dict[str, bytes] = field(default_factory=dict)
@@ -101,10 +103,11 @@ class Family(Protocol):
 
     name: str
 
-    def load(self, checkpoint: Path, *, tokenizer: Path | None = None) -> LoadedCheckpoint:
-        """Read a checkpoint safely into torch modules (eval mode, fp32)."""
+    def load(self, checkpoint: Path | None, *, tokenizer: Path | None = None) -> LoadedCheckpoint:
+        """Read a checkpoint safely into torch modules (eval mode, fp32); ``None`` where the
+        family has a default source (an installed package's weights)."""
         ...
 
-    def plan(self, loaded: LoadedCheckpoint, *, window_seconds: float) -> BundlePlan:
-        """Describe the bundle for a fixed window."""
+    def plan(self, loaded: LoadedCheckpoint, *, window_seconds: float | None = None) -> BundlePlan:
+        """Describe the bundle (for a fixed window, where the family has one)."""
         ...

@@ -13,25 +13,7 @@ import re
 from typing import Any
 
 from speechport.errors import CheckpointError
-
-
-class ConfigRecord:
-    """An inert record: keeps whatever state the pickle gives it, runs nothing."""
-
-    state: Any = None
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        self.state = {"_args": args, **kwargs}
-
-    def __setstate__(self, state: Any) -> None:
-        if isinstance(state, tuple) and len(state) == 2:  # (dict_state, slot_state)
-            merged: dict[str, Any] = {}
-            for part in state:
-                if isinstance(part, dict):
-                    merged.update(part)
-            state = merged
-        self.state = state
-
+from speechport.families.torch_checkpoint import InertRecord, inert_class
 
 _CLASS_NAMES = {
     "omegaconf.dictconfig": ["DictConfig"],
@@ -57,7 +39,7 @@ def omegaconf_globals() -> dict[tuple[str, str], Any]:
     table: dict[tuple[str, str], Any] = {}
     for module, names in _CLASS_NAMES.items():
         for name in names:
-            table[(module, name)] = type(name, (ConfigRecord,), {"__module__": __name__})
+            table[(module, name)] = inert_class(name, module)
     return table
 
 
@@ -71,7 +53,7 @@ def to_plain(node: Any) -> Any:
 
 
 def _strip(node: Any) -> Any:
-    if isinstance(node, ConfigRecord):
+    if isinstance(node, InertRecord):
         state = node.state if isinstance(node.state, dict) else {}
         if "_content" in state:
             return _strip(state["_content"])

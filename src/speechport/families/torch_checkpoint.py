@@ -51,6 +51,37 @@ class _StorageType:
         return _STORAGE_DTYPES[self.name]
 
 
+class InertRecord:
+    """Stands in for an allowed class (a config node, a TorchScript module): keeps whatever
+    state the pickle gives it and runs nothing."""
+
+    state: Any = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.state = {"_args": args, **kwargs}
+
+    def __setstate__(self, state: Any) -> None:
+        if isinstance(state, tuple) and len(state) == 2:  # (dict_state, slot_state)
+            merged: dict[str, Any] = {}
+            for part in state:
+                if isinstance(part, dict):
+                    merged.update(part)
+            state = merged
+        self.state = state
+
+    def get(self, name: str) -> Any:
+        """An attribute from the pickled state (``KeyError`` names what exists)."""
+        if not isinstance(self.state, dict) or name not in self.state:
+            have = sorted(self.state) if isinstance(self.state, dict) else []
+            raise KeyError(f"{type(self).__name__} has no {name!r} (has {have})")
+        return self.state[name]
+
+
+def inert_class(name: str, module: str) -> type[InertRecord]:
+    """A fresh `InertRecord` subclass carrying the pickled class's name."""
+    return type(name, (InertRecord,), {"__module__": module, "__qualname__": name})
+
+
 @dataclass(frozen=True)
 class TypeMarker:
     """An allowed but inert global, such as ``typing.Any`` inside OmegaConf metadata."""
@@ -107,6 +138,11 @@ _BASE_ALLOWED: dict[tuple[str, str], Any] = {
     ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
     ("torch._utils", "_rebuild_parameter_with_state"): _rebuild_parameter_with_state,
     ("typing", "Any"): TypeMarker("typing.Any"),
+    # TorchScript archives store int/float/bool lists through these helpers.
+    ("torch.jit._pickle", "build_intlist"): list,
+    ("torch.jit._pickle", "build_doublelist"): list,
+    ("torch.jit._pickle", "build_boollist"): list,
+    ("torch.jit._pickle", "build_tensorlist"): list,
     **{("torch", name): _StorageType(name) for name in _STORAGE_DTYPES},
 }
 
@@ -176,14 +212,22 @@ class _RestrictedUnpickler(pickle.Unpickler):
         data: bytes,
         reader: _ArchiveReader,
         allowed: Mapping[tuple[str, str], Any],
+        inert_prefixes: tuple[str, ...] = (),
     ) -> None:
         super().__init__(io.BytesIO(data))
         self._reader = reader
         self._allowed = allowed
+        self._inert_prefixes = inert_prefixes
+        self._inert: dict[tuple[str, str], type[InertRecord]] = {}
 
     def find_class(self, module: str, name: str) -> Any:
         if module == "__builtin__":
             module = "builtins"
+        if module.startswith(self._inert_prefixes) and self._inert_prefixes:
+            key = (module, name)
+            if key not in self._inert:
+                self._inert[key] = inert_class(name, module)
+            return self._inert[key]
         try:
             return self._allowed[(module, name)]
         except KeyError:
@@ -212,11 +256,15 @@ def load_torch_checkpoint(
     path: str | Path,
     *,
     extra_globals: Mapping[tuple[str, str], Callable[..., Any] | object] | None = None,
+    inert_prefixes: tuple[str, ...] = (),
 ) -> Any:
-    """Unpickle a ``torch.save`` zip checkpoint safely; tensors become numpy arrays.
+    """Unpickle a ``torch.save`` zip checkpoint (or a TorchScript archive) safely; tensors
+    become numpy arrays.
 
     ``extra_globals`` maps ``(module, name)`` found in the pickle to the harmless object to
-    use instead (typically an inert record class for a config type).
+    use instead (typically an inert record class for a config type). Classes in modules
+    starting with one of ``inert_prefixes`` (e.g. ``"__torch__."``, the classes of a
+    TorchScript archive, whose code is never loaded) become `InertRecord` subclasses.
     """
     path = Path(path)
     if not path.exists():
@@ -244,7 +292,7 @@ def load_torch_checkpoint(
                 hint="the file is truncated or corrupt; download it again",
             ) from exc
         try:
-            return _RestrictedUnpickler(data, reader, allowed).load()
+            return _RestrictedUnpickler(data, reader, allowed, inert_prefixes).load()
         except CheckpointError:
             raise
         except Exception as exc:  # any malformed pickle: a clear error, not a traceback

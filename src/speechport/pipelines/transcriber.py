@@ -15,7 +15,7 @@ import numpy as np
 from speechport.decoding import Hypothesis, ctc_greedy, rnnt_greedy, tdt_greedy
 from speechport.errors import BundleError
 from speechport.features import build_frontend
-from speechport.manifest import Manifest
+from speechport.manifest import DecodingSpec
 from speechport.pipelines.windowing import Window, plan_windows
 from speechport.runtime.base import NP_DTYPES, Component, LoadedBundle
 from speechport.tokenizer import Tokenizer
@@ -120,17 +120,23 @@ class Transcriber:
 
     def __init__(self, bundle: LoadedBundle) -> None:
         manifest = bundle.manifest
-        if manifest.task != "asr":
+        try:
+            window, decoding, tokenizer = manifest.require_asr()
+        except BundleError as exc:
             raise BundleError(
-                f"this bundle's task is {manifest.task!r}, not 'asr'", path=bundle.path
-            )
+                exc.message,
+                path=bundle.path,
+                hint="pass a speech-recognition bundle (see `speechport info`)",
+            ) from exc
         self.bundle = bundle
         self.manifest = manifest
+        self.window = window
+        self.decoding = decoding
         self.frontend = build_frontend(manifest.frontend)
-        self.tokenizer = Tokenizer.from_bundle(bundle.path, manifest.tokenizer)
+        self.tokenizer = Tokenizer.from_bundle(bundle.path, tokenizer)
         self._encoder = bundle.component("encoder")
         self._features_shape = self._encoder.spec.inputs[0].shape
-        self._decode_outputs = _window_decoder(manifest, bundle)
+        self._decode_outputs = _window_decoder(decoding, bundle)
 
     @property
     def sample_rate(self) -> int:
@@ -138,7 +144,7 @@ class Transcriber:
 
     @property
     def window_samples(self) -> int:
-        return self.manifest.window.samples
+        return self.window.samples
 
     def decode_window(self, samples: np.ndarray) -> WindowDecode:
         """Decode up to one window of audio (padded to the encoder's fixed shape)."""
@@ -207,14 +213,13 @@ class Transcriber:
 
     def frame_shift(self, num_samples: int, encoded_len: int) -> float:
         """Seconds per encoder frame in a window, by the manifest's timestamp rule."""
-        d = self.manifest.decoding
+        d = self.decoding
         if d.timestamps == "stretch" and encoded_len > 0:
             return num_samples / self.sample_rate / encoded_len
         return d.frame_duration
 
 
-def _window_decoder(manifest: Manifest, bundle: LoadedBundle) -> WindowDecoder:
-    d = manifest.decoding
+def _window_decoder(d: DecodingSpec, bundle: LoadedBundle) -> WindowDecoder:
     if d.algorithm == "ctc_greedy":
 
         def decode_ctc(outputs: tuple[np.ndarray, ...]) -> tuple[Hypothesis, int]:

@@ -83,10 +83,12 @@ class TorchBackend:
                     hint="pass the checkpoint named in the bundle's provenance",
                 )
             tokenizer = self.tokenizer
-            if tokenizer is None and manifest.tokenizer.model_file:
+            if tokenizer is None and manifest.tokenizer and manifest.tokenizer.model_file:
                 tokenizer = bundle / manifest.tokenizer.model_file
             family = get_family(manifest.family)
             loaded = family.load(checkpoint, tokenizer=tokenizer)
-            window_seconds = manifest.window.samples / manifest.sample_rate
+            window_seconds = (
+                manifest.window.seconds(manifest.sample_rate) if manifest.window else None
+            )
             self._plans[bundle] = family.plan(loaded, window_seconds=window_seconds)
         return self._plans[bundle]

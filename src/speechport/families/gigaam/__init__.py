@@ -27,7 +27,13 @@ class GigaAMFamily:
 
     name = FAMILY
 
-    def load(self, checkpoint: Path, *, tokenizer: Path | None = None) -> LoadedCheckpoint:
+    def load(self, checkpoint: Path | None, *, tokenizer: Path | None = None) -> LoadedCheckpoint:
+        if checkpoint is None:
+            raise CheckpointError(
+                "GigaAM needs a checkpoint",
+                hint="pass --checkpoint v3_e2e_rnnt.ckpt (upstream's "
+                "gigaam.load_model downloads them to ~/.cache/gigaam)",
+            )
         checkpoint = Path(checkpoint)
         raw = load_torch_checkpoint(checkpoint, extra_globals=omegaconf_globals())
         if not isinstance(raw, dict) or "cfg" not in raw or "state_dict" not in raw:
@@ -82,8 +88,10 @@ class GigaAMFamily:
             hint="pass --tokenizer PATH (upstream names it <variant>_tokenizer.model)",
         )
 
-    def plan(self, loaded: LoadedCheckpoint, *, window_seconds: float) -> BundlePlan:
-        return plan_bundle(loaded, window_seconds=window_seconds)
+    def plan(self, loaded: LoadedCheckpoint, *, window_seconds: float | None = None) -> BundlePlan:
+        return plan_bundle(
+            loaded, window_seconds=30.0 if window_seconds is None else window_seconds
+        )
 
 
 def _check_sentencepiece(path: Path, config: GigaAMConfig) -> None:
