@@ -147,13 +147,13 @@ def test_manifest_describes_the_bundle(gigaam_bundles: dict[str, Path]) -> None:
     bundle = gigaam_bundles["v3_e2e_rnnt"]
     m = read_manifest(bundle)
     assert (m.family, m.variant, m.task, m.sample_rate) == ("gigaam", "v3_e2e_rnnt", "asr", 16000)
-    assert (m.window.samples, m.window.feature_frames, m.window.encoder_frames) == (
+    window, d, _ = m.require_asr()
+    assert (window.samples, window.feature_frames, window.encoder_frames) == (
         480000,
         2999,
         750,
     )
     assert m.frontend == GIGAAM_V3.to_dict()
-    d = m.decoding
     assert (d.algorithm, d.blank_id, d.vocab_size, d.max_symbols_per_frame) == (
         "rnnt_greedy",
         354,
@@ -189,7 +189,7 @@ def test_onnx_layout_is_upstreams(gigaam_bundles: dict[str, Path], variant: str)
     assert config["version"] == "v3"
     vocab_name = f"{variant}_vocab.txt" if "e2e" in variant else "v3_vocab.txt"
     lines = (bundle / vocab_name).read_text(encoding="utf-8").splitlines()
-    blank = read_manifest(bundle).decoding.blank_id
+    blank = read_manifest(bundle).require_asr()[1].blank_id
     assert lines[-1] == f"<blk> {blank}"
     assert len(lines) == blank + 1
     if "e2e" not in variant:

@@ -13,7 +13,7 @@ from speechport.progress import Progress
 
 def convert(
     family_name: str,
-    checkpoint: Path,
+    checkpoint: Path | None,
     out: Path,
     *,
     tokenizer: Path | None = None,
@@ -23,7 +23,8 @@ def convert(
     overwrite: bool = False,
     quiet: bool = False,
 ) -> Manifest:
-    """Convert ``checkpoint`` of ``family_name`` into a bundle at ``out``."""
+    """Convert ``checkpoint`` of ``family_name`` into a bundle at ``out`` (``checkpoint``
+    None: the family's default source, where it has one)."""
     family = get_family(family_name)
     chosen = parse_formats(formats)
     if window_seconds <= 0:
@@ -31,8 +32,8 @@ def convert(
 
         raise SpeechportError(f"--window must be positive, got {window_seconds}")
     progress = Progress(0, quiet=quiet)
-    progress.start(f"load {checkpoint}")
-    loaded = family.load(Path(checkpoint), tokenizer=tokenizer)
+    progress.start(f"load {checkpoint or 'the installed package weights'}")
+    loaded = family.load(None if checkpoint is None else Path(checkpoint), tokenizer=tokenizer)
     for note in loaded.notes:
         progress.note(note)
     plan = family.plan(loaded, window_seconds=window_seconds)

@@ -89,7 +89,11 @@ def write_bundle(
                 progress.start(f"{comp.name} -> ONNX")
                 export_onnx(comp, tmp / comp.onnx.file_name)
                 files["onnx"] = ComponentFile(
-                    comp.onnx.file_name, "fp32", comp.onnx.inputs, comp.onnx.outputs
+                    comp.onnx.file_name,
+                    "fp32",
+                    comp.onnx.inputs,
+                    comp.onnx.outputs,
+                    comp.onnx.constants,
                 )
             spec = comp.spec
             components[spec.role] = ComponentSpec(
@@ -118,19 +122,23 @@ def write_bundle(
             components=components,
             decoding=plan.decoding,
             tokenizer=plan.tokenizer,
+            vad=plan.vad,
             provenance=_provenance(loaded, formats, precision),
             extras={**plan.extras, "description": plan.description},
         )
         (tmp / MANIFEST_NAME).write_text(manifest.to_json(), encoding="utf-8")
         for fmt in formats:
-            (tmp / EXAMPLE_SCRIPTS[fmt]).write_text(example_script(fmt), encoding="utf-8")
+            script = example_script(fmt, plan.task)
+            (tmp / EXAMPLE_SCRIPTS[fmt]).write_text(script, encoding="utf-8")
         (tmp / "README.md").write_text(render_card(manifest, tmp), encoding="utf-8")
     return manifest
 
 
-def example_script(fmt: str) -> str:
-    """The standalone example for ``fmt``: one template, its default backend filled in."""
-    template = resources.files("speechport.export.templates").joinpath("example_infer.py")
+def example_script(fmt: str, task: str = "asr") -> str:
+    """The standalone example for ``fmt``: the task's template, its default backend filled
+    in."""
+    name = "vad_example.py" if task == "vad" else "asr_example.py"
+    template = resources.files("speechport.export.templates").joinpath(name)
     text = template.read_text(encoding="utf-8")
     marker = 'DEFAULT_BACKEND = "onnx"'
     if marker not in text:

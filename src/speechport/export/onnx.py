@@ -9,6 +9,7 @@ import torch
 
 from speechport.errors import ExportError
 from speechport.families.base import ExportableComponent
+from speechport.manifest import ConstantInput
 
 OPSET = 17
 
@@ -34,6 +35,8 @@ def export_onnx(component: ExportableComponent, path: Path, *, opset: int = OPSE
                 do_constant_folding=True,
                 dynamo=False,
             )
+        if layout.constants:
+            _add_constant_inputs(tmp, layout.constants)
         check_onnx_file(tmp, component)
         tmp.replace(path)
     except ExportError:
@@ -46,6 +49,23 @@ def export_onnx(component: ExportableComponent, path: Path, *, opset: int = OPSE
             path=path,
             component=component.name,
         ) from exc
+
+
+def _add_constant_inputs(path: Path, constants: tuple[ConstantInput, ...]) -> None:
+    """Declare scalar inputs the graph takes but does not use (ONNX Runtime also accepts a
+    one-element array for a scalar, as callers of Silero's own file pass either)."""
+    import onnx
+
+    model = onnx.load(str(path))
+    types = {
+        "int64": onnx.TensorProto.INT64,
+        "int32": onnx.TensorProto.INT32,
+        "float32": onnx.TensorProto.FLOAT,
+    }
+    for constant in constants:
+        value_info = onnx.helper.make_tensor_value_info(constant.name, types[constant.dtype], [])
+        model.graph.input.append(value_info)
+    onnx.save(model, str(path))
 
 
 def check_onnx_file(path: Path, component: ExportableComponent) -> None:
@@ -65,6 +85,8 @@ def check_onnx_file(path: Path, component: ExportableComponent) -> None:
             for v in graph_values
         ]
         want = [(t.name, t.dtype, len(t.shape)) for t in specs]
+        if kind == "input":
+            want += [(c.name, c.dtype, 0) for c in layout.constants]
         if got != want:
             raise ExportError(
                 f"ONNX graph {kind}s {got} differ from the declared layout {want}",

@@ -6,7 +6,7 @@ from __future__ import annotations
 from speechport.errors import SpeechportError
 from speechport.families.base import BundlePlan, Family, LoadedCheckpoint
 
-FAMILIES = ("gigaam",)
+FAMILIES = ("gigaam", "silero_vad")
 
 
 def get_family(name: str) -> Family:
@@ -15,6 +15,10 @@ def get_family(name: str) -> Family:
         from speechport.families.gigaam import GigaAMFamily
 
         return GigaAMFamily()
+    if name in ("silero_vad", "silero-vad"):
+        from speechport.families.silero_vad import SileroVadFamily
+
+        return SileroVadFamily()
     raise SpeechportError(f"unknown model family {name!r}; known: {', '.join(FAMILIES)}")
 
 

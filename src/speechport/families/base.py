@@ -17,6 +17,7 @@ from torch import Tensor, nn
 
 from speechport.manifest import (
     ComponentSpec,
+    ConstantInput,
     DecodingSpec,
     TensorSpec,
     TokenizerSpec,
@@ -38,6 +39,7 @@ class OnnxLayout:
     example_inputs: tuple[Tensor, ...]
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
+    constants: tuple[ConstantInput, ...] = ()
 
 
 @dataclass

@@ -16,7 +16,8 @@ from speechport.decoding import Hypothesis, ctc_greedy, rnnt_greedy, tdt_greedy
 from speechport.errors import BundleError
 from speechport.features import build_frontend
 from speechport.manifest import DecodingSpec
-from speechport.pipelines.windowing import Window, plan_windows
+from speechport.pipelines.vad import VadParams, VoiceActivityDetector
+from speechport.pipelines.windowing import Window, plan_speech_windows, plan_windows
 from speechport.runtime.base import NP_DTYPES, Component, LoadedBundle
 from speechport.tokenizer import Tokenizer
 
@@ -116,9 +117,20 @@ WindowDecoder = Callable[[tuple[np.ndarray, ...]], tuple[Hypothesis, int]]
 
 
 class Transcriber:
-    """Transcribe audio with a loaded ASR bundle."""
+    """Transcribe audio with a loaded ASR bundle.
 
-    def __init__(self, bundle: LoadedBundle) -> None:
+    Long audio is cut into windows no longer than the encoder window: at the quietest
+    points by default, or, given a voice-activity ``vad``, from its speech segments (merged
+    up to the window; silence between them is skipped).
+    """
+
+    def __init__(
+        self,
+        bundle: LoadedBundle,
+        *,
+        vad: VoiceActivityDetector | None = None,
+        vad_params: VadParams | None = None,
+    ) -> None:
         manifest = bundle.manifest
         try:
             window, decoding, tokenizer = manifest.require_asr()
@@ -137,6 +149,13 @@ class Transcriber:
         self._encoder = bundle.component("encoder")
         self._features_shape = self._encoder.spec.inputs[0].shape
         self._decode_outputs = _window_decoder(decoding, bundle)
+        self.vad = vad
+        self.vad_params = vad_params
+        if vad is not None and vad.sample_rate != manifest.sample_rate:
+            raise BundleError(
+                f"the VAD runs at {vad.sample_rate} Hz, the ASR model at {manifest.sample_rate}",
+                path=vad.bundle.path,
+            )
 
     @property
     def sample_rate(self) -> int:
@@ -165,7 +184,12 @@ class Transcriber:
         return WindowDecode(hypothesis, encoded_len, samples.size)
 
     def plan(self, samples: np.ndarray) -> list[Window]:
-        """The windows long audio is cut into (at low-energy points)."""
+        """The windows long audio is cut into: from VAD segments when there is a VAD, else
+        at low-energy points."""
+        if self.vad is not None:
+            segments = self.vad.segments(samples, self.vad_params)
+            spans = [(s.start, s.end) for s in segments]
+            return plan_speech_windows(spans, samples, self.sample_rate, self.window_samples)
         return plan_windows(samples, self.sample_rate, self.window_samples)
 
     def transcribe(self, samples: np.ndarray, *, source: str | None = None) -> Transcript:

@@ -163,3 +163,55 @@ def _longest_run(mask: np.ndarray) -> tuple[int, int]:
     stops = np.flatnonzero(edges == -1)
     best = int(np.argmax(stops - starts))
     return int(starts[best]), int(stops[best])
+
+
+def plan_speech_windows(
+    spans: list[tuple[int, int]],
+    samples: np.ndarray,
+    sample_rate: int,
+    max_samples: int,
+    *,
+    margin_ms: float = 250.0,
+) -> list[Window]:
+    """Windows of at most ``max_samples`` built from speech ``spans`` (from a VAD).
+
+    Each span is first widened by ``margin_ms`` on both sides (never past the middle of the
+    pause to its neighbour): a VAD opens a segment a few tens of milliseconds into a soft
+    onset (a fricative), and a recogniser must hear it. Neighbouring spans are then merged
+    while the merged window fits, so cuts fall between spans, in pauses the VAD found, and
+    the audio between windows (silence) is not decoded. A span longer than ``max_samples``
+    is cut inside at its quietest points (`plan_windows` on that span, with light smoothing,
+    since pauses inside speech are short).
+    """
+    windows: list[Window] = []
+    group: list[int] | None = None
+    for start, end in _widen(spans, round(margin_ms * sample_rate / 1000), len(samples)):
+        if end <= start:
+            continue
+        if end - start > max_samples:
+            if group:
+                windows.append(Window(group[0], group[1]))
+                group = None
+            inside = plan_windows(samples[start:end], sample_rate, max_samples, smooth_ms=30.0)
+            windows += [Window(start + w.start, start + w.end) for w in inside]
+            continue
+        if group is not None and end - group[0] <= max_samples:
+            group[1] = end
+            continue
+        if group is not None:
+            windows.append(Window(group[0], group[1]))
+        group = [start, end]
+    if group is not None:
+        windows.append(Window(group[0], group[1]))
+    return windows
+
+
+def _widen(spans: list[tuple[int, int]], margin: int, total: int) -> list[tuple[int, int]]:
+    """Spans (sorted, disjoint) widened by ``margin``, meeting at most at pause midpoints."""
+    ordered = sorted((s, e) for s, e in spans if e > s)
+    out: list[tuple[int, int]] = []
+    for i, (start, end) in enumerate(ordered):
+        low = 0 if i == 0 else (ordered[i - 1][1] + start) // 2
+        high = total if i == len(ordered) - 1 else (end + ordered[i + 1][0]) // 2
+        out.append((max(low, start - margin), min(high, end + margin)))
+    return out

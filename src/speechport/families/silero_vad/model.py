@@ -123,9 +123,9 @@ class SileroVAD256ms(nn.Module):
 
     def forward(self, audio: Tensor, state: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         probs = []
-        for i in range(SUB_CHUNKS):
+        silent = torch.ones_like(audio[:, :1])  # running prod(1 - p_i), multiplied out
+        for i in range(SUB_CHUNKS):  # (Core ML has no reduce-prod to convert torch.prod to)
             prob, state = self.model(audio[:, i * CHUNK : i * CHUNK + WINDOW], state)
             probs.append(prob)
-        per_chunk = torch.cat(probs, dim=1)
-        any_speech = 1.0 - torch.prod(1.0 - per_chunk, dim=1, keepdim=True)
-        return any_speech, per_chunk, state
+            silent = silent * (1.0 - prob)
+        return 1.0 - silent, torch.cat(probs, dim=1), state
