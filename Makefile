@@ -1,13 +1,18 @@
 # Two commands do all the set-up on a fresh machine:
-#   make demo   - install, convert the embedded tiny GigaAM checkpoint, transcribe a clip
+#   make demo   - install; convert Silero VAD from the installed package (real weights),
+#                 verify it against its torch reference, print the speech segments of a sample
 #   make test   - install, lint, type-check and run the test suite
+# and one more tour:
+#   make demo-asr - convert the tiny GigaAM checkpoint shipped in tests/data, transcribe
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-DEMO := build/demo-gigaam
+DEMO_VAD := build/silero-vad
+DEMO_ASR := build/demo-gigaam
+SAMPLE := samples/speech_with_pauses.wav
 
-.PHONY: demo test lint install clean
+.PHONY: demo demo-asr test lint install clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,12 +25,17 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
+	$(BIN)/speechport convert silero-vad --out $(DEMO_VAD) --force
+	$(BIN)/speechport verify $(DEMO_VAD) --audio $(SAMPLE)
+	$(BIN)/speechport vad $(DEMO_VAD) $(SAMPLE)
+
+demo-asr: $(STAMP)
 	$(BIN)/speechport convert gigaam --checkpoint tests/data/gigaam/v3_e2e_rnnt.ckpt \
-		--tokenizer tests/data/gigaam/tokenizer.model --out $(DEMO) --force
-	$(BIN)/speechport info $(DEMO)
-	$(BIN)/speechport transcribe $(DEMO) tests/data/gigaam/audio/clip0.wav \
+		--tokenizer tests/data/gigaam/tokenizer.model --out $(DEMO_ASR) --force
+	$(BIN)/speechport info $(DEMO_ASR)
+	$(BIN)/speechport transcribe $(DEMO_ASR) tests/data/gigaam/audio/clip0.wav \
 		tests/data/gigaam/audio/clip1.wav
-	$(BIN)/speechport transcribe $(DEMO) tests/data/gigaam/audio/clip1.wav --timestamps
+	$(BIN)/speechport transcribe $(DEMO_ASR) tests/data/gigaam/audio/clip1.wav --timestamps
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests

@@ -66,3 +66,14 @@ def gigaam_bundles(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
             quiet=True,
         )
     return out
+
+
+@pytest.fixture(scope="session")
+def vad_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Silero VAD from the installed silero-vad package, Core ML and ONNX."""
+    from speechport.convert import convert
+
+    pytest.importorskip("silero_vad")
+    out = tmp_path_factory.mktemp("vad") / "silero"
+    convert("silero-vad", None, out, quiet=True)
+    return out

@@ -4,17 +4,21 @@ with a fresh decoder state, timestamps offset and monotonic, no word lost or dup
 from __future__ import annotations
 
 import itertools
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
+import soundfile as sf
 
 from speechport.convert import convert
+from speechport.pipelines.vad import VoiceActivityDetector
 from speechport.pipelines.transcriber import Transcriber
 from speechport.runtime import load_bundle
 from tests.conftest import checkpoint, gigaam_clip
 
 SR = 16000
+VAD_DATA = Path(__file__).parent / "data" / "vad"
 
 
 def _speech_span(audio: np.ndarray, level: float = 1e-3) -> tuple[int, int]:
@@ -113,3 +117,54 @@ def test_every_clip_lands_whole_in_exactly_one_window(short_window_bundle: Path)
     transcript = transcriber.transcribe(audio)
     pieces = [transcriber.transcribe(audio[w.start : w.end]).text for w in windows]
     assert transcript.text == " ".join(p for p in pieces if p)
+
+
+def test_vad_windows_never_cut_a_word(
+    gigaam_bundles: dict[str, Path], short_window_bundle: Path, vad_bundle: Path
+) -> None:
+    """Synthesised speech whose every word position is known, five times over (107 s):
+    windows built from the VAD's segments contain every word whole, with 30 s and 6 s
+    encoder windows; the transcript's segments are those windows."""
+    audio = _read_words()
+    meta = json.loads((VAD_DATA / "words.json").read_text())
+    one = meta["samples"]
+    words = [(w["start"] + k * one, w["end"] + k * one) for k in range(5) for w in meta["words"]]
+    long = np.concatenate([audio] * 5)
+    vad = VoiceActivityDetector(load_bundle(vad_bundle, "onnx"))
+    for bundle in (gigaam_bundles["v3_e2e_rnnt"], short_window_bundle):
+        transcriber = Transcriber(load_bundle(bundle, "onnx"), vad=vad)
+        windows = transcriber.plan(long)
+        assert all(w.end - w.start <= transcriber.window_samples for w in windows)
+        for start, end in words:
+            holders = [w for w in windows if w.start <= start and end <= w.end]
+            assert len(holders) == 1, f"word at {start / SR:.2f}-{end / SR:.2f} s was cut or lost"
+        assert all(a.end <= b.start for a, b in itertools.pairwise(windows))
+        transcript = transcriber.transcribe(long)
+        assert [(s.start, s.end) for s in transcript.segments] == [
+            (w.start / SR, w.end / SR) for w in windows
+        ]
+        for segment in transcript.segments:
+            assert all(segment.start <= t.start < segment.end for t in segment.tokens)
+
+
+def test_transcribe_cli_with_vad(
+    gigaam_bundles: dict[str, Path], vad_bundle: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from speechport.cli import main
+
+    path = VAD_DATA / "words.wav"
+    code = main(["transcribe", str(gigaam_bundles["v3_ctc"]), str(path), "--vad",
+                 str(vad_bundle), "--output", "json"])
+    assert code == 0
+    data = json.loads(capsys.readouterr().out)
+    vad = VoiceActivityDetector(load_bundle(vad_bundle, "onnx"))
+    spans = vad.segments(_read_words())
+    assert len(data["segments"]) == 1  # 21 s of speech fit one 30 s window
+    assert data["segments"][0]["start"] <= spans[0].start / SR
+    assert data["segments"][0]["end"] >= spans[-1].end / SR
+
+
+def _read_words() -> np.ndarray:
+    audio, rate = sf.read(VAD_DATA / "words.wav", dtype="float32")
+    assert rate == SR
+    return audio

@@ -28,8 +28,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     convert = sub.add_parser("convert", help="convert an upstream checkpoint into a bundle")
-    convert.add_argument("family", choices=["gigaam"], help="model family")
-    convert.add_argument("--checkpoint", type=Path, required=True, help="upstream checkpoint")
+    convert.add_argument("family", choices=["gigaam", "silero-vad"], help="model family")
+    convert.add_argument(
+        "--checkpoint",
+        type=Path,
+        help="upstream checkpoint (silero-vad: default is the installed package's weights)",
+    )
     convert.add_argument("--tokenizer", type=Path, help="SentencePiece model (e2e variants)")
     convert.add_argument("--out", type=Path, required=True, help="bundle directory to write")
     convert.add_argument(
@@ -41,9 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="fp16",
         help="Core ML compute precision (ONNX is fp32)",
     )
-    convert.add_argument(
-        "--window", type=float, default=30.0, help="encoder window in seconds (default 30)"
-    )
+    convert.add_argument("--window", type=float, help="ASR encoder window in seconds (default 30)")
     convert.add_argument("--force", action="store_true", help="replace --out if it exists")
     convert.add_argument("--quiet", action="store_true", help="no progress on stderr")
 
@@ -63,6 +65,39 @@ def build_parser() -> argparse.ArgumentParser:
     transcribe.add_argument(
         "--save-dir", type=Path, help="write <audio name>.<ext> files here instead of stdout"
     )
+    transcribe.add_argument(
+        "--vad",
+        type=Path,
+        metavar="VAD_BUNDLE",
+        help="segment with this voice-activity bundle first (windows built from its speech "
+        "segments; silence between them is skipped)",
+    )
+
+    vad = sub.add_parser("vad", help="speech segments of audio files with a VAD bundle")
+    vad.add_argument("bundle", type=Path)
+    vad.add_argument("audio", type=Path, nargs="+")
+    vad.add_argument("--backend", choices=["onnx", "torch"], default="onnx")
+    vad.add_argument("--checkpoint", type=Path, help="source weights for --backend torch")
+    vad.add_argument("--output", choices=OUTPUTS, default="text")
+    vad.add_argument("--threshold", type=float, help="speech probability to enter speech")
+    vad.add_argument("--neg-threshold", type=float, help="probability to leave speech")
+    vad.add_argument("--min-speech-ms", type=float)
+    vad.add_argument("--min-silence-ms", type=float)
+    vad.add_argument("--speech-pad-ms", type=float)
+    vad.add_argument("--max-speech-s", type=float)
+    vad.add_argument("--probs", action="store_true", help="include per-chunk probabilities (json)")
+    vad.add_argument(
+        "--stream", action="store_true", help="feed the audio as a stream; print start/end events"
+    )
+
+    verify = sub.add_parser("verify", help="parity of a bundle against its torch reference")
+    verify.add_argument("bundle", type=Path)
+    verify.add_argument("--audio", type=Path, nargs="+", required=True, help="audio files")
+    verify.add_argument("--backends", default="onnx", help="comma-separated (default onnx)")
+    verify.add_argument("--reference", type=Path, help="source checkpoint (default: provenance)")
+    verify.add_argument("--max-cer", type=float, default=0.0, help="ASR gate (default 0)")
+    verify.add_argument("--max-prob-diff", type=float, default=1e-3, help="VAD gate (default 1e-3)")
+    verify.add_argument("--json", action="store_true", help="print the report as JSON")
 
     info = sub.add_parser("info", help="describe a bundle")
     info.add_argument("bundle", type=Path)
@@ -91,6 +126,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _transcribe(args)
         if args.command == "info":
             return _info(args)
+        if args.command == "vad":
+            return _vad(args)
+        if args.command == "verify":
+            return _verify(args)
         if args.command == "bench":
             return _bench(args)
     except SpeechportError as exc:
@@ -99,6 +138,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("speechport: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # e.g. `speechport info BUNDLE | head`
+        sys.stderr.close()
+        return 0
     raise AssertionError(f"unhandled command {args.command}")
 
 
@@ -129,7 +171,12 @@ def _transcribe(args: argparse.Namespace) -> int:
 
     options = {"checkpoint": args.checkpoint} if args.backend == "torch" else {}
     bundle = load_bundle(args.bundle, make_backend(args.backend, **options))
-    transcriber = Transcriber(bundle)
+    detector = None
+    if args.vad is not None:
+        from speechport.pipelines.vad import VoiceActivityDetector
+
+        detector = VoiceActivityDetector(load_bundle(args.vad, "onnx"))
+    transcriber = Transcriber(bundle, vad=detector)
 
     def render(t: Transcript) -> str:
         if args.output == "json":
@@ -165,6 +212,106 @@ def _transcribe(args: argparse.Namespace) -> int:
                 sys.stdout.write(f"==> {path} <==\n")
             sys.stdout.write(text)
     return 0
+
+
+def _vad(args: argparse.Namespace) -> int:
+    from speechport.audio import load_audio
+    from speechport.pipelines.captions import Cue, cues_to_srt, cues_to_vtt
+    from speechport.pipelines.vad import VoiceActivityDetector
+    from speechport.runtime import load_bundle, make_backend
+
+    options = {"checkpoint": args.checkpoint} if args.backend == "torch" else {}
+    detector = VoiceActivityDetector(
+        load_bundle(args.bundle, make_backend(args.backend, **options))
+    )
+    params = detector.params(
+        threshold=args.threshold,
+        neg_threshold=args.neg_threshold,
+        min_speech_ms=args.min_speech_ms,
+        min_silence_ms=args.min_silence_ms,
+        speech_pad_ms=args.speech_pad_ms,
+        max_speech_s=args.max_speech_s,
+    )
+    sr = detector.sample_rate
+    many = len(args.audio) > 1
+    for path in args.audio:
+        samples = load_audio(path, sample_rate=sr).samples
+        if many:
+            sys.stdout.write(f"==> {path} <==\n")
+        if args.stream:
+            stream = detector.stream(params)
+            piece = sr // 10  # 100 ms at a time, as a microphone would deliver it
+            for start in range(0, samples.size, piece):
+                for event in stream.feed(samples[start : start + piece]):
+                    print(f"{event.kind:<5} {event.seconds(sr):8.3f}")
+            for event in stream.flush():
+                print(f"{event.kind:<5} {event.seconds(sr):8.3f}")
+            continue
+        segments = detector.segments(samples, params)
+        spans = [s.seconds(sr) for s in segments]
+        if args.output == "json":
+            data: dict[str, object] = {
+                "source": str(path),
+                "duration": round(samples.size / sr, 3),
+                "engine": detector.bundle.engine,
+                "params": params.__dict__,
+                "segments": [{"start": round(a, 3), "end": round(b, 3)} for a, b in spans],
+            }
+            if args.probs:
+                data["chunk_seconds"] = detector.spec.chunk_samples / sr
+                data["probabilities"] = [
+                    round(float(p), 4) for p in detector.probabilities(samples)
+                ]
+            print(json.dumps(data, indent=2))
+        elif args.output in ("srt", "vtt"):
+            cues = [Cue(a, b, "[speech]") for a, b in spans]
+            sys.stdout.write(cues_to_srt(cues) if args.output == "srt" else cues_to_vtt(cues))
+        else:
+            for a, b in spans:
+                print(f"{a:8.3f} {b:8.3f}")
+    return 0
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from speechport.verify.parity import verify_bundle
+
+    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    report = verify_bundle(
+        args.bundle,
+        list(args.audio),
+        backends=backends,
+        checkpoint=args.reference,
+        max_prob_diff=args.max_prob_diff,
+        max_cer=args.max_cer,
+    )
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2, ensure_ascii=False))
+    else:
+        print(f"reference: {report.reference_engine}")
+        for name, engine in report.engines.items():
+            print(f"{name}: {engine}")
+        for f in report.files:
+            verdict = "PASS" if f.passed else "FAIL"
+            if report.task == "vad":
+                d = f.details
+                print(
+                    f"{verdict} {f.backend:<6} {f.audio}: max |dp| {d['max_abs_prob_diff']:.2e} "
+                    f"over {d['chunks']} chunks, segments "
+                    f"{'equal' if d['segments_equal'] else 'DIFFER'} ({d['segments_reference']})"
+                )
+            else:
+                d = f.details
+                print(
+                    f"{verdict} {f.backend:<6} {f.audio}: "
+                    f"{'token-exact' if d['token_exact'] else 'tokens differ'}, CER {d['cer']:.4f}"
+                    + (
+                        f", first divergence {d['first_divergence']}"
+                        if "first_divergence" in d
+                        else ""
+                    )
+                )
+        print("verify: " + ("passed" if report.passed else "FAILED"))
+    return 0 if report.passed else 1
 
 
 def _info(args: argparse.Namespace) -> int:

@@ -19,7 +19,7 @@ def convert(
     tokenizer: Path | None = None,
     formats: str | Sequence[str] = ("coreml", "onnx"),
     precision: str = "fp16",
-    window_seconds: float = 30.0,
+    window_seconds: float | None = None,
     overwrite: bool = False,
     quiet: bool = False,
 ) -> Manifest:
@@ -27,7 +27,7 @@ def convert(
     None: the family's default source, where it has one)."""
     family = get_family(family_name)
     chosen = parse_formats(formats)
-    if window_seconds <= 0:
+    if window_seconds is not None and window_seconds <= 0:
         from speechport.errors import SpeechportError
 
         raise SpeechportError(f"--window must be positive, got {window_seconds}")

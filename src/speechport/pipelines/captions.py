@@ -52,16 +52,22 @@ def _clock(seconds: float, separator: str) -> str:
     return f"{hours:02d}:{minutes:02d}:{secs:02d}{separator}{millis:03d}"
 
 
-def to_srt(transcript: Transcript) -> str:
+def cues_to_srt(items: list[Cue]) -> str:
     blocks = [
         f"{i}\n{_clock(c.start, ',')} --> {_clock(c.end, ',')}\n{c.text}\n"
-        for i, c in enumerate(cues(transcript), start=1)
+        for i, c in enumerate(items, start=1)
     ]
     return "\n".join(blocks)
 
 
-def to_vtt(transcript: Transcript) -> str:
-    blocks = [
-        f"{_clock(c.start, '.')} --> {_clock(c.end, '.')}\n{c.text}\n" for c in cues(transcript)
-    ]
+def cues_to_vtt(items: list[Cue]) -> str:
+    blocks = [f"{_clock(c.start, '.')} --> {_clock(c.end, '.')}\n{c.text}\n" for c in items]
     return "WEBVTT\n\n" + "\n".join(blocks)
+
+
+def to_srt(transcript: Transcript) -> str:
+    return cues_to_srt(cues(transcript))
+
+
+def to_vtt(transcript: Transcript) -> str:
+    return cues_to_vtt(cues(transcript))

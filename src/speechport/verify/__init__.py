@@ -1,0 +1,1 @@
+"""Verification: parity of bundles against their torch reference."""
