@@ -12,8 +12,8 @@ import pytest
 import soundfile as sf
 
 from speechport.convert import convert
-from speechport.pipelines.vad import VoiceActivityDetector
 from speechport.pipelines.transcriber import Transcriber
+from speechport.pipelines.vad import VoiceActivityDetector
 from speechport.runtime import load_bundle
 from tests.conftest import checkpoint, gigaam_clip
 
@@ -153,8 +153,17 @@ def test_transcribe_cli_with_vad(
     from speechport.cli import main
 
     path = VAD_DATA / "words.wav"
-    code = main(["transcribe", str(gigaam_bundles["v3_ctc"]), str(path), "--vad",
-                 str(vad_bundle), "--output", "json"])
+    code = main(
+        [
+            "transcribe",
+            str(gigaam_bundles["v3_ctc"]),
+            str(path),
+            "--vad",
+            str(vad_bundle),
+            "--output",
+            "json",
+        ]
+    )
     assert code == 0
     data = json.loads(capsys.readouterr().out)
     vad = VoiceActivityDetector(load_bundle(vad_bundle, "onnx"))

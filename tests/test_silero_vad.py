@@ -240,7 +240,11 @@ def test_core_ml_packages_match_manifest(vad_bundle: Path) -> None:
     assert manifest.task == "vad" and manifest.vad is not None
     assert (manifest.vad.chunk_samples, manifest.vad.context_samples) == (512, 64)
     assert sorted(manifest.components) == [
-        "vad", "vad_decoder", "vad_encoder", "vad_long", "vad_stft",
+        "vad",
+        "vad_decoder",
+        "vad_encoder",
+        "vad_long",
+        "vad_stft",
     ]
     for comp in manifest.components.values():
         inputs, outputs = package_io(vad_bundle / comp.files["coreml"].path)
@@ -314,18 +318,24 @@ def test_cli_vad_outputs_and_other_sample_rates(
     events = run("vad", vad_bundle, SAMPLE, "--stream").split()
     assert events[0::2] == ["start", "end"] * 4
     assert [float(x) for x in events[1::2]] == [v for span in spans for v in span]
-    strict = [tuple(float(x) for x in line.split())
-              for line in run("vad", vad_bundle, SAMPLE, "--threshold", "0.95").splitlines()]
+    strict = [
+        tuple(float(x) for x in line.split())
+        for line in run("vad", vad_bundle, SAMPLE, "--threshold", "0.95").splitlines()
+    ]
     assert strict != spans
     assert sum(b - a for a, b in strict) < sum(b - a for a, b in spans)
     for rate in (8000, 44100):
         path = tmp_path / f"sample_{rate}.wav"
         sf.write(path, resample(_read(SAMPLE), SR, rate), rate)
-        other = [tuple(float(x) for x in line.split()) for line in run("vad", vad_bundle, path)
-                 .splitlines()]
+        other = [
+            tuple(float(x) for x in line.split())
+            for line in run("vad", vad_bundle, path).splitlines()
+        ]
         assert len(other) == len(spans)
-        assert all(abs(a - c) <= 0.07 and abs(b - d) <= 0.07
-                   for (a, b), (c, d) in zip(spans, other, strict=True))
+        assert all(
+            abs(a - c) <= 0.07 and abs(b - d) <= 0.07
+            for (a, b), (c, d) in zip(spans, other, strict=True)
+        )
 
 
 def test_verify_passes_and_reports(vad_bundle: Path, capsys: pytest.CaptureFixture[str]) -> None:
