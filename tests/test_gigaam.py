@@ -141,6 +141,32 @@ def test_coreml_packages_match_manifest(gigaam_bundles: dict[str, Path], variant
     assert encoder.input("features").shape == (1, 64, 2999)
     assert encoder.input("length").dtype == "int32"
     assert encoder.output("encoded_len").dtype == "int32"
+    path_types = _length_path_types(bundle / encoder.files["coreml"].path, "encoded_len")
+    assert path_types and set(path_types.values()) == {"int32"}, path_types
+
+
+def _length_path_types(package: Path, output: str) -> dict[str, str]:
+    """The dtype of every op between the program's inputs and ``output``: fp16 cannot hold
+    every integer above 2048, so an fp16 op here makes a 30 s window's length off by one."""
+    import coremltools as ct
+    from coremltools.proto import MIL_pb2
+
+    spec = ct.models.MLModel(str(package), skip_model_load=True).get_spec()
+    function = spec.mlProgram.functions["main"]
+    block = function.block_specializations[function.opset]
+    producers = {out.name: op for op in block.operations for out in op.outputs}
+    found: dict[str, str] = {}
+    pending = [name for name in block.outputs if name.startswith(output)]
+    while pending:
+        name = pending.pop()
+        op = producers.get(name)
+        if op is None or name in found:
+            continue
+        dtype = op.outputs[0].type.tensorType.dataType
+        found[f"{op.type} {name}"] = MIL_pb2.DataType.Name(dtype).lower()
+        for argument in op.inputs.values():
+            pending += [a.name for a in argument.arguments if a.HasField("name")]
+    return found
 
 
 def test_manifest_describes_the_bundle(gigaam_bundles: dict[str, Path]) -> None:

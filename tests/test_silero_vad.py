@@ -346,3 +346,21 @@ def test_verify_passes_and_reports(vad_bundle: Path, capsys: pytest.CaptureFixtu
     assert out.count("PASS onnx") == 2 and "segments equal" in out
     assert out.strip().endswith("verify: passed")
     assert main(["verify", str(vad_bundle), "--audio", str(SAMPLE), "--max-prob-diff", "0"]) == 1
+
+
+def test_example_script_prints_the_segments(
+    vad_bundle: Path, detectors: dict[str, VoiceActivityDetector]
+) -> None:
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, str(vad_bundle / "example_infer_onnx.py"), str(SAMPLE)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    got = [tuple(float(x) for x in line.split()) for line in result.stdout.splitlines()]
+    want = [s.seconds(SR) for s in detectors["onnx"].segments(_read(SAMPLE))]
+    assert got == [(round(a, 3), round(b, 3)) for a, b in want]
+    assert 'DEFAULT_BACKEND = "coreml"' in (vad_bundle / "example_infer.py").read_text()

@@ -27,6 +27,7 @@ def coreml_conversion_patches() -> Iterator[None]:
     """Patches active while coremltools converts a traced module."""
     with ExitStack() as stack:
         stack.enter_context(_scalar_casts_under_numpy2())
+        stack.enter_context(_integer_floor_division())
         stack.enter_context(_hide_progress_bars())
         yield
 
@@ -43,6 +44,44 @@ def _hide_progress_bars() -> Iterator[None]:
     except BaseException:
         real.write(captured.getvalue()[-4000:])
         raise
+
+
+@contextmanager
+def _integer_floor_division() -> Iterator[None]:
+    """``torch.div(a, b, rounding_mode="floor")`` on integer tensors stays integer.
+
+    coremltools 9 converts every ``aten::div`` by casting both operands to fp32; in an fp16
+    program that cast becomes fp16, which cannot hold every integer above 2048, so a length
+    like 2052 // 2 comes out as 514 instead of 513 (seed 000's off-by-one ``encoded_len``).
+    MIL's ``floor_div`` takes int32 operands, so integer floor division is converted as that.
+    """
+    from coremltools.converters.mil import Builder as mb  # noqa: N813 (coremltools idiom)
+    from coremltools.converters.mil.frontend.torch.ops import _get_inputs
+    from coremltools.converters.mil.frontend.torch.torch_op_registry import _TORCH_OPS_REGISTRY
+    from coremltools.converters.mil.mil import types
+
+    table = _TORCH_OPS_REGISTRY.name_to_func_mapping
+    original = table.get("div")
+
+    def convert(context: Any, node: Any) -> None:
+        inputs = _get_inputs(context, node, min_expected=2)
+        mode = inputs[2].val if len(inputs) > 2 and inputs[2] is not None else None
+        x, y = inputs[0], inputs[1]
+        if mode == "floor" and types.is_int(x.dtype) and types.is_int(y.dtype):
+            y = mb.cast(x=y, dtype="int32") if y.dtype != types.int32 else y
+            x = mb.cast(x=x, dtype="int32") if x.dtype != types.int32 else x
+            context.add(mb.floor_div(x=x, y=y, name=node.name))
+            return
+        assert original is not None
+        original(context, node)
+
+    try:
+        if original is not None:
+            table["div"] = convert
+        yield
+    finally:
+        if original is not None:
+            table["div"] = original
 
 
 @contextmanager
