@@ -6,6 +6,8 @@ from __future__ import annotations
 import collections
 import io
 import os
+import pickle
+import struct
 import tarfile
 import zipfile
 from pathlib import Path
@@ -16,7 +18,7 @@ import pytest
 import torch
 
 from speechport.convert import convert
-from speechport.errors import CheckpointError, ExportError
+from speechport.errors import CheckpointError, ExportError, SpeechportError
 from speechport.families.gigaam import GigaAMFamily
 from speechport.families.omegaconf_compat import omegaconf_globals, to_plain
 from speechport.families.torch_checkpoint import load_torch_checkpoint
@@ -233,16 +235,183 @@ def test_failed_export_leaves_nothing(tmp_path: Path, monkeypatch: pytest.Monkey
 def test_existing_output_is_kept_unless_forced(tmp_path: Path) -> None:
     out = tmp_path / "bundle"
     out.mkdir()
-    (out / "keep.txt").write_text("mine")
-    with pytest.raises(Exception, match=r"already exists.*--force"):
+    (out / "thesis.tex").write_text("mine")
+    with pytest.raises(SpeechportError, match=r"already exists.*--force"):
         convert("gigaam", checkpoint("v3_ctc"), out, formats="onnx", quiet=True)
-    assert (out / "keep.txt").read_text() == "mine"
+    with pytest.raises(SpeechportError, match="refusing to replace: it is not a bundle"):
+        convert("gigaam", checkpoint("v3_ctc"), out, formats="onnx", quiet=True, overwrite=True)
+    assert (out / "thesis.tex").read_text() == "mine"
+    (out / "thesis.tex").unlink()
     convert("gigaam", checkpoint("v3_ctc"), out, formats="onnx", quiet=True, overwrite=True)
-    assert not (out / "keep.txt").exists()
     assert (out / "v3_ctc.onnx").is_file()
+    (out / "stale.txt").write_text("left by an older conversion")
+    convert("gigaam", checkpoint("v3_ctc"), out, formats="onnx", quiet=True, overwrite=True)
+    assert not (out / "stale.txt").exists(), "--force replaces a bundle whole"
     assert _leftovers(tmp_path) == ["bundle"]
+    with pytest.raises(SpeechportError, match="cannot create the output's parent"):
+        convert("gigaam", checkpoint("v3_ctc"), out / "v3_ctc.onnx" / "x", quiet=True)
 
 
 def test_fixture_tokenizer_is_found_beside_the_checkpoint() -> None:
     loaded = GigaAMFamily().load(checkpoint("v3_e2e_rnnt"))
     assert loaded.tokenizer_path == GIGAAM / "tokenizer.model"
+
+
+# --- hand-written pickles: what a hostile file can try ----------------------------------
+
+
+def _pickle_op_string(text: str) -> bytes:
+    data = text.encode()
+    return pickle.BINUNICODE + struct.pack("<I", len(data)) + data
+
+
+def _pickle_int(value: int) -> bytes:
+    return pickle.LONG1 + bytes([8]) + value.to_bytes(8, "little", signed=True)
+
+
+def _tensor_pickle(
+    offset: int, size: tuple[int, ...], stride: tuple[int, ...], numel: int
+) -> bytes:
+    def tup(*items: bytes) -> bytes:
+        return pickle.MARK + b"".join(items) + pickle.TUPLE
+
+    storage = (
+        tup(
+            _pickle_op_string("storage"),
+            b"ctorch\nFloatStorage\n",
+            _pickle_op_string("0"),
+            _pickle_op_string("cpu"),
+            _pickle_int(numel),
+        )
+        + pickle.BINPERSID
+    )
+    hooks = b"ccollections\nOrderedDict\n" + pickle.EMPTY_TUPLE + pickle.REDUCE
+    args = tup(
+        storage,
+        _pickle_int(offset),
+        tup(*map(_pickle_int, size)),
+        tup(*map(_pickle_int, stride)),
+        pickle.NEWFALSE,
+        hooks,
+    )
+    return b"ctorch._utils\n_rebuild_tensor_v2\n" + args + pickle.REDUCE
+
+
+def _archive(
+    path: Path, body: bytes, data: bytes = b"", compress: int = zipfile.ZIP_STORED
+) -> Path:
+    with zipfile.ZipFile(path, "w", compression=compress) as archive:
+        archive.writestr("archive/data.pkl", pickle.PROTO + b"\x02" + body + pickle.STOP)
+        archive.writestr("archive/data/0", data)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("offset", "size", "stride", "message"),
+    [
+        (-4, (7,), (1,), "invalid tensor geometry"),
+        (0, (4,), (-1,), "invalid tensor geometry"),
+        (0, (3, 1 << 20), (0, 0), "repeats its elements"),  # a broadcast view: 3M elements
+        (6, (4,), (1,), "reaches past its storage"),
+    ],
+)
+def test_tensor_views_outside_their_storage_are_refused(
+    tmp_path: Path, offset: int, size: tuple[int, ...], stride: tuple[int, ...], message: str
+) -> None:
+    data = np.arange(8, dtype="<f4").tobytes()
+    path = _archive(tmp_path / "view.ckpt", _tensor_pickle(offset, size, stride, 8), data)
+    with pytest.raises(CheckpointError, match=message):
+        load_torch_checkpoint(path)
+
+
+def test_a_pickle_cannot_modify_the_loader(tmp_path: Path) -> None:
+    """BUILD on an allowed object (here: turning float storage into int storage) is refused,
+    and a later load of a genuine checkpoint is untouched."""
+    body = (
+        b"ctorch\nFloatStorage\n"
+        + pickle.EMPTY_DICT
+        + _pickle_op_string("name")
+        + _pickle_op_string("IntStorage")
+        + pickle.SETITEM
+        + pickle.BUILD
+    )
+    with pytest.raises(CheckpointError, match="modify a built-in loader object"):
+        load_torch_checkpoint(_archive(tmp_path / "poison.ckpt", body))
+    weights = load_torch_checkpoint(checkpoint("v3_ctc"), extra_globals=omegaconf_globals())
+    weight = weights["state_dict"]["head.decoder_layers.0.weight"]
+    assert weight.dtype == np.float32 and np.abs(weight).max() < 10
+
+
+def test_compressed_tensor_data_is_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import speechport.families.torch_checkpoint as reader
+
+    monkeypatch.setattr(reader, "MIN_INFLATE_BUDGET", 1 << 20)
+    numel = 1 << 20  # 4 MB of zeros deflate to a few kB
+    body = _tensor_pickle(0, (numel,), (1,), numel)
+    path = _archive(tmp_path / "bomb.ckpt", body, bytes(4 * numel), zipfile.ZIP_DEFLATED)
+    assert path.stat().st_size < 50_000
+    with pytest.raises(CheckpointError, match="inflates far beyond"):
+        load_torch_checkpoint(path)
+    monkeypatch.setattr(reader, "MIN_INFLATE_BUDGET", 16 << 20)
+    assert load_torch_checkpoint(path).shape == (numel,)
+
+
+def test_big_endian_archives_are_read_right(tmp_path: Path) -> None:
+    path = tmp_path / "be.ckpt"
+    values = np.array([1.5, -2.0, 3.25], dtype=np.float32)
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr(
+            "archive/data.pkl",
+            pickle.PROTO + b"\x02" + _tensor_pickle(0, (3,), (1,), 3) + pickle.STOP,
+        )
+        archive.writestr("archive/byteorder", "big")
+        archive.writestr("archive/data/0", values.astype(">f4").tobytes())
+    np.testing.assert_array_equal(load_torch_checkpoint(path), values)
+
+
+@pytest.mark.parametrize("levels", [30])
+def test_config_bombs_and_cycles_fail_fast(tmp_path: Path, levels: int) -> None:
+    """A list holding the previous list twice, 30 levels deep (2^30 leaves if expanded), and
+    a list containing itself: both end in a clear error, at once."""
+    import time
+
+    def checkpoint_with(cfg: bytes) -> bytes:  # {"cfg": <cfg>, "state_dict": {}}
+        return (
+            b"}" + _pickle_op_string("cfg") + cfg + b"s" + _pickle_op_string("state_dict") + b"}s"
+        )
+
+    laughs = b"(" + _pickle_op_string("x") + b"l"  # ["x"]
+    for _ in range(levels):
+        laughs += b"q\x00h\x00\x86"  # memoise it, fetch it again: a pair of the same object
+    started = time.perf_counter()
+    with pytest.raises(CheckpointError, match="not a mapping"):
+        GigaAMFamily().load(_archive(tmp_path / "laughs.ckpt", checkpoint_with(laughs)))
+    cycle = b"]q\x00h\x00a"  # an empty list, memoised, appended to itself
+    with pytest.raises(CheckpointError, match="reference cycle"):
+        GigaAMFamily().load(_archive(tmp_path / "cycle.ckpt", checkpoint_with(cycle)))
+    assert time.perf_counter() - started < 5
+
+
+def test_malformed_state_dict_and_config_values(tmp_path: Path) -> None:
+    def state_is_a_list(cfg: dict[str, Any], state: dict[str, Any]) -> None:
+        state.clear()
+
+    path = _rewrite_cfg(tmp_path, state_is_a_list)
+    raw = load_torch_checkpoint(path, extra_globals=omegaconf_globals())
+    raw["state_dict"] = list(raw["state_dict"])
+    torch.save({"cfg": raw["cfg"], "state_dict": ["a", "b"]}, path)
+    with pytest.raises(CheckpointError, match="not a mapping of names to tensors"):
+        GigaAMFamily().load(path)
+
+    def heads(cfg: dict[str, Any], state: dict[str, Any]) -> None:
+        cfg["encoder"]["n_heads"] = 5
+
+    with pytest.raises(CheckpointError, match="not divisible by n_heads 5") as err:
+        GigaAMFamily().load(_rewrite_cfg(tmp_path, heads))
+    assert "edited.ckpt: config:" in str(err.value)
+
+    def not_a_number(cfg: dict[str, Any], state: dict[str, Any]) -> None:
+        cfg["encoder"]["d_model"] = "big"
+
+    with pytest.raises(CheckpointError, match="config is malformed"):
+        GigaAMFamily().load(_rewrite_cfg(tmp_path, not_a_number))

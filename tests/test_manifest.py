@@ -63,3 +63,19 @@ def test_missing_component_file_is_named(gigaam_bundles: dict[str, Path], tmp_pa
     (copy / "v3_ctc.onnx").unlink()
     with pytest.raises(BundleError, match=r"v3_ctc\.onnx: Encoder: ONNX file listed"):
         load_bundle(copy, "onnx")
+
+
+@pytest.mark.parametrize("path", ["/etc/passwd", "../outside.onnx", "sub/../../x.onnx", ""])
+def test_paths_cannot_leave_the_bundle(
+    gigaam_bundles: dict[str, Path], tmp_path: Path, path: str
+) -> None:
+    data = _manifest_dict(gigaam_bundles)
+    data["components"]["joint"]["files"]["onnx"]["path"] = path
+    (tmp_path / MANIFEST_NAME).write_text(json.dumps(data), encoding="utf-8")
+    with pytest.raises(BundleError, match="leaves the bundle"):
+        read_manifest(tmp_path)
+    data = _manifest_dict(gigaam_bundles)
+    data["tokenizer"]["model_file"] = path or "/abs"
+    (tmp_path / MANIFEST_NAME).write_text(json.dumps(data), encoding="utf-8")
+    with pytest.raises(BundleError, match="leaves the bundle"):
+        read_manifest(tmp_path)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from speechport import __version__
 from speechport.errors import SpeechportError
+from speechport.families import FAMILIES
 
 OUTPUTS = ("text", "json", "srt", "vtt")
 
@@ -28,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     convert = sub.add_parser("convert", help="convert an upstream checkpoint into a bundle")
-    convert.add_argument("family", choices=["gigaam", "silero-vad"], help="model family")
+    convert.add_argument("family", choices=FAMILIES, help="model family")
     convert.add_argument(
         "--checkpoint",
         type=Path,

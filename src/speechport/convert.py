@@ -5,10 +5,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from speechport.errors import SpeechportError
 from speechport.export.bundle import parse_formats, write_bundle
 from speechport.families import get_family
 from speechport.manifest import Manifest
 from speechport.progress import Progress
+
+MAX_WINDOW_SECONDS = 3600.0
 
 
 def convert(
@@ -27,10 +30,11 @@ def convert(
     None: the family's default source, where it has one)."""
     family = get_family(family_name)
     chosen = parse_formats(formats)
-    if window_seconds is not None and window_seconds <= 0:
-        from speechport.errors import SpeechportError
-
-        raise SpeechportError(f"--window must be positive, got {window_seconds}")
+    if window_seconds is not None and not 0 < window_seconds <= MAX_WINDOW_SECONDS:
+        raise SpeechportError(
+            f"--window must be a number of seconds in (0, {MAX_WINDOW_SECONDS:g}], "
+            f"got {window_seconds}"
+        )
     progress = Progress(0, quiet=quiet)
     progress.start(f"load {checkpoint or 'the installed package weights'}")
     loaded = family.load(None if checkpoint is None else Path(checkpoint), tokenizer=tokenizer)

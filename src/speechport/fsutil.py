@@ -14,20 +14,36 @@ from speechport.errors import SpeechportError
 
 
 @contextmanager
-def atomic_directory(target: Path, *, overwrite: bool = False) -> Iterator[Path]:
+def atomic_directory(
+    target: Path, *, overwrite: bool = False, marker: str = "speechport.json"
+) -> Iterator[Path]:
     """Yield a fresh temporary directory that becomes ``target`` only if the block succeeds.
 
     The temporary directory sits beside ``target`` (same filesystem, so the final rename is
     atomic). On any exception it is removed and ``target`` is left exactly as it was.
+    ``overwrite`` replaces an existing ``target`` only if it is empty or holds ``marker``
+    (a bundle): never a directory of someone's other files.
     """
     target = Path(target)
-    if target.exists() and not overwrite:
+    if target.exists():
+        if not overwrite:
+            raise SpeechportError(
+                "output directory already exists",
+                path=target,
+                hint="choose another --out or pass --force to replace it",
+            )
+        if not target.is_dir() or (any(target.iterdir()) and not (target / marker).is_file()):
+            raise SpeechportError(
+                f"refusing to replace: it is not a bundle (no {marker}) and not empty",
+                path=target,
+                hint="choose another --out; --force only replaces bundles",
+            )
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
         raise SpeechportError(
-            "output directory already exists",
-            path=target,
-            hint="choose another --out or pass --force to replace it",
-        )
-    target.parent.mkdir(parents=True, exist_ok=True)
+            f"cannot create the output's parent directory ({exc.strerror})", path=target.parent
+        ) from exc
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
     try:
         yield tmp

@@ -13,13 +13,21 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from speechport.errors import BundleError
 
 SCHEMA_VERSION = 1
+NP_DTYPES: dict[str, type[np.generic]] = {
+    "float32": np.float32,
+    "float16": np.float16,
+    "int32": np.int32,
+    "int64": np.int64,
+}
 MANIFEST_NAME = "speechport.json"
 
 TASKS = ("asr", "streaming-asr", "kws", "vad")
-DTYPES = ("float32", "float16", "int32", "int64")
+DTYPES = tuple(NP_DTYPES)
 FORMATS = ("coreml", "onnx")
 DECODING_ALGORITHMS = ("ctc_greedy", "rnnt_greedy", "tdt_greedy")
 
@@ -316,7 +324,7 @@ class Manifest:
                 for role, c in data["components"].items()
             },
             decoding=DecodingSpec(**decoding) if decoding is not None else None,
-            tokenizer=TokenizerSpec(**data["tokenizer"]) if "tokenizer" in data else None,
+            tokenizer=_tokenizer_from_dict(data["tokenizer"]) if "tokenizer" in data else None,
             vad=VadSpec(**data["vad"]) if "vad" in data else None,
             provenance=dict(data["provenance"]),
             extras=dict(data.get("extras", {})),
@@ -355,7 +363,7 @@ def _component_from_dict(data: dict[str, Any], where: str) -> ComponentSpec:
             raise BundleError(f"{where}: unknown format {fmt!r}; expected one of {FORMATS}")
         _require(f, ("path", "precision", "inputs", "outputs"), f"{where} file {fmt!r}")
         files[fmt] = ComponentFile(
-            path=str(f["path"]),
+            path=bundle_path(f["path"], f"{where} {fmt} file"),
             precision=str(f["precision"]),
             inputs=tuple(TensorSpec.from_dict(t, f"{where} {fmt} input") for t in f["inputs"]),
             outputs=tuple(TensorSpec.from_dict(t, f"{where} {fmt} output") for t in f["outputs"]),
@@ -370,6 +378,24 @@ def _component_from_dict(data: dict[str, Any], where: str) -> ComponentSpec:
         state=tuple(StatePair(**s) for s in data.get("state", [])),
         files=files,
     )
+
+
+def bundle_path(value: Any, where: str) -> str:
+    """A file name inside the bundle: relative, without ``..``; anything else is refused so
+    that a manifest cannot point a runtime at files outside its bundle."""
+    text = str(value)
+    parts = Path(text).parts
+    if not text or Path(text).is_absolute() or ".." in parts or "\\" in text:
+        raise BundleError(f"{where}: path {text!r} leaves the bundle (must be relative, no '..')")
+    return text
+
+
+def _tokenizer_from_dict(data: dict[str, Any]) -> TokenizerSpec:
+    spec = TokenizerSpec(**data)
+    bundle_path(spec.tokens_file, "tokenizer tokens_file")
+    if spec.model_file is not None:
+        bundle_path(spec.model_file, "tokenizer model_file")
+    return spec
 
 
 def _require(data: Any, keys: tuple[str, ...], where: str) -> None:

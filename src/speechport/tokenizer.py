@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from speechport.errors import BundleError
+from speechport.errors import BundleError, SpeechportError
 from speechport.manifest import TokenizerSpec
 
 _BYTE_PIECE = re.compile(r"<0x([0-9A-Fa-f]{2})>")
@@ -52,10 +52,7 @@ class Tokenizer:
             model_path = bundle / spec.model_file
             if not model_path.is_file():
                 raise BundleError("tokenizer model is missing", path=model_path)
-            import sentencepiece as spm
-
-            sp_model = spm.SentencePieceProcessor()
-            sp_model.Load(str(model_path))
+            sp_model = load_sentencepiece(model_path, BundleError)
         return cls(spec, pieces, sp_model)
 
     def piece(self, token_id: int) -> str:
@@ -94,6 +91,23 @@ class Tokenizer:
             current.append(position)
         commit()
         return spans
+
+
+def load_sentencepiece(path: Path, error: type[SpeechportError] = BundleError) -> Any:
+    """A loaded SentencePiece processor, or ``error`` naming the file if it is not one."""
+    import sentencepiece as spm
+
+    processor = spm.SentencePieceProcessor()
+    try:
+        processor.Load(str(path))
+    except (OSError, RuntimeError) as exc:
+        raise error(
+            "not a SentencePiece model",
+            path=path,
+            component="tokenizer",
+            hint="pass the .model file of the tokenizer",
+        ) from exc
+    return processor
 
 
 def _join_pieces(pieces: list[str], boundary: str) -> str:

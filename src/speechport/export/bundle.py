@@ -7,6 +7,7 @@ only when every file is written and checked, so a failed conversion leaves nothi
 from __future__ import annotations
 
 import datetime as _dt
+import os
 import platform
 from collections.abc import Sequence
 from importlib import metadata, resources
@@ -17,10 +18,9 @@ from speechport import __version__
 from speechport.errors import ExportError
 from speechport.families.base import BundlePlan, LoadedCheckpoint
 from speechport.fsutil import atomic_directory
-from speechport.manifest import MANIFEST_NAME, ComponentFile, ComponentSpec, Manifest
+from speechport.manifest import FORMATS, MANIFEST_NAME, ComponentFile, ComponentSpec, Manifest
 from speechport.progress import Progress
 
-FORMATS = ("coreml", "onnx")
 EXAMPLE_SCRIPTS = {"coreml": "example_infer.py", "onnx": "example_infer_onnx.py"}
 
 
@@ -123,7 +123,7 @@ def write_bundle(
             decoding=plan.decoding,
             tokenizer=plan.tokenizer,
             vad=plan.vad,
-            provenance=_provenance(loaded, formats, precision),
+            provenance=_provenance(loaded, Path(out), formats, precision),
             extras={**plan.extras, "description": plan.description},
         )
         (tmp / MANIFEST_NAME).write_text(manifest.to_json(), encoding="utf-8")
@@ -146,10 +146,15 @@ def example_script(fmt: str, task: str = "asr") -> str:
     return text.replace(marker, f'DEFAULT_BACKEND = "{fmt}"')
 
 
-def _provenance(loaded: LoadedCheckpoint, formats: Sequence[str], precision: str) -> dict[str, Any]:
+def _provenance(
+    loaded: LoadedCheckpoint, out: Path, formats: Sequence[str], precision: str
+) -> dict[str, Any]:
+    # The checkpoint's place relative to the bundle (no absolute path, so a published bundle
+    # does not carry its maker's directories); the torch reference backend looks there.
+    relative = os.path.relpath(loaded.checkpoint.resolve(), out.resolve())
     return {
         "source_checkpoint": loaded.checkpoint.name,
-        "checkpoint_path": str(loaded.checkpoint.resolve()),
+        "checkpoint_path": Path(relative).as_posix(),
         "checkpoint_sha256": loaded.checkpoint_sha256,
         "tokenizer_sha256": loaded.tokenizer_sha256,
         "formats": list(formats),

@@ -139,6 +139,11 @@ def _shape(t: TensorSpec) -> str:
     return f"{t.dtype} [{', '.join(str(d) for d in dims)}]"
 
 
+def _named(t: TensorSpec) -> str:
+    note = f" ({t.description})" if t.description else ""
+    return f"`{t.name}` {_shape(t)}{note}"
+
+
 def _component_section(comp: ComponentSpec) -> list[str]:
     lines = [f"**{comp.name}** ({comp.role}): {comp.description}", ""]
     lines.append("| | name | tensor | note |")
@@ -151,8 +156,8 @@ def _component_section(comp: ComponentSpec) -> list[str]:
         lines += ["", f"State: {pairs}."]
     for fmt, file in comp.files.items():
         if (file.inputs, file.outputs) != (comp.inputs, comp.outputs):
-            ins = ", ".join(f"`{t.name}` {_shape(t)}" for t in file.inputs)
-            outs = ", ".join(f"`{t.name}` {_shape(t)}" for t in file.outputs)
+            ins = ", ".join(_named(t) for t in file.inputs)
+            outs = ", ".join(_named(t) for t in file.outputs)
             lines += ["", f"{FORMAT_TITLES[fmt]} file `{file.path}`: {ins} → {outs}."]
     return [*lines, ""]
 

@@ -7,16 +7,15 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from speechport.errors import ExportError
 from speechport.export.compat import coreml_conversion_patches, quiet_coremltools
 from speechport.families.base import ExportableComponent
-from speechport.manifest import TensorSpec
+from speechport.manifest import NP_DTYPES, TensorSpec
 
 PRECISIONS = ("fp16", "fp32")
-_NP_DTYPES = {"float32": np.float32, "float16": np.float16, "int32": np.int32}
+_COREML_DTYPES = ("float32", "float16", "int32")  # Core ML has no int64 tensors
 
 
 def export_coreml(
@@ -76,9 +75,12 @@ def _tensor_type(spec: TensorSpec, *, with_shape: bool = True) -> Any:
     would otherwise be fp16: keeping the manifest's fp32 adds one cast at the end)."""
     import coremltools as ct
 
+    if spec.dtype not in _COREML_DTYPES:
+        raise ExportError(f"Core ML has no {spec.dtype} tensors", component=spec.name)
+    dtype = NP_DTYPES[spec.dtype]
     if not with_shape:
-        return ct.TensorType(name=spec.name, dtype=_NP_DTYPES[spec.dtype])
-    return ct.TensorType(name=spec.name, shape=spec.shape, dtype=_NP_DTYPES[spec.dtype])
+        return ct.TensorType(name=spec.name, dtype=dtype)
+    return ct.TensorType(name=spec.name, shape=spec.shape, dtype=dtype)
 
 
 def package_io(path: Path) -> tuple[list[TensorSpec], list[TensorSpec]]:

@@ -1,25 +1,33 @@
 """Model families: one module per upstream family; only they know architectures and
-checkpoint formats."""
+checkpoint formats.
+
+Importing this package imports no torch (the checkpoint readers are numpy-only); a family's
+own module, which builds torch modules, is imported when the family is asked for.
+"""
 
 from __future__ import annotations
 
-from speechport.errors import SpeechportError
-from speechport.families.base import BundlePlan, Family, LoadedCheckpoint
+from typing import TYPE_CHECKING
 
-FAMILIES = ("gigaam", "silero_vad")
+from speechport.errors import SpeechportError
+
+if TYPE_CHECKING:
+    from speechport.families.base import Family
+
+FAMILIES = ("gigaam", "silero-vad")
 
 
 def get_family(name: str) -> Family:
-    """The family implementation registered under ``name``."""
+    """The family implementation registered under ``name`` (``silero_vad`` also accepted)."""
     if name == "gigaam":
         from speechport.families.gigaam import GigaAMFamily
 
         return GigaAMFamily()
-    if name in ("silero_vad", "silero-vad"):
+    if name in ("silero-vad", "silero_vad"):
         from speechport.families.silero_vad import SileroVadFamily
 
         return SileroVadFamily()
     raise SpeechportError(f"unknown model family {name!r}; known: {', '.join(FAMILIES)}")
 
 
-__all__ = ["FAMILIES", "BundlePlan", "Family", "LoadedCheckpoint", "get_family"]
+__all__ = ["FAMILIES", "get_family"]

@@ -44,27 +44,98 @@ def omegaconf_globals() -> dict[tuple[str, str], Any]:
 
 
 _INTERPOLATION = re.compile(r"\$\{([^${}]+)\}")
+MAX_NODES = 200_000  # a real model config has a few hundred
+MAX_TEXT = 1 << 20  # characters in one resolved string
+MAX_DEPTH = 32  # nested interpolations
 
 
 def to_plain(node: Any) -> Any:
-    """Convert a stand-in config tree into plain Python data with interpolations resolved."""
-    raw = _strip(node)
-    return _resolve(raw, raw)
+    """Convert a stand-in config tree into plain Python data with interpolations resolved.
+
+    A crafted config cannot hang or exhaust the loader: shared subtrees are converted once
+    (a reference cycle is an error), and the node count, the resolved string length and
+    the interpolation depth are bounded.
+    """
+    try:
+        raw = _Stripper().strip(node)
+        return _Resolver(raw).resolve(raw)
+    except RecursionError as exc:
+        raise CheckpointError("the checkpoint's config nests too deeply") from exc
 
 
-def _strip(node: Any) -> Any:
-    if isinstance(node, InertRecord):
-        state = node.state if isinstance(node.state, dict) else {}
-        if "_content" in state:
-            return _strip(state["_content"])
-        if "_val" in state:
-            return _strip(state["_val"])
-        return None
-    if isinstance(node, dict):
-        return {str(k): _strip(v) for k, v in node.items()}
-    if isinstance(node, list | tuple):
-        return [_strip(v) for v in node]
-    return node
+class _Stripper:
+    def __init__(self) -> None:
+        self.done: dict[int, Any] = {}
+        self.open: set[int] = set()
+        self.nodes = 0
+
+    def strip(self, node: Any) -> Any:
+        if not isinstance(node, InertRecord | dict | list | tuple):
+            return node
+        key = id(node)
+        if key in self.done:
+            return self.done[key]
+        if key in self.open:
+            raise CheckpointError("the checkpoint's config contains a reference cycle")
+        self.nodes += 1
+        if self.nodes > MAX_NODES:
+            raise CheckpointError(f"the checkpoint's config has more than {MAX_NODES} nodes")
+        self.open.add(key)
+        out: Any
+        if isinstance(node, InertRecord):
+            state = node.state if isinstance(node.state, dict) else {}
+            if "_content" in state:
+                out = self.strip(state["_content"])
+            elif "_val" in state:
+                out = self.strip(state["_val"])
+            else:
+                out = None
+        elif isinstance(node, dict):
+            out = {str(k): self.strip(v) for k, v in node.items()}
+        else:
+            out = [self.strip(v) for v in node]
+        self.open.discard(key)
+        self.done[key] = out
+        return out
+
+
+class _Resolver:
+    def __init__(self, root: Any) -> None:
+        self.root = root
+        self.cache: dict[str, Any] = {}
+        self.containers: dict[int, Any] = {}  # shared subtrees are resolved once
+
+    def resolve(self, value: Any, depth: int = 0) -> Any:
+        if depth > MAX_DEPTH:
+            raise CheckpointError("config interpolations nest too deep (a cycle?)")
+        if isinstance(value, dict | list):
+            key = id(value)
+            if key not in self.containers:
+                self.containers[key] = (
+                    {k: self.resolve(v, depth) for k, v in value.items()}
+                    if isinstance(value, dict)
+                    else [self.resolve(v, depth) for v in value]
+                )
+            return self.containers[key]
+        if not isinstance(value, str) or "${" not in value:
+            return value
+        whole = _INTERPOLATION.fullmatch(value)
+        if whole and ":" not in whole.group(1):
+            return self.reference(whole.group(1), depth)
+        text = _INTERPOLATION.sub(
+            lambda m: (
+                str(self.reference(m.group(1), depth)) if ":" not in m.group(1) else m.group(0)
+            ),
+            value,
+        )
+        if len(text) > MAX_TEXT:
+            raise CheckpointError("a config interpolation expands beyond 1 MB of text")
+        return text
+
+    def reference(self, dotted: str, depth: int) -> Any:
+        if dotted not in self.cache:
+            self.cache[dotted] = self.resolve(_lookup(self.root, dotted), depth + 1)
+        return self.cache[dotted]
 
 
 def _lookup(root: Any, dotted: str) -> Any:
@@ -80,25 +151,3 @@ def _lookup(root: Any, dotted: str) -> Any:
                 hint="the checkpoint's config is incomplete",
             )
     return current
-
-
-def _resolve(value: Any, root: Any, depth: int = 0) -> Any:
-    if depth > 32:
-        raise CheckpointError("config interpolations nest too deep (a cycle?)")
-    if isinstance(value, dict):
-        return {k: _resolve(v, root, depth) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_resolve(v, root, depth) for v in value]
-    if isinstance(value, str):
-        whole = _INTERPOLATION.fullmatch(value)
-        if whole and ":" not in whole.group(1):
-            return _resolve(_lookup(root, whole.group(1)), root, depth + 1)
-        return _INTERPOLATION.sub(
-            lambda m: (
-                str(_resolve(_lookup(root, m.group(1)), root, depth + 1))
-                if ":" not in m.group(1)
-                else m.group(0)
-            ),
-            value,
-        )
-    return value

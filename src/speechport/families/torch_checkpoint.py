@@ -17,7 +17,6 @@ import pickle
 import struct
 import zipfile
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,15 +39,53 @@ _STORAGE_DTYPES: dict[str, np.dtype] = {
 }
 
 _ZIP_LOCAL_HEADER = struct.Struct("<IHHHHHIIIHH")
+MIN_INFLATE_BUDGET = 256 << 20  # bytes deflated members may inflate to, at least
 
 
-@dataclass(frozen=True)
-class _StorageType:
+class _Sealed:
+    """Base of the objects the allowlist hands to the unpickler. Pickle's BUILD opcode would
+    otherwise write attributes into them (even into a frozen dataclass), and a crafted file
+    could change how the rest of the load, or a later load, reads tensors."""
+
+    __slots__ = ()
+
+    def __setstate__(self, state: Any) -> None:
+        raise CheckpointError("the pickle tries to modify a built-in loader object")
+
+
+class _StorageType(_Sealed):
+    __slots__ = ("name",)
     name: str
+
+    def __init__(self, name: str) -> None:
+        object.__setattr__(self, "name", name)
 
     @property
     def dtype(self) -> np.dtype:
         return _STORAGE_DTYPES[self.name]
+
+
+class TypeMarker(_Sealed):
+    """An allowed but inert global, such as ``typing.Any`` inside OmegaConf metadata."""
+
+    __slots__ = ("qualname",)
+    qualname: str
+
+    def __init__(self, qualname: str) -> None:
+        object.__setattr__(self, "qualname", qualname)
+
+
+class _Call(_Sealed):
+    """An allowed function, sealed against BUILD."""
+
+    __slots__ = ("function",)
+    function: Callable[..., Any]
+
+    def __init__(self, function: Callable[..., Any]) -> None:
+        object.__setattr__(self, "function", function)
+
+    def __call__(self, *args: Any) -> Any:
+        return self.function(*args)
 
 
 class InertRecord:
@@ -82,69 +119,75 @@ def inert_class(name: str, module: str) -> type[InertRecord]:
     return type(name, (InertRecord,), {"__module__": module, "__qualname__": name})
 
 
-@dataclass(frozen=True)
-class TypeMarker:
-    """An allowed but inert global, such as ``typing.Any`` inside OmegaConf metadata."""
-
-    qualname: str
+def _is_index(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def _rebuild_tensor(
-    storage: np.ndarray,
-    storage_offset: int,
-    size: tuple[int, ...],
-    stride: tuple[int, ...],
+    storage: Any,
+    storage_offset: Any,
+    size: Any,
+    stride: Any,
     *_ignored: Any,
 ) -> np.ndarray:
+    """A tensor view of a storage, checked: indices are non-negative integers, the view
+    stays inside the storage and holds no more elements than it (no broadcast or
+    overlapping views, which could turn a few bytes into gigabytes)."""
+    if not isinstance(storage, np.ndarray) or storage.ndim != 1:
+        raise ValueError("a tensor must be built on a storage")
+    size, stride = tuple(size), tuple(stride)
+    values = (storage_offset, *size, *stride)
+    if len(size) != len(stride) or not all(_is_index(v) for v in values):
+        raise ValueError(
+            f"invalid tensor geometry: offset {storage_offset}, size {size}, stride {stride}"
+        )
+    count = int(np.prod(size, dtype=np.int64)) if size else 1
+    if count == 0:
+        return np.zeros(size, dtype=storage.dtype)
+    last = storage_offset + sum((s - 1) * st for s, st in zip(size, stride, strict=True))
+    if last >= storage.size or count > storage.size:
+        raise ValueError("tensor view reaches past its storage or repeats its elements")
     if not size:
         return np.array(storage[storage_offset], dtype=storage.dtype)
-    itemsize = storage.dtype.itemsize
-    needed = storage_offset + 1 + sum((s - 1) * st for s, st in zip(size, stride, strict=True))
-    if any(s == 0 for s in size):
-        return np.zeros(size, dtype=storage.dtype)
-    if needed > storage.size:
-        raise ValueError("tensor view reaches past the end of its storage")
     view = np.lib.stride_tricks.as_strided(
         storage[storage_offset:],
-        shape=tuple(size),
-        strides=tuple(st * itemsize for st in stride),
+        shape=size,
+        strides=tuple(st * storage.dtype.itemsize for st in stride),
         writeable=False,
     )
     return np.ascontiguousarray(view)
 
 
-def _rebuild_parameter(data: np.ndarray, *_ignored: Any) -> np.ndarray:
+def _first(data: Any, *_ignored: Any) -> Any:
     return data
 
 
-def _rebuild_parameter_with_state(data: np.ndarray, *_ignored: Any) -> np.ndarray:
-    return data
-
-
-_BASE_ALLOWED: dict[tuple[str, str], Any] = {
-    ("collections", "OrderedDict"): collections.OrderedDict,
-    ("collections", "defaultdict"): collections.defaultdict,
-    ("builtins", "dict"): dict,
-    ("builtins", "list"): list,
-    ("builtins", "tuple"): tuple,
-    ("builtins", "set"): set,
-    ("builtins", "frozenset"): frozenset,
-    ("builtins", "int"): int,
-    ("builtins", "long"): int,  # Python 2 name, still written by protocol-2 pickles
-    ("builtins", "float"): float,
-    ("builtins", "str"): str,
-    ("builtins", "bool"): bool,
-    ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor,
-    ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
-    ("torch._utils", "_rebuild_parameter_with_state"): _rebuild_parameter_with_state,
-    ("typing", "Any"): TypeMarker("typing.Any"),
-    # TorchScript archives store int/float/bool lists through these helpers.
-    ("torch.jit._pickle", "build_intlist"): list,
-    ("torch.jit._pickle", "build_doublelist"): list,
-    ("torch.jit._pickle", "build_boollist"): list,
-    ("torch.jit._pickle", "build_tensorlist"): list,
-    **{("torch", name): _StorageType(name) for name in _STORAGE_DTYPES},
-}
+def _allowed_globals() -> dict[tuple[str, str], Any]:
+    """A fresh allowlist for one load (so nothing one file does can reach another)."""
+    return {
+        ("collections", "OrderedDict"): collections.OrderedDict,
+        ("collections", "defaultdict"): collections.defaultdict,
+        ("builtins", "dict"): dict,
+        ("builtins", "list"): list,
+        ("builtins", "tuple"): tuple,
+        ("builtins", "set"): set,
+        ("builtins", "frozenset"): frozenset,
+        ("builtins", "int"): int,
+        ("builtins", "long"): int,  # Python 2 name, still written by protocol-2 pickles
+        ("builtins", "float"): float,
+        ("builtins", "str"): str,
+        ("builtins", "bool"): bool,
+        ("torch._utils", "_rebuild_tensor_v2"): _Call(_rebuild_tensor),
+        ("torch._utils", "_rebuild_parameter"): _Call(_first),
+        ("torch._utils", "_rebuild_parameter_with_state"): _Call(_first),
+        ("typing", "Any"): TypeMarker("typing.Any"),
+        # TorchScript archives store int/float/bool lists through these helpers.
+        ("torch.jit._pickle", "build_intlist"): list,
+        ("torch.jit._pickle", "build_doublelist"): list,
+        ("torch.jit._pickle", "build_boollist"): list,
+        ("torch.jit._pickle", "build_tensorlist"): list,
+        **{("torch", name): _StorageType(name) for name in _STORAGE_DTYPES},
+    }
 
 
 class _ArchiveReader:
@@ -163,14 +206,31 @@ class _ArchiveReader:
         self.pickle_name = pickles[0]
         self.root = self.pickle_name[: -len("data.pkl")]
         self._storages: dict[str, np.ndarray] = {}
+        self.big_endian = self._byteorder() == "big"
+        # Deflated members are inflated in memory; bound the total against zip bombs.
+        self._inflate_budget = max(MIN_INFLATE_BUDGET, 64 * path.stat().st_size)
 
-    def storage(self, key: str, dtype: np.dtype, numel: int) -> np.ndarray:
-        cache_key = f"{key}:{dtype.str}"
+    def _byteorder(self) -> str:
+        name = f"{self.root}byteorder"
+        if name not in self.archive.namelist():
+            return "little"
+        order = self.archive.read(name).decode("ascii", errors="replace").strip()
+        if order not in ("little", "big"):
+            raise CheckpointError(f"unknown byte order {order!r} in the archive", path=self.path)
+        return order
+
+    def storage(self, key: str, storage_type: _StorageType, numel: Any) -> np.ndarray:
+        if not _is_index(numel):
+            raise CheckpointError(f"tensor storage {key!r} has an invalid size", path=self.path)
+        cache_key = f"{key}:{storage_type.name}"
         if cache_key not in self._storages:
-            self._storages[cache_key] = self._read_storage(key, dtype, numel)
+            self._storages[cache_key] = self._read_storage(key, storage_type, numel)
         return self._storages[cache_key]
 
-    def _read_storage(self, key: str, dtype: np.dtype, numel: int) -> np.ndarray:
+    def _read_storage(self, key: str, storage_type: _StorageType, numel: int) -> np.ndarray:
+        dtype = storage_type.dtype
+        if self.big_endian:
+            dtype = dtype.newbyteorder(">")
         name = f"{self.root}data/{key}"
         try:
             info = self.archive.getinfo(name)
@@ -193,8 +253,18 @@ class _ArchiveReader:
                 self.path, dtype=dtype, mode="c", offset=self._data_offset(info), shape=(numel,)
             )
         else:
-            array = np.frombuffer(bytearray(self.archive.read(name)[:nbytes]), dtype=dtype)
-        if dtype == _STORAGE_DTYPES["BFloat16Storage"]:
+            self._inflate_budget -= nbytes
+            if self._inflate_budget < 0:
+                raise CheckpointError(
+                    "compressed tensor data inflates far beyond the file's size",
+                    path=self.path,
+                    hint="the file may be a zip bomb; torch.save writes tensors uncompressed",
+                )
+            with self.archive.open(name) as member:
+                array = np.frombuffer(bytearray(member.read(nbytes)), dtype=dtype)
+        if self.big_endian:
+            array = np.asarray(array).astype(dtype.newbyteorder("="))
+        if storage_type.name == "BFloat16Storage":
             array = (np.asarray(array, dtype=np.uint32) << 16).view(np.float32)
         return np.asarray(array)
 
@@ -249,7 +319,7 @@ class _RestrictedUnpickler(pickle.Unpickler):
             raise CheckpointError(
                 f"unsupported storage type {storage_type!r}", path=self._reader.path
             )
-        return self._reader.storage(str(key), storage_type.dtype, int(numel))
+        return self._reader.storage(str(key), storage_type, numel)
 
 
 def load_torch_checkpoint(
@@ -271,7 +341,7 @@ def load_torch_checkpoint(
         raise CheckpointError("file not found", path=path, hint="check the --checkpoint path")
     if not path.is_file():
         raise CheckpointError("not a file", path=path, hint="pass the checkpoint file itself")
-    allowed = dict(_BASE_ALLOWED)
+    allowed = _allowed_globals()
     allowed.update(extra_globals or {})
     try:
         archive = zipfile.ZipFile(path)

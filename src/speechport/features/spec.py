@@ -221,9 +221,10 @@ def _check_choice(name: str, value: object, allowed: tuple[str | None, ...]) -> 
         raise _invalid(name, value, f"one of {shown}")
 
 
-GIGAAM_V3 = LogMelSpec()
+GIGAAM_V3 = LogMelSpec(pad_mode="reflect")
 """GigaAM-v3: torchaudio MelSpectrogram (periodic Hann 320, hop 160, HTK mel, 64 bins,
-power 2, ``center=False``), then ``log(clamp(x, 1e-9, 1e9))``."""
+power 2, ``center=False``; torchaudio's reflect padding would apply only if centred), then
+``log(clamp(x, 1e-9, 1e9))``."""
 
 
 def nemo_spec(

@@ -37,6 +37,12 @@ class Conv1dSubsampling(nn.Module):
             channels = d_model
         self.conv = nn.Sequential(*layers)
 
+    def frames_after(self, frames: int) -> int:
+        """`output_length` for a plain Python int (no int32 overflow, for planning)."""
+        for _ in range(self.num_stages):
+            frames = (frames + 2 * self.padding - self.kernel_size) // self.stride + 1
+        return frames
+
     def output_length(self, length: Tensor) -> Tensor:
         for _ in range(self.num_stages):
             length = conv_output_length(length, self.kernel_size, self.stride, self.padding)

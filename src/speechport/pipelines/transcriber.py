@@ -15,10 +15,10 @@ import numpy as np
 from speechport.decoding import Hypothesis, ctc_greedy, rnnt_greedy, tdt_greedy
 from speechport.errors import BundleError
 from speechport.features import build_frontend
-from speechport.manifest import DecodingSpec
+from speechport.manifest import NP_DTYPES, DecodingSpec
 from speechport.pipelines.vad import VadParams, VoiceActivityDetector
 from speechport.pipelines.windowing import Window, plan_speech_windows, plan_windows
-from speechport.runtime.base import NP_DTYPES, Component, LoadedBundle
+from speechport.runtime.base import Component, LoadedBundle
 from speechport.tokenizer import Tokenizer
 
 

@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 
 from speechport.errors import AudioError, BundleError
-from speechport.manifest import VadSpec
-from speechport.runtime.base import NP_DTYPES, Component, LoadedBundle
+from speechport.manifest import NP_DTYPES, VadSpec
+from speechport.runtime.base import Component, LoadedBundle
 
 
 @dataclass(frozen=True)

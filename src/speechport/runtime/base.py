@@ -17,14 +17,7 @@ from typing import Protocol
 import numpy as np
 
 from speechport.errors import BundleError
-from speechport.manifest import ComponentSpec, Manifest, TensorSpec
-
-NP_DTYPES: dict[str, type[np.generic]] = {
-    "float32": np.float32,
-    "float16": np.float16,
-    "int32": np.int32,
-    "int64": np.int64,
-}
+from speechport.manifest import NP_DTYPES, ComponentSpec, Manifest, TensorSpec
 
 
 class Component(Protocol):

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 
 from speechport.errors import BackendError, BundleError
-from speechport.manifest import ComponentSpec, Manifest
-from speechport.runtime.base import NP_DTYPES, bindings_for
+from speechport.manifest import NP_DTYPES, ComponentSpec, Manifest
+from speechport.runtime.base import bindings_for
 
 
 class OnnxComponent:

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from speechport.errors import BackendError
+from speechport.errors import BackendError, CheckpointError
 from speechport.manifest import ComponentSpec, Manifest
 
 
@@ -64,31 +64,45 @@ class TorchBackend:
             from speechport.fsutil import sha256_file
 
             prov = manifest.provenance
-            checkpoint = self.checkpoint or (
-                Path(prov["checkpoint_path"]) if prov.get("checkpoint_path") else None
-            )
-            if checkpoint is None or not checkpoint.is_file():
+            checkpoint = self.checkpoint
+            if checkpoint is None and prov.get("checkpoint_path"):
+                beside = bundle / prov["checkpoint_path"]  # relative to the bundle
+                checkpoint = beside if beside.is_file() else None
+            if checkpoint is not None and not checkpoint.is_file():
                 raise BackendError(
-                    "the torch reference needs the source checkpoint and it was not found"
-                    + (f" at {checkpoint}" if checkpoint else ""),
-                    path=bundle,
-                    hint="pass --checkpoint PATH",
+                    "checkpoint not found", path=checkpoint, hint="pass --checkpoint PATH"
                 )
             want = prov.get("checkpoint_sha256")
-            if want and sha256_file(checkpoint) != want:
-                raise BackendError(
-                    "this checkpoint is not the one the bundle was converted from "
-                    "(SHA-256 differs)",
-                    path=checkpoint,
-                    hint="pass the checkpoint named in the bundle's provenance",
-                )
+            if checkpoint is not None and want and sha256_file(checkpoint) != want:
+                raise _wrong_checkpoint(checkpoint)
             tokenizer = self.tokenizer
             if tokenizer is None and manifest.tokenizer and manifest.tokenizer.model_file:
                 tokenizer = bundle / manifest.tokenizer.model_file
             family = get_family(manifest.family)
-            loaded = family.load(checkpoint, tokenizer=tokenizer)
+            try:  # no checkpoint found: the family's default source, if it has one
+                loaded = family.load(checkpoint, tokenizer=tokenizer)
+            except CheckpointError as exc:
+                if checkpoint is not None:
+                    raise
+                raise BackendError(
+                    f"the torch reference needs the source checkpoint "
+                    f"({prov.get('source_checkpoint')}) and it was not found next to where "
+                    "the bundle was made",
+                    path=bundle,
+                    hint="pass --checkpoint PATH",
+                ) from exc
+            if want and loaded.checkpoint_sha256 != want:
+                raise _wrong_checkpoint(loaded.checkpoint)
             window_seconds = (
                 manifest.window.seconds(manifest.sample_rate) if manifest.window else None
             )
             self._plans[bundle] = family.plan(loaded, window_seconds=window_seconds)
         return self._plans[bundle]
+
+
+def _wrong_checkpoint(path: Path) -> BackendError:
+    return BackendError(
+        "this checkpoint is not the one the bundle was converted from (SHA-256 differs)",
+        path=path,
+        hint="pass the checkpoint named in the bundle's provenance",
+    )

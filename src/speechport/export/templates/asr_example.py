@@ -95,6 +95,8 @@ def log_mel(samples: np.ndarray, fe: dict[str, Any]) -> tuple[np.ndarray, int]:
         else:
             x = np.pad(x, (n_fft // 2, n_fft // 2))
     n_frames = max(0, (x.size - n_fft) // hop + 1)
+    if n_frames == 0:  # shorter than one frame
+        return np.zeros((fe["n_mels"], 0), dtype=np.float32), 0
     denominator = win if fe["periodic_window"] else win - 1
     phase = 2 * np.pi * np.arange(win) / denominator
     core = 0.5 - 0.5 * np.cos(phase) if fe["window"] == "hann" else 0.54 - 0.46 * np.cos(phase)
@@ -127,6 +129,10 @@ class Component:
 
     def __init__(self, spec: dict[str, Any], backend: str) -> None:
         self.spec = spec
+        if backend not in spec["files"]:
+            sys.exit(
+                f"this bundle has no {backend} files; try --backend {next(iter(spec['files']))}"
+            )
         self.file = spec["files"][backend]
         self.backend = backend
         if backend == "onnx":

@@ -41,6 +41,10 @@ class Component:
 
     def __init__(self, spec: dict[str, Any], backend: str) -> None:
         self.spec = spec
+        if backend not in spec["files"]:
+            sys.exit(
+                f"this bundle has no {backend} files; try --backend {next(iter(spec['files']))}"
+            )
         self.file = spec["files"][backend]
         self.backend = backend
         if backend == "onnx":

@@ -47,7 +47,19 @@ class GigaAMFamily:
         cfg = to_plain(raw["cfg"])
         if not isinstance(cfg, dict):
             raise CheckpointError("the checkpoint's cfg is not a mapping", path=checkpoint)
-        config = GigaAMConfig.from_upstream(cfg, source=checkpoint)
+        try:
+            config = GigaAMConfig.from_upstream(cfg, source=checkpoint)
+        except CheckpointError as exc:
+            raise CheckpointError(
+                exc.message, path=checkpoint, component="config", hint=exc.hint
+            ) from exc
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise CheckpointError(
+                f"the config is malformed ({type(exc).__name__}: {exc})",
+                path=checkpoint,
+                component="config",
+                hint="the checkpoint is corrupt or not a GigaAM v3 ASR checkpoint",
+            ) from exc
         tokenizer_path = self._resolve_tokenizer(config, checkpoint, tokenizer)
         model, notes = build_model(config, raw["state_dict"], source=checkpoint)
         return LoadedCheckpoint(

@@ -58,7 +58,7 @@ def plan_bundle(loaded: LoadedCheckpoint, *, window_seconds: float) -> BundlePla
         raise CheckpointError(f"window of {window_seconds} s is too short for one feature frame")
     subsampling = model.encoder.pre_encode
     assert isinstance(subsampling, Conv1dSubsampling)
-    encoder_frames = int(subsampling.output_length(torch.tensor([feature_frames]))[0])
+    encoder_frames = subsampling.frames_after(feature_frames)
     if encoder_frames > config.pos_emb_max_len:
         raise CheckpointError(
             f"window of {window_seconds} s gives {encoder_frames} encoder frames, more than the "
@@ -73,7 +73,7 @@ def plan_bundle(loaded: LoadedCheckpoint, *, window_seconds: float) -> BundlePla
         algorithm="rnnt_greedy" if config.head == "rnnt" else "ctc_greedy",
         blank_id=config.blank_id,
         vocab_size=config.num_classes - 1,
-        max_symbols_per_frame=10,
+        max_symbols_per_frame=config.max_symbols_per_frame,
         context_size=1,
         subsampling_factor=config.subsampling_factor,
         frame_duration=config.subsampling_factor * spec.hop_length / sr,
@@ -246,7 +246,15 @@ def _components(
                 TensorSpec("enc", (1, d, 1), "float32", dynamic_axes={0: "batch_size"}),
                 TensorSpec("dec", (1, h, 1), "float32", dynamic_axes={0: "batch_size"}),
             ),
-            (TensorSpec("joint", (1, 1, 1, c), "float32", dynamic_axes={0: "batch_size"}),),
+            (
+                TensorSpec(
+                    "joint",
+                    (1, 1, 1, c),
+                    "float32",
+                    "log-softmax of the logits (upstream's ONNX layout; same argmax)",
+                    dynamic_axes={0: "batch_size"},
+                ),
+            ),
         ),
     )
     return [enc_component, dec_component, joint_component]
@@ -283,7 +291,7 @@ def _upstream_onnx_files(config: GigaAMConfig, tokens: list[str]) -> dict[str, b
         "version": config.model_name.split("_")[0],
         "features_size": config.feat_in,
         "subsampling_factor": config.subsampling_factor,
-        "max_tokens_per_step": 10,
+        "max_tokens_per_step": config.max_symbols_per_frame,
     }
     import yaml
 

@@ -35,6 +35,7 @@ class GigaAMConfig:
     joint_hidden: int = 0
     vocabulary: tuple[str, ...] | None = None
     tokenizer_model: str | None = None
+    max_symbols_per_frame: int = 10
     upstream: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -105,19 +106,24 @@ class GigaAMConfig:
         if vocabulary is None and tokenizer_model is None:
             raise fail("the config names neither a vocabulary nor a SentencePiece model")
         sample_rate = int(pre.get("sample_rate", cfg.get("sample_rate", 16000)))
+        # Upstream's FeatureExtractor hands torchaudio's MelSpectrogram only these keys;
+        # everything else (mel scale, norm, padding) is torchaudio's default: HTK mel, no
+        # filter norm, periodic Hann, reflect padding when centred. Keys such as
+        # ``mel_scale`` in the config are not passed on upstream, so they are not here either.
         frontend = LogMelSpec(
             sample_rate=sample_rate,
             n_fft=int(pre.get("n_fft", sample_rate // 40)),
             win_length=int(pre.get("win_length", sample_rate // 40)),
             hop_length=int(pre.get("hop_length", sample_rate // 100)),
             center=bool(pre.get("center", True)),
+            pad_mode="reflect",
             n_mels=int(pre.get("features", 64)),
-            mel_scale=str(pre.get("mel_scale") or "htk"),
-            mel_norm=pre.get("mel_norm"),
+            mel_scale="htk",
+            mel_norm=None,
         )
         if int(enc["feat_in"]) != frontend.n_mels:
             raise fail(f"encoder feat_in {enc['feat_in']} != {frontend.n_mels} mel bins")
-        return cls(
+        config = cls(
             model_name=name,
             head=kind,
             frontend=frontend,
@@ -134,9 +140,38 @@ class GigaAMConfig:
             num_classes=num_classes,
             vocabulary=None if vocabulary is None else tuple(str(v) for v in vocabulary),
             tokenizer_model=None if tokenizer_model is None else str(tokenizer_model),
+            max_symbols_per_frame=int(decoding.get("max_symbols_per_step", 10)),
             upstream=cfg,
             **extra,
         )
+        config.validate(fail)
+        return config
+
+    def validate(self, fail: Any) -> None:
+        """Reject values no GigaAM v3 model can have, before building anything."""
+        sizes = {
+            "d_model": self.d_model,
+            "n_layers": self.n_layers,
+            "n_heads": self.n_heads,
+            "num_classes": self.num_classes,
+            "feat_in": self.feat_in,
+        }
+        for key, value in sizes.items():
+            if value <= 0:
+                raise fail(f"{key} must be positive, got {value}")
+        if self.max_symbols_per_frame <= 0:
+            raise fail(f"max_symbols_per_step must be positive, got {self.max_symbols_per_frame}")
+        if self.d_model % self.n_heads:
+            raise fail(f"d_model {self.d_model} is not divisible by n_heads {self.n_heads}")
+        if self.conv_norm_type not in ("layer_norm", "batch_norm"):
+            raise fail(f"unknown conv norm type {self.conv_norm_type!r}")
+        if self.subsampling_factor < 2 or self.subsampling_factor & (self.subsampling_factor - 1):
+            raise fail(f"subsampling factor {self.subsampling_factor} is not a power of two")
+        if (
+            self.head == "rnnt"
+            and min(self.pred_hidden, self.pred_rnn_layers, self.joint_hidden) <= 0
+        ):
+            raise fail("prediction and joint sizes must be positive")
 
 
 def full_size_config(variant: str = "v3_e2e_rnnt") -> dict[str, Any]:

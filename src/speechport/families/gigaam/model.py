@@ -116,14 +116,16 @@ class JointStep(nn.Module):
 
 
 class UpstreamJointLayout(nn.Module):
-    """GigaAM's ONNX joint layout: ``enc [B, D, 1], dec [B, H, 1] -> joint [B, 1, 1, C]``."""
+    """GigaAM's ONNX joint: ``enc [B, D, 1], dec [B, H, 1] -> joint [B, 1, 1, C]``, the
+    log-softmax of the logits as upstream exports it (same argmax as the raw logits)."""
 
     def __init__(self, joint: RNNTJoint) -> None:
         super().__init__()
         self.joint = joint
 
     def forward(self, enc: Tensor, dec: Tensor) -> Tensor:
-        return self.joint(enc.transpose(1, 2).unsqueeze(2), dec.transpose(1, 2).unsqueeze(1))
+        logits = self.joint(enc.transpose(1, 2).unsqueeze(2), dec.transpose(1, 2).unsqueeze(1))
+        return torch.log_softmax(logits, dim=-1)
 
 
 def build_model(
@@ -133,9 +135,25 @@ def build_model(
     source: Path | None = None,
 ) -> tuple[GigaAMASR, list[str]]:
     """Instantiate the model and load upstream weights (``None``: keep random weights)."""
-    model = GigaAMASR(config)
+    try:
+        model = GigaAMASR(config)
+    except CheckpointError as exc:
+        raise CheckpointError(exc.message, path=source, component="config") from exc
+    except (ValueError, RuntimeError) as exc:
+        raise CheckpointError(
+            f"the config describes an impossible model ({exc})", path=source, component="config"
+        ) from exc
     notes: list[str] = []
     if state_dict is not None:
+        if not isinstance(state_dict, dict) or not all(
+            isinstance(k, str) and isinstance(v, np.ndarray) for k, v in state_dict.items()
+        ):
+            raise CheckpointError(
+                "state_dict is not a mapping of names to tensors",
+                path=source,
+                component="state_dict",
+                hint="the checkpoint is corrupt or of another model",
+            )
         weights = {
             k: torch.from_numpy(np.array(v, dtype=np.float32 if v.dtype.kind == "f" else None))
             for k, v in state_dict.items()
