@@ -79,13 +79,8 @@ def render_card(manifest: Manifest, bundle: Path) -> str:
                 f"Without speechport: `python {script} audio.wav` (needs only {deps}; reads "
                 "16-bit PCM WAV at the bundle's sample rate)."
             )
-    if "onnx" in m.formats:
-        lines += [
-            "",
-            "The ONNX files keep the upstream export's file and tensor names, so runtimes "
-            "written for it (e.g. onnx-asr, with `config.json` and the vocab file here) load "
-            "this directory as it is.",
-        ]
+    if "onnx" in m.formats and m.extras.get("onnx_compatibility"):
+        lines += ["", str(m.extras["onnx_compatibility"])]
     lines += ["", *_fidelity_section(bundle), "", "## Provenance", ""]
     prov = m.provenance
     lines += [

@@ -104,7 +104,19 @@ def plan_bundle(loaded: LoadedCheckpoint, *, window_seconds: float) -> BundlePla
         files=files,
         onnx_files=onnx_files,
         description=description,
-        extras={"upstream": "salute-developers/GigaAM", "language": "ru"},
+        extras={
+            "upstream": "salute-developers/GigaAM",
+            "language": "ru",
+            "onnx_compatibility": (
+                "The ONNX files keep GigaAM's own export layout (file and tensor names, "
+                "log-softmax joint, `config.json` and the `<blk>`-last vocab file), so "
+                "runtimes written for it load this directory as it is: onnx-asr "
+                '(`onnx_asr.load_model("gigaam-v3-...", path)`), and GigaAM\'s own '
+                "`load_onnx(dir, variant)` with the `<variant>.yaml` here (its "
+                "`decoding.model_path` is `tokenizer.model`, relative to the working "
+                "directory, as upstream writes it)."
+            ),
+        },
     )
 
 

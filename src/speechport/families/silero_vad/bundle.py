@@ -199,5 +199,13 @@ def plan_bundle(loaded: LoadedCheckpoint) -> BundlePlan:
             f"({loaded.config.get('source')}): speech probability per 32 ms, with explicit "
             "LSTM state; unified (576 samples), 256 ms (4,160 samples) and three-stage forms."
         ),
-        extras={"upstream": "snakers4/silero-vad (MIT)"},
+        extras={
+            "upstream": "snakers4/silero-vad (MIT)",
+            "onnx_compatibility": (
+                "`silero_vad.onnx` keeps the layout of Silero's own file (`input` [batch, "
+                "576], `state` [2, batch, 128], `sr` -> `output`, `stateN`), so runtimes "
+                "written for it (Silero's OnnxWrapper, onnx-asr's `load_vad(\"silero\", "
+                "path)`) load it unchanged."
+            ),
+        },
     )
