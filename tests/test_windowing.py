@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from speechport.pipelines.windowing import Window, plan_windows
+from speechport.pipelines.windowing import Window, plan_speech_windows, plan_windows
 
 RATE = 16000
 FRAME = 160  # 10 ms, the default frame
@@ -251,3 +251,61 @@ def test_windows_are_contiguous_cover_everything_and_respect_the_bound(
         smooth_ms=smooth_ms,
         search_fraction=search_fraction,
     )
+
+
+# --- windows from speech spans (a VAD) ------------------------------------------------
+
+
+def _speech(spans: list[tuple[int, int]], total: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    audio = (rng.standard_normal(total) * 1e-4).astype(np.float32)
+    for start, end in spans:
+        audio[start:end] = (rng.standard_normal(end - start) * 0.3).astype(np.float32)
+    return audio
+
+
+def test_speech_windows_merge_spans_up_to_the_window() -> None:
+    sr = 16000
+    spans = [(1 * sr, 3 * sr), (4 * sr, 6 * sr), (7 * sr, 9 * sr), (12 * sr, 14 * sr)]
+    audio = _speech(spans, 16 * sr)
+    windows = plan_speech_windows(spans, audio, sr, 6 * sr, margin_ms=200)
+    assert [(w.start / sr, w.end / sr) for w in windows] == [
+        (0.8, 6.2),
+        (6.8, 9.2),
+        (11.8, 14.2),
+    ]
+
+
+def test_speech_windows_merge_overlapping_and_contained_spans() -> None:
+    sr = 16000
+    audio = _speech([(0, 30_000)], 40_000)
+    windows = plan_speech_windows(
+        [(5000, 10_000), (0, 30_000), (29_000, 31_000)], audio, sr, 50_000, margin_ms=0
+    )
+    assert [(w.start, w.end) for w in windows] == [(0, 31_000)]
+
+
+def test_speech_windows_widen_only_to_the_quietest_point_between_spans() -> None:
+    """The VAD opened late: the next span's soft onset lies in the 'gap'. The margin must
+    not reach into it; the boundary is the quiet part of the gap."""
+    sr = 16000
+    words = [(8000, 24000), (30000, 46000)]  # a 6000-sample pause, then the next word
+    audio = _speech(words, 60000)
+    vad_spans = [(8000, 24000), (31600, 46000)]  # opened 100 ms into the second word
+    windows = plan_speech_windows(vad_spans, audio, sr, 32000, margin_ms=250)
+    assert len(windows) == 2
+    assert 24000 <= windows[0].end <= 30000
+    assert windows[1].start <= 30000
+
+
+def test_speech_windows_split_a_span_longer_than_the_window() -> None:
+    sr = 16000
+    words = [(i * 8000, i * 8000 + 7000) for i in range(12)]  # one long span, 1000-sample gaps
+    audio = _speech(words, 12 * 8000)
+    windows = plan_speech_windows([(0, 12 * 8000)], audio, sr, 30000, margin_ms=0)
+    assert all(w.end - w.start <= 30000 for w in windows)
+    assert [w.start for w in windows[1:]] == [w.end for w in windows[:-1]]
+    for window in windows[:-1]:
+        assert any(
+            end <= window.end <= start for (_, end), (start, _) in itertools.pairwise(words)
+        ), f"cut at {window.end} is inside a word"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -176,7 +177,13 @@ def _transcribe(args: argparse.Namespace) -> int:
     if args.vad is not None:
         from speechport.pipelines.vad import VoiceActivityDetector
 
-        detector = VoiceActivityDetector(load_bundle(args.vad, "onnx"))
+        try:
+            detector = VoiceActivityDetector(load_bundle(args.vad, "onnx"))
+        except SpeechportError as exc:
+            raise SpeechportError(
+                f"--vad bundle: {exc}",
+                hint="the VAD runs with ONNX Runtime: convert it with --format onnx",
+            ) from exc
     transcriber = Transcriber(bundle, vad=detector)
 
     def render(t: Transcript) -> str:
@@ -221,6 +228,14 @@ def _vad(args: argparse.Namespace) -> int:
     from speechport.pipelines.vad import VoiceActivityDetector
     from speechport.runtime import load_bundle, make_backend
 
+    offline_only = (args.probs, args.min_speech_ms is not None, args.max_speech_s is not None)
+    if args.stream and (args.output != "text" or any(offline_only)):
+        raise SpeechportError(
+            "--stream prints start/end events as they happen: it takes no --output, --probs, "
+            "--min-speech-ms or --max-speech-s (those shape offline segments)"
+        )
+    if args.probs and args.output != "json":
+        raise SpeechportError("--probs needs --output json")
     options = {"checkpoint": args.checkpoint} if args.backend == "torch" else {}
     detector = VoiceActivityDetector(
         load_bundle(args.bundle, make_backend(args.backend, **options))
@@ -255,7 +270,10 @@ def _vad(args: argparse.Namespace) -> int:
                 "source": str(path),
                 "duration": round(samples.size / sr, 3),
                 "engine": detector.bundle.engine,
-                "params": params.__dict__,
+                "params": {  # JSON has no infinity: an unlimited length is null
+                    k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+                    for k, v in params.__dict__.items()
+                },
                 "segments": [{"start": round(a, 3), "end": round(b, 3)} for a, b in spans],
             }
             if args.probs:
@@ -263,7 +281,7 @@ def _vad(args: argparse.Namespace) -> int:
                 data["probabilities"] = [
                     round(float(p), 4) for p in detector.probabilities(samples)
                 ]
-            print(json.dumps(data, indent=2))
+            print(json.dumps(data, indent=2, allow_nan=False))
         elif args.output in ("srt", "vtt"):
             cues = [Cue(a, b, "[speech]") for a, b in spans]
             sys.stdout.write(cues_to_srt(cues) if args.output == "srt" else cues_to_vtt(cues))
@@ -274,7 +292,7 @@ def _vad(args: argparse.Namespace) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from speechport.verify.parity import verify_bundle
+    from speechport.verify.parity import verify_bundle, write_report
 
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
     report = verify_bundle(
@@ -285,6 +303,7 @@ def _verify(args: argparse.Namespace) -> int:
         max_prob_diff=args.max_prob_diff,
         max_cer=args.max_cer,
     )
+    written = write_report(report, args.bundle)
     if args.json:
         print(json.dumps(report.to_dict(), indent=2, ensure_ascii=False))
     else:
@@ -311,6 +330,7 @@ def _verify(args: argparse.Namespace) -> int:
                         else ""
                     )
                 )
+        print(f"report: {written} (and the model card's fidelity section)")
         print("verify: " + ("passed" if report.passed else "FAILED"))
     return 0 if report.passed else 1
 

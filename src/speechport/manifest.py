@@ -367,7 +367,9 @@ def _component_from_dict(data: dict[str, Any], where: str) -> ComponentSpec:
             precision=str(f["precision"]),
             inputs=tuple(TensorSpec.from_dict(t, f"{where} {fmt} input") for t in f["inputs"]),
             outputs=tuple(TensorSpec.from_dict(t, f"{where} {fmt} output") for t in f["outputs"]),
-            constants=tuple(ConstantInput(**c) for c in f.get("constants", [])),
+            constants=tuple(
+                _constant_from_dict(c, f"{where} {fmt}") for c in f.get("constants", [])
+            ),
         )
     return ComponentSpec(
         name=str(data["name"]),
@@ -388,6 +390,13 @@ def bundle_path(value: Any, where: str) -> str:
     if not text or Path(text).is_absolute() or ".." in parts or "\\" in text:
         raise BundleError(f"{where}: path {text!r} leaves the bundle (must be relative, no '..')")
     return text
+
+
+def _constant_from_dict(data: dict[str, Any], where: str) -> ConstantInput:
+    _require(data, ("name", "dtype", "value"), f"{where} constant")
+    if data["dtype"] not in DTYPES:
+        raise BundleError(f"{where} constant: unknown dtype {data['dtype']!r}")
+    return ConstantInput(str(data["name"]), str(data["dtype"]), data["value"])
 
 
 def _tokenizer_from_dict(data: dict[str, Any]) -> TokenizerSpec:

@@ -6,7 +6,19 @@ from collections.abc import Sequence
 
 
 def edit_distance(reference: Sequence[object], hypothesis: Sequence[object]) -> int:
-    """Levenshtein distance (substitutions, insertions, deletions all cost 1)."""
+    """Levenshtein distance (substitutions, insertions, deletions all cost 1).
+
+    The common prefix and suffix cost nothing and are skipped, so near-identical texts (the
+    usual case when checking a conversion) are compared in linear time.
+    """
+    start = 0
+    while start < min(len(reference), len(hypothesis)) and reference[start] == hypothesis[start]:
+        start += 1
+    end_r, end_h = len(reference), len(hypothesis)
+    while end_r > start and end_h > start and reference[end_r - 1] == hypothesis[end_h - 1]:
+        end_r -= 1
+        end_h -= 1
+    reference, hypothesis = reference[start:end_r], hypothesis[start:end_h]
     previous = list(range(len(hypothesis) + 1))
     for i, ref_item in enumerate(reference, start=1):
         current = [i]

@@ -214,11 +214,42 @@ def _vad_text(v: VadSpec, sample_rate: int) -> str:
 
 def _fidelity_section(bundle: Path) -> list[str]:
     parity = bundle / PARITY_FILE
+    title = ["## Fidelity", ""]
     if not parity.is_file():
         return [
-            "## Fidelity and latency",
-            "",
-            "Not measured yet: run `speechport verify` on this bundle to fill this section.",
+            *title,
+            "Not measured yet: `speechport verify . --audio FILES` compares this "
+            "bundle with its torch reference on real audio and writes the results here.",
         ]
     data: dict[str, Any] = json.loads(parity.read_text(encoding="utf-8"))
-    return ["## Fidelity and latency", "", "```json", json.dumps(data, indent=2)[:4000], "```"]
+    engines = "; ".join(f"{k}: {v}" for k, v in data.get("engines", {}).items())
+    lines = [
+        *title,
+        f"`speechport verify` against the torch reference ({data.get('reference_engine')}); "
+        f"engines: {engines}. Verdict: **{'passed' if data.get('passed') else 'FAILED'}**.",
+        "",
+    ]
+    if data.get("task") == "vad":
+        lines += [
+            "| audio | backend | chunks | max abs Δp (per form) | segments |",
+            "|---|---|---|---|---|",
+        ]
+        for f in data.get("files", []):
+            d = f["details"]
+            forms = ", ".join(
+                f"{name} {v['max_abs_prob_diff']:.1e}" for name, v in d.get("paths", {}).items()
+            )
+            same = "equal" if d.get("segments_equal") else "differ"
+            lines.append(
+                f"| {Path(f['audio']).name} | {f['backend']} | {d['chunks']} | "
+                f"{forms} | {same} ({d['segments_reference']}) |"
+            )
+    else:
+        lines += ["| audio | backend | transcript | CER |", "|---|---|---|---|"]
+        for f in data.get("files", []):
+            d = f["details"]
+            exact = "token-exact" if d.get("token_exact") else "differs"
+            lines.append(
+                f"| {Path(f['audio']).name} | {f['backend']} | {exact} | {d.get('cer', 0.0):.4f} |"
+            )
+    return lines

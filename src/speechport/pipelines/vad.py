@@ -158,8 +158,17 @@ def _pad(segments: list[list[float]], pad: float, num_samples: int) -> list[Spee
     return [SpeechSegment(int(a), int(b)) for a, b in segments]
 
 
+PATHS = ("auto", "vad", "vad_long", "stages")
+
+
 class VoiceActivityDetector:
-    """Run a VAD bundle: probabilities per chunk, segments, streams."""
+    """Run a VAD bundle: probabilities per chunk, segments, streams.
+
+    The bundle's components are three forms of the same model; ``path`` picks which one
+    computes probabilities: ``vad`` (one chunk per call), ``vad_long`` (``sub_chunks`` per
+    call), ``stages`` (the three-stage split, chained), or ``auto`` (``vad_long`` where the
+    bundle has it). All give the same numbers; `verify` checks each.
+    """
 
     def __init__(self, bundle: LoadedBundle) -> None:
         try:
@@ -172,31 +181,52 @@ class VoiceActivityDetector:
             ) from exc
         self.bundle = bundle
         self.sample_rate = bundle.manifest.sample_rate
-        self.step = _Stepper(bundle.component("vad"))
-        long = bundle.components.get("vad_long")
-        self.long_step = None if long is None else _Stepper(long)
-        self.defaults = VadParams.from_defaults(self.spec.defaults)
+        spec = self.spec
+        if spec.chunk_samples <= 0 or spec.context_samples < 0 or spec.sub_chunks <= 0:
+            raise BundleError(f"invalid vad section {spec}", path=bundle.path)
+        self.step = _Stepper(bundle.component("vad"), spec.window_samples)
+        self.steppers: dict[str, Any] = {"vad": self.step}
+        if "vad_long" in bundle.components:
+            width = spec.context_samples + spec.sub_chunks * spec.chunk_samples
+            self.steppers["vad_long"] = _Stepper(bundle.component("vad_long"), width)
+        stages = ("vad_stft", "vad_encoder", "vad_decoder")
+        if all(role in bundle.components for role in stages):
+            stft, encoder, decoder = (bundle.component(role) for role in stages)
+            self.steppers["stages"] = _StageChain(stft, encoder, decoder, spec.window_samples)
+        self.defaults = VadParams.from_defaults(spec.defaults)
+
+    @property
+    def paths(self) -> list[str]:
+        """The component paths this bundle can compute probabilities with."""
+        return list(self.steppers)
 
     def params(self, **overrides: Any) -> VadParams:
         return replace(self.defaults, **{k: v for k, v in overrides.items() if v is not None})
 
-    def probabilities(self, samples: np.ndarray, *, use_long: bool = True) -> np.ndarray:
+    def probabilities(self, samples: np.ndarray, *, path: str = "auto") -> np.ndarray:
         """Speech probability of every ``chunk_samples`` of ``samples`` (the last chunk
         zero-padded), from a fresh state, the context starting as zeros."""
         audio = _check_audio(samples)
+        if path == "auto":
+            path = "vad_long" if "vad_long" in self.steppers else "vad"
+        if path not in self.steppers:
+            raise BundleError(
+                f"no {path!r} components in this bundle (has {self.paths})", path=self.bundle.path
+            )
+        stepper = self.steppers[path]
         chunk, context = self.spec.chunk_samples, self.spec.context_samples
+        per_call = stepper.width - context
+        chunks_per_call = per_call // chunk
         count = -(-audio.size // chunk)
-        stepper = self.long_step if use_long and self.long_step is not None else self.step
-        per_call = chunk * (self.spec.sub_chunks if stepper is self.long_step else 1)
-        calls = -(-count * chunk // per_call)
+        calls = -(-count // chunks_per_call)
         padded = np.zeros(context + calls * per_call, dtype=np.float32)
         padded[context : context + audio.size] = audio
         state = stepper.initial_state()
-        out = np.empty(calls * (per_call // chunk), dtype=np.float32)
+        out = np.empty(calls * chunks_per_call, dtype=np.float32)
         for k in range(calls):
-            window = padded[k * per_call : k * per_call + context + per_call]
+            window = padded[k * per_call : k * per_call + stepper.width]
             probs, state = stepper(window, state)
-            out[k * (per_call // chunk) : (k + 1) * (per_call // chunk)] = probs
+            out[k * chunks_per_call : (k + 1) * chunks_per_call] = probs
         return out[:count]
 
     def segments(self, samples: np.ndarray, params: VadParams | None = None) -> list[SpeechSegment]:
@@ -216,7 +246,7 @@ class VoiceActivityDetector:
 class _Stepper:
     """One VAD component call: window -> per-chunk probabilities, state threaded."""
 
-    def __init__(self, component: Component) -> None:
+    def __init__(self, component: Component, width: int) -> None:
         spec = component.spec
         if not spec.state:
             raise BundleError(f"component {spec.name} declares no state")
@@ -234,7 +264,12 @@ class _Stepper:
         self._probs_out = (
             names_out.index("probs") if "probs" in names_out else names_out.index("prob")
         )
-        self.window = spec.inputs[self._audio_in].shape[-1]
+        self.width = spec.inputs[self._audio_in].shape[-1]
+        if self.width != width:
+            raise BundleError(
+                f"component {spec.name} takes {self.width} samples, the manifest's vad "
+                f"section implies {width}"
+            )
 
     def initial_state(self) -> np.ndarray:
         return np.zeros(self._state_shape, dtype=self._state_dtype)
@@ -245,6 +280,28 @@ class _Stepper:
         inputs[self._state_in] = state
         outputs = self._component(*inputs)
         return outputs[self._probs_out].reshape(-1), outputs[self._state_out]
+
+
+class _StageChain:
+    """The three-stage form as one step: STFT, encoder, then the stateful decoder."""
+
+    def __init__(self, stft: Component, encoder: Component, decoder: Component, width: int):
+        self._stft, self._encoder = stft, encoder
+        self._decoder = _Stepper(decoder, decoder.spec.inputs[0].shape[-1])
+        self.width = stft.spec.inputs[0].shape[-1]
+        if self.width != width:
+            raise BundleError(
+                f"component {stft.spec.name} takes {self.width} samples, the "
+                f"manifest's vad section implies {width}"
+            )
+
+    def initial_state(self) -> np.ndarray:
+        return self._decoder.initial_state()
+
+    def __call__(self, window: np.ndarray, state: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        (magnitude,) = self._stft(window.reshape(1, -1))
+        (features,) = self._encoder(magnitude)
+        return self._decoder(features, state)
 
 
 @dataclass(frozen=True)
@@ -261,8 +318,12 @@ class VadEvent:
 @dataclass
 class VadStream:
     """Feed audio as it arrives; get segment start and end events, with Silero's
-    ``VADIterator`` semantics (start padded back by ``speech_pad``; end after
-    ``min_silence`` below the exit threshold, padded forward)."""
+    ``VADIterator`` semantics: a start is the chunk's start padded back by ``speech_pad``;
+    an end comes after ``min_silence`` below the exit threshold and is the first silent
+    chunk's start padded forward. As in ``VADIterator``, the exit threshold defaults to
+    ``threshold - 0.15`` with no floor (the offline segmentation floors it at 0.01).
+    `flush` ends the stream (closing an open segment at the end of the audio) and resets it.
+    """
 
     detector: VoiceActivityDetector
     params: VadParams
@@ -272,36 +333,41 @@ class VadStream:
     _current: int = 0
     _triggered: bool = False
     _temp_end: int = 0
+    _silence_start: int = 0
+
+    @property
+    def exit_threshold(self) -> float:
+        p = self.params
+        return p.neg_threshold if p.neg_threshold is not None else p.threshold - 0.15
 
     def feed(self, samples: np.ndarray) -> list[VadEvent]:
         """Process whole chunks of ``samples`` (the rest waits for the next call)."""
-        spec = self.detector.spec
-        audio = np.asarray(samples, dtype=np.float32).reshape(-1)
-        if audio.size and not np.all(np.isfinite(audio)):
-            raise AudioError("audio holds NaN or infinite samples", component="vad stream")
+        audio = _check_audio(samples)
         self._pending = np.concatenate([self._pending, audio])
         events: list[VadEvent] = []
-        chunk = spec.chunk_samples
+        chunk = self.detector.spec.chunk_samples
         while self._pending.size >= chunk:
-            events += self._step(self._pending[:chunk])
+            events += self._step(self._pending[:chunk], chunk)
             self._pending = self._pending[chunk:]
         return events
 
     def flush(self) -> list[VadEvent]:
-        """End of stream: process the partial chunk (zero-padded) and close an open
-        segment at the end of the audio."""
+        """End of stream: process the partial chunk (zero-padded), close an open segment at
+        the end of the audio, and start afresh."""
         events: list[VadEvent] = []
         chunk = self.detector.spec.chunk_samples
         if self._pending.size:
             fed = self._pending.size
-            events += self._step(np.pad(self._pending, (0, chunk - fed)), fed=fed)
-            self._pending = np.zeros(0, dtype=np.float32)
+            events += self._step(np.pad(self._pending, (0, chunk - fed)), fed)
         if self._triggered:
             events.append(VadEvent("end", self._current))
-            self._triggered = False
+        self._pending = np.zeros(0, dtype=np.float32)
+        self._context = self._state = None
+        self._current = self._temp_end = self._silence_start = 0
+        self._triggered = False
         return events
 
-    def _step(self, chunk: np.ndarray, fed: int | None = None) -> list[VadEvent]:
+    def _step(self, chunk: np.ndarray, fed: int) -> list[VadEvent]:
         spec = self.detector.spec
         stepper = self.detector.step
         if self._state is None or self._context is None:
@@ -310,8 +376,8 @@ class VadStream:
         window = np.concatenate([self._context, chunk])
         probs, self._state = stepper(window, self._state)
         self._context = window[-spec.context_samples :]
-        size = chunk.size
-        self._current += size if fed is None else fed
+        chunk_start = self._current
+        self._current += fed
         prob = float(probs[0])
         sr = self.detector.sample_rate
         pad = sr * self.params.speech_pad_ms / 1000
@@ -320,16 +386,16 @@ class VadStream:
             self._temp_end = 0
         if prob >= self.params.threshold and not self._triggered:
             self._triggered = True
-            return [VadEvent("start", int(max(0, self._current - pad - size)))]
-        if prob < self.params.exit_threshold and self._triggered:
+            return [VadEvent("start", int(max(0, chunk_start - pad)))]
+        if prob < self.exit_threshold and self._triggered:
             if not self._temp_end:
                 self._temp_end = self._current
+                self._silence_start = chunk_start
             if self._current - self._temp_end < min_silence:
                 return []
-            end = self._temp_end + pad - size
             self._temp_end = 0
             self._triggered = False
-            return [VadEvent("end", int(end))]
+            return [VadEvent("end", int(self._silence_start + pad))]
         return []
 
 

@@ -29,6 +29,7 @@ hour at 16 kHz (57.6 M samples, 360 k frames) about 50 ms and a few MB beyond th
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
@@ -172,46 +173,89 @@ def plan_speech_windows(
     max_samples: int,
     *,
     margin_ms: float = 250.0,
+    clear_pause_ms: float = 300.0,
+    frame_ms: float = 10.0,
+    smooth_ms: float = 30.0,
 ) -> list[Window]:
     """Windows of at most ``max_samples`` built from speech ``spans`` (from a VAD).
 
-    Each span is first widened by ``margin_ms`` on both sides (never past the middle of the
-    pause to its neighbour): a VAD opens a segment a few tens of milliseconds into a soft
-    onset (a fricative), and a recogniser must hear it. Neighbouring spans are then merged
-    while the merged window fits, so cuts fall between spans, in pauses the VAD found, and
-    the audio between windows (silence) is not decoded. A span longer than ``max_samples``
-    is cut inside at its quietest points (`plan_windows` on that span, with light smoothing,
-    since pauses inside speech are short).
+    Overlapping spans are merged first. Each span is then widened by ``margin_ms`` on both
+    sides, but never past the quietest point of the gap to its neighbour: a VAD opens a
+    segment a few tens of milliseconds into a soft onset (a fricative), and a recogniser must
+    hear it; the quietest point of the gap is the pause, where no word is. A window then
+    takes as many spans as fit and ends after the last one followed by a clear pause
+    (``clear_pause_ms``), else after the one followed by the longest pause: cuts fall
+    between spans, in the pauses, and the audio between windows (silence) is not decoded.
+    A span longer than ``max_samples`` is cut inside at its quietest points (`plan_windows`
+    on that span, with light smoothing, since pauses inside speech are short).
     """
+    samples = np.asarray(samples)
+    merged = _merge(spans, len(samples))
+    if not merged:
+        return []
+    frame = max(1, round(frame_ms * sample_rate / 1000))
+    half_width = max(0, round(smooth_ms / (2 * frame_ms)))
+    level, loud = _level_db(_frame_power(samples, frame), half_width)
+    bounds = (
+        [0]
+        + [
+            _choose_cut(level, loud, frame, end, start)
+            for (_, end), (start, _) in itertools.pairwise(merged)
+        ]
+        + [len(samples)]
+    )
+    margin = round(margin_ms * sample_rate / 1000)
+    widened = [
+        (max(bounds[i], start - margin), min(bounds[i + 1], end + margin))
+        for i, (start, end) in enumerate(merged)
+    ]
+    # the silence after each span (the last one: unbounded), to choose where windows end
+    pauses = [b[0] - a[1] for a, b in itertools.pairwise(merged)] + [len(samples) + 1]
+    clear_pause = round(clear_pause_ms * sample_rate / 1000)
     windows: list[Window] = []
-    group: list[int] | None = None
-    for start, end in _widen(spans, round(margin_ms * sample_rate / 1000), len(samples)):
-        if end <= start:
-            continue
+    i = 0
+    while i < len(widened):
+        start, end = widened[i]
         if end - start > max_samples:
-            if group:
-                windows.append(Window(group[0], group[1]))
-                group = None
-            inside = plan_windows(samples[start:end], sample_rate, max_samples, smooth_ms=30.0)
+            inside = plan_windows(samples[start:end], sample_rate, max_samples, smooth_ms=smooth_ms)
             windows += [Window(start + w.start, start + w.end) for w in inside]
+            i += 1
             continue
-        if group is not None and end - group[0] <= max_samples:
-            group[1] = end
-            continue
-        if group is not None:
-            windows.append(Window(group[0], group[1]))
-        group = [start, end]
-    if group is not None:
-        windows.append(Window(group[0], group[1]))
+        last = _window_end(widened, pauses, i, max_samples, clear_pause)
+        windows.append(Window(start, widened[last][1]))
+        i = last + 1
     return windows
 
 
-def _widen(spans: list[tuple[int, int]], margin: int, total: int) -> list[tuple[int, int]]:
-    """Spans (sorted, disjoint) widened by ``margin``, meeting at most at pause midpoints."""
-    ordered = sorted((s, e) for s, e in spans if e > s)
-    out: list[tuple[int, int]] = []
-    for i, (start, end) in enumerate(ordered):
-        low = 0 if i == 0 else (ordered[i - 1][1] + start) // 2
-        high = total if i == len(ordered) - 1 else (end + ordered[i + 1][0]) // 2
-        out.append((max(low, start - margin), min(high, end + margin)))
-    return out
+def _window_end(
+    widened: list[tuple[int, int]],
+    pauses: list[int],
+    first: int,
+    max_samples: int,
+    clear_pause: int,
+) -> int:
+    """The last span of the window opened by span ``first``: of the spans that fit, the
+    latest one followed by a clear pause (``clear_pause`` samples or more); failing that,
+    the one followed by the longest pause. (A VAD can split a word at a short dip in noise;
+    cutting there would cut the word.)"""
+    start = widened[first][0]
+    fitting = [first]
+    for j in range(first + 1, len(widened)):
+        if widened[j][1] - start > max_samples:
+            break
+        fitting.append(j)
+    clear = [j for j in fitting if pauses[j] >= clear_pause]
+    return clear[-1] if clear else max(fitting, key=lambda j: (pauses[j], j))
+
+
+def _merge(spans: list[tuple[int, int]], total: int) -> list[tuple[int, int]]:
+    """Spans clipped to ``[0, total]``, sorted, with overlapping or touching ones merged."""
+    out: list[list[int]] = []
+    for start, end in sorted((max(0, s), min(total, e)) for s, e in spans):
+        if end <= start:
+            continue
+        if out and start <= out[-1][1]:
+            out[-1][1] = max(out[-1][1], end)
+        else:
+            out.append([start, end])
+    return [(s, e) for s, e in out]

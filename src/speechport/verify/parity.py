@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from speechport.audio import load_audio
+from speechport.errors import SpeechportError
 from speechport.eval.metrics import character_error_rate
 from speechport.runtime import load_bundle, make_backend
 from speechport.runtime.base import LoadedBundle
@@ -53,6 +54,10 @@ def verify_bundle(
     max_cer: float = 0.0,
 ) -> ParityReport:
     """Run ``audio_files`` through the torch reference and through each backend."""
+    if not backends:
+        raise SpeechportError("no backend to verify", hint="pass --backends onnx")
+    if not audio_files:
+        raise SpeechportError("no audio to verify on", hint="pass --audio FILES")
     reference = load_bundle(bundle, make_backend("torch", checkpoint=checkpoint))
     loaded = {name: load_bundle(bundle, name) for name in backends}
     task = reference.manifest.task
@@ -76,26 +81,45 @@ def verify_bundle(
 def _vad_parity(
     reference: LoadedBundle, candidate: LoadedBundle, audio: np.ndarray, path: str, gate: float
 ) -> FileParity:
-    from speechport.pipelines.vad import VoiceActivityDetector
+    """Every form of the model in the bundle (one chunk per call, eight per call, the three
+    stages chained) against the reference's one-chunk form."""
+    from speechport.pipelines.vad import VoiceActivityDetector, speech_segments
 
     ref, got = VoiceActivityDetector(reference), VoiceActivityDetector(candidate)
-    p_ref, p_got = ref.probabilities(audio), got.probabilities(audio)
-    diff = np.abs(p_ref - p_got)
+    p_ref = ref.probabilities(audio, path="vad")
     segments_ref = ref.segments(audio)
-    segments_got = got.segments(audio)
-    same = segments_ref == segments_got
+
+    def segments(probs: np.ndarray) -> list[Any]:
+        return speech_segments(
+            probs,
+            num_samples=audio.size,
+            chunk_samples=ref.spec.chunk_samples,
+            sample_rate=ref.sample_rate,
+            params=ref.defaults,
+        )
+
+    paths: dict[str, Any] = {}
+    for name in got.paths:
+        probs = got.probabilities(audio, path=name)
+        diff = np.abs(p_ref - probs)
+        paths[name] = {
+            "max_abs_prob_diff": float(diff.max(initial=0.0)),
+            "mean_abs_prob_diff": float(diff.mean()) if diff.size else 0.0,
+            "worst_chunk_seconds": float(np.argmax(diff) * ref.spec.chunk_samples / ref.sample_rate)
+            if diff.size
+            else 0.0,
+            "segments_equal": segments(probs) == segments_ref,
+        }
+    worst = max(v["max_abs_prob_diff"] for v in paths.values())
+    same = all(v["segments_equal"] for v in paths.values())
     details = {
         "chunks": int(p_ref.size),
-        "max_abs_prob_diff": float(diff.max(initial=0.0)),
-        "mean_abs_prob_diff": float(diff.mean()) if diff.size else 0.0,
-        "worst_chunk_seconds": float(np.argmax(diff) * ref.spec.chunk_samples / ref.sample_rate)
-        if diff.size
-        else 0.0,
+        "max_abs_prob_diff": worst,
         "segments_reference": len(segments_ref),
         "segments_equal": same,
+        "paths": paths,
     }
-    passed = same and details["max_abs_prob_diff"] <= gate
-    return FileParity(path, candidate.backend, passed, details)
+    return FileParity(path, candidate.backend, same and worst <= gate, details)
 
 
 def _asr_parity(
@@ -130,3 +154,18 @@ def _first_divergence(want: list[Any], got: list[Any]) -> dict[str, Any]:
         "expected": want[i].piece if i < len(want) else None,
         "got": got[i].piece if i < len(got) else None,
     }
+
+
+def write_report(report: ParityReport, bundle: Path) -> Path:
+    """Store the report as ``verify/parity.json`` in the bundle and refresh its model card's
+    fidelity section. Returns the report's path."""
+    import json
+
+    from speechport.export.card import PARITY_FILE, render_card
+    from speechport.fsutil import atomic_write_text
+    from speechport.manifest import read_manifest
+
+    target = bundle / PARITY_FILE
+    atomic_write_text(target, json.dumps(report.to_dict(), indent=2, ensure_ascii=False) + "\n")
+    atomic_write_text(bundle / "README.md", render_card(read_manifest(bundle), bundle))
+    return target

@@ -205,7 +205,8 @@ def plan_bundle(loaded: LoadedCheckpoint) -> BundlePlan:
                 "`silero_vad.onnx` keeps the layout of Silero's own file (`input` [batch, "
                 "576], `state` [2, batch, 128], `sr` -> `output`, `stateN`), so runtimes "
                 "written for it (Silero's OnnxWrapper, onnx-asr's `load_vad(\"silero\", "
-                "path)`) load it unchanged."
+                "path)`) load it unchanged at 16 kHz. The model is the 16 kHz one only: `sr` "
+                "is accepted and ignored (Silero's own file also serves 8 kHz)."
             ),
         },
     )
