@@ -229,22 +229,27 @@ class Manifest:
     extras: dict[str, Any] = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
 
-    def require_asr(self) -> tuple[WindowSpec, DecodingSpec, TokenizerSpec]:
-        """The window, decoding and tokenizer of a speech-recognition bundle."""
+    def require_asr(
+        self, path: str | Path | None = None
+    ) -> tuple[WindowSpec, DecodingSpec, TokenizerSpec]:
+        """The window, decoding and tokenizer of a speech-recognition bundle (an error
+        naming ``path`` otherwise)."""
         if self.window is None or self.decoding is None or self.tokenizer is None:
-            raise BundleError(
-                f"this is a {self.task!r} bundle ({self.family} {self.variant}), not speech "
-                "recognition: it has no window, decoding or tokenizer"
-            )
+            raise self._wrong_task("speech recognition", path)
         return self.window, self.decoding, self.tokenizer
 
-    def require_vad(self) -> VadSpec:
+    def require_vad(self, path: str | Path | None = None) -> VadSpec:
+        """The voice-activity section (an error naming ``path`` otherwise)."""
         if self.vad is None:
-            raise BundleError(
-                f"this is a {self.task!r} bundle ({self.family} {self.variant}), not voice "
-                "activity detection"
-            )
+            raise self._wrong_task("voice activity detection", path)
         return self.vad
+
+    def _wrong_task(self, wanted: str, path: str | Path | None) -> BundleError:
+        return BundleError(
+            f"this bundle ({self.family} {self.variant}) does {self.task!r}, not {wanted}",
+            path=path,
+            hint=f"pass a {wanted} bundle (see `speechport info`)",
+        )
 
     @property
     def formats(self) -> list[str]:

@@ -132,14 +132,7 @@ class Transcriber:
         vad_params: VadParams | None = None,
     ) -> None:
         manifest = bundle.manifest
-        try:
-            window, decoding, tokenizer = manifest.require_asr()
-        except BundleError as exc:
-            raise BundleError(
-                exc.message,
-                path=bundle.path,
-                hint="pass a speech-recognition bundle (see `speechport info`)",
-            ) from exc
+        window, decoding, tokenizer = manifest.require_asr(bundle.path)
         self.bundle = bundle
         self.manifest = manifest
         self.window = window

@@ -171,14 +171,7 @@ class VoiceActivityDetector:
     """
 
     def __init__(self, bundle: LoadedBundle) -> None:
-        try:
-            self.spec: VadSpec = bundle.manifest.require_vad()
-        except BundleError as exc:
-            raise BundleError(
-                exc.message,
-                path=bundle.path,
-                hint="pass a voice-activity bundle (see `speechport info`)",
-            ) from exc
+        self.spec: VadSpec = bundle.manifest.require_vad(bundle.path)
         self.bundle = bundle
         self.sample_rate = bundle.manifest.sample_rate
         spec = self.spec
