@@ -444,3 +444,18 @@ def test_example_script_prints_the_segments(
     want = [s.seconds(SR) for s in detectors["onnx"].segments(_read(SAMPLE))]
     assert got == [(round(a, 3), round(b, 3)) for a, b in want]
     assert 'DEFAULT_BACKEND = "coreml"' in (vad_bundle / "example_infer.py").read_text()
+
+
+def test_bundles_of_the_wrong_task_are_named(
+    vad_bundle: Path, gigaam_bundles: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from speechport.cli import main
+
+    assert main(["vad", str(gigaam_bundles["v3_ctc"]), str(SAMPLE)]) == 2
+    err = capsys.readouterr().err
+    assert f"{gigaam_bundles['v3_ctc']}: this bundle (gigaam v3_ctc) does 'asr'" in err
+    assert "not voice activity detection" in err
+    assert main(["transcribe", str(vad_bundle), str(SAMPLE)]) == 2
+    assert "not speech recognition" in capsys.readouterr().err
+    assert main(["vad", str(vad_bundle), str(SAMPLE), "--stream", "--output", "json"]) == 2
+    assert "--stream prints start/end events" in capsys.readouterr().err
