@@ -121,19 +121,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    commands = {
+        "convert": _convert,
+        "transcribe": _transcribe,
+        "info": _info,
+        "vad": _vad,
+        "verify": _verify,
+        "bench": _bench,
+    }
     try:
-        if args.command == "convert":
-            return _convert(args)
-        if args.command == "transcribe":
-            return _transcribe(args)
-        if args.command == "info":
-            return _info(args)
-        if args.command == "vad":
-            return _vad(args)
-        if args.command == "verify":
-            return _verify(args)
-        if args.command == "bench":
-            return _bench(args)
+        return commands[args.command](args)
     except SpeechportError as exc:
         print(f"speechport: error: {exc}", file=sys.stderr)
         return 2
@@ -143,7 +140,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # e.g. `speechport info BUNDLE | head`
         sys.stderr.close()
         return 0
-    raise AssertionError(f"unhandled command {args.command}")
 
 
 def _convert(args: argparse.Namespace) -> int:

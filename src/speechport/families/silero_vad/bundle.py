@@ -50,6 +50,32 @@ def _batch_axes(spec: TensorSpec, axis: int = 0) -> TensorSpec:
     return TensorSpec(spec.name, spec.shape, spec.dtype, dynamic_axes={axis: "batch"})
 
 
+def _silero_layout(
+    file_name: str,
+    module: torch.nn.Module,
+    example: tuple[torch.Tensor, ...],
+    width: int,
+    extra_outputs: tuple[TensorSpec, ...],
+) -> OnnxLayout:
+    """Silero's own ONNX layout: ``input``, ``state`` (and ``sr``, ignored) -> ``output``,
+    [extra outputs,] ``stateN``, batch dimensions left open."""
+    return OnnxLayout(
+        file_name,
+        module,
+        example,
+        (
+            TensorSpec("input", (1, width), "float32", dynamic_axes={0: "batch"}),
+            TensorSpec("state", _STATE, "float32", dynamic_axes={1: "batch"}),
+        ),
+        (
+            TensorSpec("output", (1, 1), "float32", dynamic_axes={0: "batch"}),
+            *extra_outputs,
+            TensorSpec("stateN", _STATE, "float32", dynamic_axes={1: "batch"}),
+        ),
+        constants=_SR,
+    )
+
+
 def plan_bundle(loaded: LoadedCheckpoint) -> BundlePlan:
     model = loaded.model
     assert isinstance(model, SileroVAD)
@@ -76,20 +102,7 @@ def plan_bundle(loaded: LoadedCheckpoint) -> BundlePlan:
         ),
         model,
         (example_audio, zeros),
-        OnnxLayout(
-            "silero_vad.onnx",
-            model,
-            (example_audio, zeros),
-            (
-                TensorSpec("input", (1, WINDOW), "float32", dynamic_axes={0: "batch"}),
-                TensorSpec("state", _STATE, "float32", dynamic_axes={1: "batch"}),
-            ),
-            (
-                TensorSpec("output", (1, 1), "float32", dynamic_axes={0: "batch"}),
-                TensorSpec("stateN", _STATE, "float32", dynamic_axes={1: "batch"}),
-            ),
-            constants=_SR,
-        ),
+        _silero_layout("silero_vad.onnx", model, (example_audio, zeros), WINDOW, ()),
     )
 
     long_window = CONTEXT + SUB_CHUNKS * CHUNK
@@ -117,20 +130,12 @@ def plan_bundle(loaded: LoadedCheckpoint) -> BundlePlan:
         ),
         long_model,
         (example_long, zeros),
-        OnnxLayout(
+        _silero_layout(
             "silero_vad_256ms.onnx",
             long_model,
             (example_long, zeros),
-            (
-                TensorSpec("input", (1, long_window), "float32", dynamic_axes={0: "batch"}),
-                TensorSpec("state", _STATE, "float32", dynamic_axes={1: "batch"}),
-            ),
-            (
-                TensorSpec("output", (1, 1), "float32", dynamic_axes={0: "batch"}),
-                TensorSpec("probs", (1, SUB_CHUNKS), "float32", dynamic_axes={0: "batch"}),
-                TensorSpec("stateN", _STATE, "float32", dynamic_axes={1: "batch"}),
-            ),
-            constants=_SR,
+            long_window,
+            (TensorSpec("probs", (1, SUB_CHUNKS), "float32", dynamic_axes={0: "batch"}),),
         ),
     )
 
