@@ -72,6 +72,32 @@ class Audio:
         return self.num_samples / self.sample_rate
 
 
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".opus", ".mp3", ".m4a", ".aac", ".aiff", ".au")
+
+
+def collect_audio(paths: list[Path]) -> list[Path]:
+    """Files as given, and the audio files (by suffix) inside directories, sorted; an empty
+    directory or a missing path is an error."""
+    found: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            inside = sorted(
+                p for p in path.iterdir() if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES
+            )
+            if not inside:
+                raise AudioError(
+                    "no audio files in this directory",
+                    path=path,
+                    hint=f"expected files ending in {', '.join(AUDIO_SUFFIXES)}",
+                )
+            found += inside
+        elif path.is_file():
+            found.append(path)
+        else:
+            raise AudioError("no such audio file or directory", path=path)
+    return found
+
+
 def load_audio(path: str | Path, *, sample_rate: int = SAMPLE_RATE) -> Audio:
     """Read an audio (or video) file as mono float32 at ``sample_rate``.
 

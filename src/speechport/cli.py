@@ -1,7 +1,8 @@
-"""The ``speechport`` command: convert, transcribe, info, bench.
+"""The ``speechport`` command: convert, transcribe, info, vad, verify, bench.
 
 Errors a user can cause print one clear line (file, component, what to do) and exit with
-status 2; stdout carries only results, progress goes to stderr.
+status 2; a bundle that fails its parity gate exits with status 1; stdout carries only
+results, progress goes to stderr.
 """
 
 from __future__ import annotations
@@ -12,10 +13,14 @@ import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from speechport import __version__
-from speechport.errors import SpeechportError
+from speechport.errors import GateError, SpeechportError
 from speechport.families import FAMILIES
+
+if TYPE_CHECKING:
+    from speechport.verify.parity import ParityReport
 
 OUTPUTS = ("text", "json", "srt", "vtt")
 
@@ -49,6 +54,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     convert.add_argument("--window", type=float, help="ASR encoder window in seconds (default 30)")
     convert.add_argument("--force", action="store_true", help="replace --out if it exists")
+    convert.add_argument(
+        "--verify",
+        type=Path,
+        nargs="+",
+        metavar="AUDIO",
+        help="verify the new bundle on these audio files or directories before keeping it; "
+        "a bundle that fails the gate is not written",
+    )
+    _add_gate_options(convert)
     convert.add_argument("--quiet", action="store_true", help="no progress on stderr")
 
     transcribe = sub.add_parser("transcribe", help="transcribe audio files with a bundle")
@@ -94,11 +108,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     verify = sub.add_parser("verify", help="parity of a bundle against its torch reference")
     verify.add_argument("bundle", type=Path)
-    verify.add_argument("--audio", type=Path, nargs="+", required=True, help="audio files")
-    verify.add_argument("--backends", default="onnx", help="comma-separated (default onnx)")
+    verify.add_argument(
+        "--audio", type=Path, nargs="+", required=True, help="audio files or directories"
+    )
+    _add_gate_options(verify)
     verify.add_argument("--reference", type=Path, help="source checkpoint (default: provenance)")
-    verify.add_argument("--max-cer", type=float, default=0.0, help="ASR gate (default 0)")
-    verify.add_argument("--max-prob-diff", type=float, default=1e-3, help="VAD gate (default 1e-3)")
+    verify.add_argument(
+        "--latency-runs", type=int, default=20, help="warm calls timed per component (default 20)"
+    )
     verify.add_argument("--json", action="store_true", help="print the report as JSON")
 
     info = sub.add_parser("info", help="describe a bundle")
@@ -119,6 +136,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_gate_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--backends", default="onnx", help="backends to verify, comma-separated (default onnx)"
+    )
+    parser.add_argument(
+        "--max-cer", type=float, default=0.0, help="ASR gate: largest CER allowed (default 0)"
+    )
+    parser.add_argument(
+        "--max-prob-diff", type=float, default=1e-3, help="VAD gate: largest |dp| (default 1e-3)"
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     commands = {
@@ -131,6 +160,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     try:
         return commands[args.command](args)
+    except GateError as exc:
+        print(f"speechport: {exc}", file=sys.stderr)
+        return 1
     except SpeechportError as exc:
         print(f"speechport: error: {exc}", file=sys.stderr)
         return 2
@@ -145,6 +177,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _convert(args: argparse.Namespace) -> int:
     from speechport.convert import convert
 
+    gate = None
+    if args.verify:
+        from speechport.audio import collect_audio
+        from speechport.verify.parity import Gate
+
+        gate = Gate(
+            collect_audio(list(args.verify)),
+            _backends(args.backends),
+            max_cer=args.max_cer,
+            max_prob_diff=args.max_prob_diff,
+        )
     manifest = convert(
         args.family,
         args.checkpoint,
@@ -155,6 +198,8 @@ def _convert(args: argparse.Namespace) -> int:
         window_seconds=args.window,
         overwrite=args.force,
         quiet=args.quiet,
+        gate=gate,
+        on_report=_print_report,
     )
     files = sorted({f.path for c in manifest.components.values() for f in c.files.values()})
     print(f"wrote {args.out} ({manifest.family} {manifest.variant}: {', '.join(files)})")
@@ -288,47 +333,75 @@ def _vad(args: argparse.Namespace) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
+    from speechport.audio import collect_audio
     from speechport.verify.parity import verify_bundle, write_report
 
-    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
     report = verify_bundle(
         args.bundle,
-        list(args.audio),
-        backends=backends,
+        collect_audio(list(args.audio)),
+        backends=_backends(args.backends),
         checkpoint=args.reference,
         max_prob_diff=args.max_prob_diff,
         max_cer=args.max_cer,
+        latency_runs=args.latency_runs,
     )
     written = write_report(report, args.bundle)
     if args.json:
         print(json.dumps(report.to_dict(), indent=2, ensure_ascii=False))
     else:
-        print(f"reference: {report.reference_engine}")
-        for name, engine in report.engines.items():
-            print(f"{name}: {engine}")
-        for f in report.files:
-            verdict = "PASS" if f.passed else "FAIL"
-            if report.task == "vad":
-                d = f.details
-                print(
-                    f"{verdict} {f.backend:<6} {f.audio}: max |dp| {d['max_abs_prob_diff']:.2e} "
-                    f"over {d['chunks']} chunks, segments "
-                    f"{'equal' if d['segments_equal'] else 'DIFFER'} ({d['segments_reference']})"
-                )
-            else:
-                d = f.details
-                print(
-                    f"{verdict} {f.backend:<6} {f.audio}: "
-                    f"{'token-exact' if d['token_exact'] else 'tokens differ'}, CER {d['cer']:.4f}"
-                    + (
-                        f", first divergence {d['first_divergence']}"
-                        if "first_divergence" in d
-                        else ""
-                    )
-                )
-        print(f"report: {written} (and the model card's fidelity section)")
+        _print_report(report)
+        print(f"report: {written}, plots in {written.parent} (and the model card)")
         print("verify: " + ("passed" if report.passed else "FAILED"))
     return 0 if report.passed else 1
+
+
+def _backends(text: str) -> list[str]:
+    return [b.strip() for b in text.split(",") if b.strip()]
+
+
+def _print_report(report: ParityReport) -> None:
+    """The verify report in a few lines per file, then latency."""
+    print(f"reference: {report.reference_engine}")
+    for name, engine in report.engines.items():
+        print(f"{name}: {engine}")
+    for f in report.files:
+        verdict = "PASS" if f.passed else "FAIL"
+        d = f.details
+        if report.task == "vad":
+            line = (
+                f"max |dp| {d['max_abs_prob_diff']:.2e} over {d['chunks']} chunks, segments "
+                f"{'equal' if d['segments_equal'] else 'DIFFER'} ({d['segments_reference']})"
+            )
+        else:
+            line = f"{'token-exact' if d['token_exact'] else 'tokens differ'}, CER {d['cer']:.4f}"
+            if "first_divergence" in d:
+                div = d["first_divergence"]
+                line += (
+                    f", first divergence at {div['seconds']:.2f} s: expected "
+                    f"{div['expected']!r}, got {div['got']!r}"
+                )
+        print(f"{verdict} {f.backend:<6} {f.audio}: {line}")
+        for failure in d.get("failures", []):
+            print(f"     - {failure}")
+    for entry in report.components:
+        for c in entry["components"]:
+            figures = ", ".join(
+                f"{out} max abs {s['max_abs']:.1e} cos {s['cosine']:.6f}"
+                for out, s in c["outputs"].items()
+            )
+            agree = (
+                f", argmax agrees on {100 * c['top1_agreement']:.2f}%"
+                if "top1_agreement" in c
+                else ""
+            )
+            print(f"  {entry['backend']:<6} {c['component']:<12} {figures}{agree}")
+    for backend, per in report.latency.items():
+        cells = ", ".join(
+            f"{comp} {f['median_ms']:.2f} ms (p90 {f['p90_ms']:.2f}, first {f['first_ms']:.1f})"
+            for comp, f in per.items()
+        )
+        rtfx = f"; RTFx {report.rtfx[backend]:.1f}" if backend in report.rtfx else ""
+        print(f"latency {backend}: {cells}{rtfx}")
 
 
 def _info(args: argparse.Namespace) -> int:

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from speechport.errors import SpeechportError
 from speechport.export.bundle import parse_formats, write_bundle
 from speechport.families import get_family
 from speechport.manifest import Manifest
 from speechport.progress import Progress
+
+if TYPE_CHECKING:
+    from speechport.verify.parity import Gate, ParityReport
 
 MAX_WINDOW_SECONDS = 3600.0
 
@@ -25,9 +29,12 @@ def convert(
     window_seconds: float | None = None,
     overwrite: bool = False,
     quiet: bool = False,
+    gate: Gate | None = None,
+    on_report: Callable[[ParityReport], None] | None = None,
 ) -> Manifest:
     """Convert ``checkpoint`` of ``family_name`` into a bundle at ``out`` (``checkpoint``
-    None: the family's default source, where it has one)."""
+    None: the family's default source, where it has one). With ``gate``, the new bundle is
+    verified before it is renamed into place and is not kept if it fails."""
     family = get_family(family_name)
     chosen = parse_formats(formats)
     if window_seconds is not None and not 0 < window_seconds <= MAX_WINDOW_SECONDS:
@@ -41,7 +48,12 @@ def convert(
     for note in loaded.notes:
         progress.note(note)
     plan = family.plan(loaded, window_seconds=window_seconds)
-    progress.total = 2 + len(plan.components) * len(chosen)
+    progress.total = 2 + len(plan.components) * len(chosen) + (gate is not None)
+    check = None
+    if gate is not None:
+        from speechport.verify.parity import gate_check
+
+        check = gate_check(gate, Path(out), on_report=on_report, progress=progress)
     manifest = write_bundle(
         plan,
         loaded,
@@ -50,6 +62,7 @@ def convert(
         precision=precision,
         overwrite=overwrite,
         progress=progress,
+        check=check,
     )
     progress.finish(f"bundle {out}")
     return manifest

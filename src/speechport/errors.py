@@ -57,3 +57,7 @@ class ExportError(SpeechportError):
 
 class BackendError(SpeechportError):
     """An inference engine that is missing or cannot run a component."""
+
+
+class GateError(SpeechportError):
+    """A bundle that ran but did not meet its parity gate (``verify``, ``convert --verify``)."""

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
-import platform
-from collections.abc import Sequence
-from importlib import metadata, resources
+from collections.abc import Callable, Sequence
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from speechport import __version__
+from speechport.environment import package_versions
 from speechport.errors import ExportError
 from speechport.families.base import BundlePlan, LoadedCheckpoint
 from speechport.fsutil import atomic_directory
@@ -36,13 +36,7 @@ def parse_formats(text: str | Sequence[str]) -> list[str]:
 
 def converter_versions() -> dict[str, str]:
     """Versions of the tools that took part in a conversion."""
-    versions = {"python": platform.python_version(), "speechport": __version__}
-    for package in ("torch", "coremltools", "onnx", "numpy"):
-        try:
-            versions[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            continue
-    return versions
+    return package_versions(("torch", "coremltools", "onnx", "numpy"))
 
 
 def write_bundle(
@@ -54,8 +48,13 @@ def write_bundle(
     precision: str = "fp16",
     overwrite: bool = False,
     progress: Progress | None = None,
+    check: Callable[[Path], None] | None = None,
 ) -> Manifest:
-    """Convert every component of ``plan`` to ``formats`` and write the bundle at ``out``."""
+    """Convert every component of ``plan`` to ``formats`` and write the bundle at ``out``.
+
+    ``check`` runs on the finished bundle in its temporary directory before it is renamed
+    into place; if it raises, nothing is left behind (``convert --verify`` gates this way).
+    """
     from speechport.export.card import render_card
 
     formats = parse_formats(formats)
@@ -131,6 +130,8 @@ def write_bundle(
             script = example_script(fmt, plan.task)
             (tmp / EXAMPLE_SCRIPTS[fmt]).write_text(script, encoding="utf-8")
         (tmp / "README.md").write_text(render_card(manifest, tmp), encoding="utf-8")
+        if check is not None:
+            check(tmp)
     return manifest
 
 

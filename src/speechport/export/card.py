@@ -245,11 +245,92 @@ def _fidelity_section(bundle: Path) -> list[str]:
                 f"{forms} | {same} ({d['segments_reference']}) |"
             )
     else:
-        lines += ["| audio | backend | transcript | CER |", "|---|---|---|---|"]
+        lines += [
+            "| audio | backend | transcript | CER | first divergence |",
+            "|---|---|---|---|---|",
+        ]
         for f in data.get("files", []):
             d = f["details"]
             exact = "token-exact" if d.get("token_exact") else "differs"
+            div = d.get("first_divergence")
+            where = f"{div['seconds']:.2f} s: `{div['expected']}` → `{div['got']}`" if div else "—"
             lines.append(
-                f"| {Path(f['audio']).name} | {f['backend']} | {exact} | {d.get('cer', 0.0):.4f} |"
+                f"| {Path(f['audio']).name} | {f['backend']} | {exact} | "
+                f"{d.get('cer', 0.0):.4f} | {where} |"
             )
+        lines += _component_table(data.get("components", []))
+    return [*lines, *_latency_section(data)]
+
+
+def _component_table(entries: list[dict[str, Any]]) -> list[str]:
+    """Per component and backend, the worst figures over every file."""
+    rows: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+    agreement: dict[tuple[str, str], list[float]] = {}
+    for entry in entries:
+        for c in entry["components"]:
+            for out, stats in c["outputs"].items():
+                rows.setdefault((c["component"], out, entry["backend"]), []).append(stats)
+            if "top1_agreement" in c:
+                key = (c["component"], entry["backend"])
+                agreement.setdefault(key, []).append(c["top1_agreement"])
+    if not rows:
+        return []
+    lines = [
+        "",
+        "Per component, on the reference's inputs (worst over all files; relative L2 is "
+        "per frame):",
+        "",
+        "| component | output | backend | max abs | max rel | cosine | worst rel L2 | exact |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for (comp, out, backend), stats in rows.items():
+        worst_l2 = max((max(s["l2_per_frame"], default=0.0) for s in stats), default=0.0)
+        lines.append(
+            f"| {comp} | `{out}` | {backend} | {max(s['max_abs'] for s in stats):.2e} | "
+            f"{max(s['max_rel'] for s in stats):.2e} | {min(s['cosine'] for s in stats):.6f} | "
+            f"{worst_l2:.2e} | {'yes' if all(s['exact'] for s in stats) else 'no'} |"
+        )
+    for (comp, backend), shares in agreement.items():
+        lines.append("")
+        lines.append(
+            f"{comp} ({backend}): argmax equal to the reference's on "
+            f"{100 * min(shares):.2f}% of calls (worst file)."
+        )
+    return lines
+
+
+def _latency_section(data: dict[str, Any]) -> list[str]:
+    latency: dict[str, dict[str, dict[str, float]]] = data.get("latency", {})
+    lines: list[str] = []
+    if latency:
+        host = data.get("host", {})
+        lines += [
+            "",
+            "## Latency",
+            "",
+            f"Measured by `speechport verify` on {host.get('system', '?')} "
+            f"{host.get('machine', '')} ({host.get('cpus', '?')} CPUs), on the inputs the "
+            "components received for the first file; milliseconds per call.",
+            "",
+            "| component | backend | engine | first call | warm median | p90 |",
+            "|---|---|---|---|---|---|",
+        ]
+        engines = {"torch": data.get("reference_engine", ""), **data.get("engines", {})}
+        for backend, per in latency.items():
+            for comp, f in per.items():
+                lines.append(
+                    f"| {comp} | {backend} | {engines.get(backend, '')} | {f['first_ms']:.2f} | "
+                    f"{f['median_ms']:.2f} | {f['p90_ms']:.2f} |"
+                )
+        rtfx = data.get("rtfx", {})
+        if rtfx:
+            lines += [
+                "",
+                "End to end, audio seconds per second of compute (RTFx): "
+                + ", ".join(f"{k} {v:.1f}" for k, v in rtfx.items())
+                + ".",
+            ]
+    plots = data.get("plots", [])
+    if plots:
+        lines += ["", *[f"![{Path(p).stem}]({p})" for p in plots]]
     return lines

@@ -165,16 +165,28 @@ class Transcriber:
             raise ValueError(
                 f"{samples.size} samples exceed the {self.window_samples}-sample window"
             )
-        features = self.frontend(samples)
+        inputs = self.encoder_inputs(samples)
+        if inputs is None:
+            return WindowDecode(Hypothesis([], []), 0, samples.size)
+        hypothesis, encoded_len = self.decode_encoded(self._encoder(*inputs))
+        return WindowDecode(hypothesis, encoded_len, samples.size)
+
+    def encoder_inputs(self, samples: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """The encoder's inputs for up to one window of audio: features padded to the fixed
+        shape and the number of valid frames; None when the audio is too short for a frame."""
+        samples = np.asarray(samples, dtype=np.float32)
         valid = self.frontend.num_frames(samples.size)
         if valid == 0:
-            return WindowDecode(Hypothesis([], []), 0, samples.size)
+            return None
+        features = self.frontend(samples)
         width = min(features.shape[1], self._features_shape[-1])
         padded = np.zeros(self._features_shape, dtype=np.float32)
         padded[0, :, :width] = features[:, :width]
-        outputs = self._encoder(padded, np.array([valid], dtype=np.int32))
-        hypothesis, encoded_len = self._decode_outputs(outputs)
-        return WindowDecode(hypothesis, encoded_len, samples.size)
+        return padded, np.array([valid], dtype=np.int32)
+
+    def decode_encoded(self, outputs: tuple[np.ndarray, ...]) -> tuple[Hypothesis, int]:
+        """Decode the encoder's outputs for one window: the hypothesis and ``encoded_len``."""
+        return self._decode_outputs(outputs)
 
     def plan(self, samples: np.ndarray) -> list[Window]:
         """The windows long audio is cut into: from VAD segments when there is a VAD, else
@@ -245,7 +257,7 @@ def _window_decoder(d: DecodingSpec, bundle: LoadedBundle) -> WindowDecoder:
 
         return decode_ctc
 
-    predict, initial_state = _predictor(bundle.component("decoder"))
+    predict, initial_state = predictor_for(bundle.component("decoder"))
     joint_component = bundle.component("joint")
 
     def joint(enc_t: np.ndarray, dec_out: np.ndarray) -> np.ndarray:
@@ -280,7 +292,7 @@ def _window_decoder(d: DecodingSpec, bundle: LoadedBundle) -> WindowDecoder:
     return decode_transducer
 
 
-def _predictor(
+def predictor_for(
     decoder: Component,
 ) -> tuple[
     Callable[[int, tuple[np.ndarray, ...]], tuple[np.ndarray, tuple[np.ndarray, ...]]],
