@@ -160,7 +160,8 @@ class Interpreter:
         target = ttype.dtype.np_dtype
         if array.dtype != target:
             if self.check_overflow and target == np.float16 and array.dtype.kind == "f":
-                rounded = array.astype(np.float16)
+                with np.errstate(over="ignore"):
+                    rounded = array.astype(np.float16)
                 _note_overflow(self.stats, op, var, array, rounded)
                 array = rounded
             else:

@@ -143,7 +143,7 @@ def gelu(args: OpArgs) -> np.ndarray:
     x = args.tensor("x")
     mode = args.text("mode", "EXACT")
     if mode == "EXACT":
-        return (0.5 * x * (1.0 + erf(x))).astype(np.float32)
+        return (0.5 * x * (1.0 + erf(x / np.sqrt(2.0)))).astype(np.float32)
     if mode == "TANH_APPROXIMATION":
         inner = np.float32(np.sqrt(2 / np.pi)) * (x + np.float32(0.044715) * x**3)
         return 0.5 * x * (1 + np.tanh(inner))

@@ -183,19 +183,14 @@ def conv_transpose(args: OpArgs) -> np.ndarray:
         crop = [(0, 0)] * n
     else:
         raise BackendError(f"pad_type {pad_type!r} is unknown")
-    index = (
-        slice(None),
-        slice(None),
-        *tuple(slice(b, f - e) for (b, e), f in zip(crop, full, strict=True)),
-    )
-    y = y[index]
-    if output_shape:
-        target = tuple(output_shape[-n:])
-        if y.shape[2:] != target:  # output_shape may ask for extra rows/cols at the end
-            grown = np.zeros((*y.shape[:2], *target), dtype=y.dtype)
-            common = tuple(slice(0, min(a, b)) for a, b in zip(y.shape[2:], target, strict=True))
-            grown[(slice(None), slice(None), *common)] = y[(slice(None), slice(None), *common)]
-            y = grown
+    sizes = [f - b - e for (b, e), f in zip(crop, full, strict=True)]
+    if output_shape:  # may ask for more rows at the end (torch's output_padding)
+        sizes = list(output_shape[-n:])
+    grow = [max(0, b + size - f) for (b, _), size, f in zip(crop, sizes, full, strict=True)]
+    if any(grow):
+        y = np.pad(y, [(0, 0), (0, 0), *((0, g) for g in grow)])
+    kept = (slice(b, b + size) for (b, _), size in zip(crop, sizes, strict=True))
+    y = y[(slice(None), slice(None), *kept)]
     bias = args.optional("bias")
     if bias is not None:
         y = y + bias.reshape((1, -1) + (1,) * n)

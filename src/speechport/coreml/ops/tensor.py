@@ -173,27 +173,33 @@ def gather_nd(args: OpArgs) -> np.ndarray:
     return x[tuple(indices[..., i] for i in range(k))]
 
 
+_SCATTER = {
+    "add": np.add,
+    "sub": np.subtract,
+    "mul": np.multiply,
+    "div": np.true_divide,
+    "max": np.maximum,
+    "min": np.minimum,
+}
+
+
 @kernel("scatter_along_axis")
 def scatter_along_axis(args: OpArgs) -> np.ndarray:
+    """``update`` writes the updates; the other modes combine each update into its target
+    (repeated targets accumulate)."""
     x = args.tensor("data").copy()
     axis = axis_of(args.integer("axis", 0), x.ndim)
     indices = args.tensor("indices").astype(np.int64) % x.shape[axis]
     updates = args.tensor("updates")
     mode = args.text("mode", "update")
-    if mode != "update":
-        current = np.take_along_axis(x, indices, axis=axis)
-        ops = {
-            "add": np.add,
-            "sub": np.subtract,
-            "mul": np.multiply,
-            "div": np.true_divide,
-            "max": np.maximum,
-            "min": np.minimum,
-        }
-        if mode not in ops:
-            raise BackendError(f"scatter mode {mode!r} is unknown")
-        updates = ops[mode](current, updates)
-    np.put_along_axis(x, indices, updates, axis=axis)
+    if mode == "update":
+        np.put_along_axis(x, indices, updates, axis=axis)
+        return x
+    if mode not in _SCATTER:
+        raise BackendError(f"scatter mode {mode!r} is unknown")
+    where = list(np.indices(indices.shape, sparse=True))
+    where[axis] = indices
+    _SCATTER[mode].at(x, tuple(where), updates)
     return x
 
 
