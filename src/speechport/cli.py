@@ -68,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     transcribe = sub.add_parser("transcribe", help="transcribe audio files with a bundle")
     transcribe.add_argument("bundle", type=Path)
     transcribe.add_argument("audio", type=Path, nargs="+")
-    transcribe.add_argument("--backend", choices=["onnx", "torch"], default="onnx")
+    transcribe.add_argument("--backend", choices=["onnx", "coreml", "torch"], default="onnx")
     transcribe.add_argument(
         "--checkpoint",
         type=Path,
@@ -92,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     vad = sub.add_parser("vad", help="speech segments of audio files with a VAD bundle")
     vad.add_argument("bundle", type=Path)
     vad.add_argument("audio", type=Path, nargs="+")
-    vad.add_argument("--backend", choices=["onnx", "torch"], default="onnx")
+    vad.add_argument("--backend", choices=["onnx", "coreml", "torch"], default="onnx")
     vad.add_argument("--checkpoint", type=Path, help="source weights for --backend torch")
     vad.add_argument("--output", choices=OUTPUTS, default="text")
     vad.add_argument("--threshold", type=float, help="speech probability to enter speech")

@@ -8,15 +8,20 @@ from speechport.errors import BackendError
 from speechport.manifest import read_manifest
 from speechport.runtime.base import Backend, Component, LoadedBundle
 
-BACKENDS = ("onnx", "torch")
+BACKENDS = ("onnx", "coreml", "torch")
 
 
 def make_backend(name: str, **options: object) -> Backend:
-    """A backend by name: ``onnx`` or ``torch`` (reference; needs the checkpoint)."""
+    """A backend by name: ``onnx``, ``coreml`` (the Core ML framework on macOS, speechport's
+    MIL interpreter elsewhere) or ``torch`` (reference; needs the checkpoint)."""
     if name == "onnx":
         from speechport.runtime.onnx_backend import OnnxBackend
 
         return OnnxBackend(**options)  # type: ignore[arg-type]
+    if name == "coreml":
+        from speechport.runtime.coreml_backend import CoreMLBackend
+
+        return CoreMLBackend(**options)  # type: ignore[arg-type]
     if name == "torch":
         from speechport.runtime.torch_backend import TorchBackend
 
