@@ -1,0 +1,98 @@
+"""``verify`` with the Core ML backend (the MIL interpreter here), and seed 000's pitfall: an
+``encoded_len`` computed in fp16 is caught."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from speechport.verify.parity import verify_bundle
+from tests.conftest import GIGAAM, checkpoint, tokenizer_for
+
+# 2800 feature frames (hop 160, n_fft 320, no centring): 2799 is odd and above 2048, so fp16
+# rounds it to 2800 and the first stride-2 stage gives 1401 instead of 1400; the encoder
+# then reports 701 frames instead of 700. (A full 2999-frame window is exact in this graph:
+# the "- 1" is done in int32 before the cast, and 2998 is representable. Every feature
+# length divisible by 4 from 2052 to 2996 is hit: 237 lengths.)
+BAD_LENGTH_SAMPLES = (2800 - 1) * 160 + 320
+
+
+@pytest.fixture(scope="module")
+def long_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """28 s of the fixture clips with pauses: one window whose length fp16 gets wrong."""
+    parts = []
+    for i in range(4):
+        audio, _ = sf.read(GIGAAM / f"audio/clip{i}.wav", dtype="float32")
+        parts += [audio, np.zeros(8000, np.float32)]
+    speech = np.tile(np.concatenate(parts), 3)[:BAD_LENGTH_SAMPLES]
+    path = tmp_path_factory.mktemp("audio") / "long.wav"
+    sf.write(path, speech, 16000, subtype="FLOAT")
+    return path
+
+
+def test_fp16_length_bug_is_caught(
+    long_clip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from speechport.convert import convert
+    from speechport.export import compat
+
+    # Plant the bug: convert without the patch that keeps integer floor division in int32.
+    monkeypatch.setattr(compat, "_integer_floor_division", contextlib.nullcontext)
+    bundle = tmp_path / "planted"
+    convert(
+        "gigaam",
+        checkpoint("v3_e2e_rnnt"),
+        bundle,
+        tokenizer=tokenizer_for("v3_e2e_rnnt"),
+        formats="coreml",
+        precision="fp16",
+        quiet=True,
+    )
+    report = verify_bundle(bundle, [long_clip], backends=["coreml"], latency_runs=1)
+    assert "speechport MIL interpreter" in report.engines["coreml"]
+    assert not report.passed
+    details = report.files[0].details
+    assert details["failures"] == [
+        "Encoder encoded_len is 701, the reference 700 (window at 0.00 s, 2800 feature frames)"
+    ]
+
+
+def test_integer_length_path_passes(gigaam_bundles: dict[str, Path], long_clip: Path) -> None:
+    """The bundle converted with integer ops: the same window's length is exact."""
+    report = verify_bundle(
+        gigaam_bundles["v3_e2e_rnnt"], [long_clip], backends=["coreml"], latency_runs=1
+    )
+    (encoder, _, _) = report.components[0]["components"]
+    assert encoder["outputs"]["encoded_len"]["exact"]
+    assert encoder["failures"] == []
+    details = report.files[0].details
+    assert "Encoder" not in " ".join(details["failures"])
+
+
+def test_verify_cli_runs_both_backends(
+    gigaam_bundles: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import shutil
+
+    from speechport.cli import main
+
+    bundle = tmp_path / "ctc"
+    shutil.copytree(gigaam_bundles["v3_ctc"], bundle)
+    clip = GIGAAM / "audio" / "clip0.wav"
+    code = main(
+        ["verify", str(bundle), "--audio", str(clip), "--backends", "coreml,onnx"]
+        + ["--latency-runs", "2", "--max-cer", "0.05"]
+    )
+    out = capsys.readouterr().out
+    report = json.loads((bundle / "verify" / "parity.json").read_text(encoding="utf-8"))
+    assert sorted(report["engines"]) == ["coreml", "onnx"]
+    assert report["engines"]["coreml"].startswith("speechport MIL interpreter")
+    assert {f["backend"] for f in report["files"]} == {"coreml", "onnx"}
+    assert set(report["latency"]) == {"torch", "coreml", "onnx"}
+    assert code == (0 if report["passed"] else 1)
+    assert "coreml: speechport MIL interpreter" in out
