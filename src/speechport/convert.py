@@ -41,7 +41,7 @@ def convert(
     for note in loaded.notes:
         progress.note(note)
     plan = family.plan(loaded, window_seconds=window_seconds)
-    progress.total = 2 + len(plan.components) * len(chosen)
+    progress.total = 2 + sum(len(set(c.formats) & set(chosen)) for c in plan.components)
     manifest = write_bundle(
         plan,
         loaded,
