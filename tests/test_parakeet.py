@@ -386,3 +386,20 @@ def test_full_size_config_is_parakeet_tdt_0_6b_v3() -> None:
     )
     assert config.frontend == PARAKEET_TDT_V3
     assert (config.xscaling, config.use_bias) == (False, False)
+
+
+def test_example_script_transcribes_with_onnxruntime(bundles: dict[str, Path]) -> None:
+    """The bundle's standalone script (numpy + onnxruntime) feeds the decoder's constant
+    ``target_length`` and gives NeMo's transcript."""
+    import subprocess
+    import sys
+
+    bundle = bundles["parakeet_tdt"]
+    _, _, entry = clip("parakeet_tdt", 1)
+    result = subprocess.run(
+        [sys.executable, str(bundle / "example_infer_onnx.py"), str(NEMO / entry["audio"])],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert result.stdout.strip() == entry["text"]

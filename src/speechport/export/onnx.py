@@ -97,6 +97,7 @@ def _finish(exported: Path, path: Path, data: Path, component: ExportableCompone
             location=data.name,
             size_threshold=1024,
         )
+        data.chmod(path.stat().st_mode & 0o777)  # onnx writes it owner-only
     else:
         onnx.save_model(model, str(path))
 
