@@ -84,10 +84,11 @@ def test_verify_cli_runs_both_backends(
     bundle = tmp_path / "ctc"
     shutil.copytree(gigaam_bundles["v3_ctc"], bundle)
     clip = GIGAAM / "audio" / "clip0.wav"
-    code = main(
-        ["verify", str(bundle), "--audio", str(clip), "--backends", "coreml,onnx"]
-        + ["--latency-runs", "2", "--max-cer", "0.05"]
-    )
+    argv = [
+        "verify", str(bundle), "--audio", str(clip), "--backends", "coreml,onnx",
+        "--latency-runs", "2", "--max-cer", "0.05",
+    ]  # fmt: skip
+    code = main(argv)
     out = capsys.readouterr().out
     report = json.loads((bundle / "verify" / "parity.json").read_text(encoding="utf-8"))
     assert sorted(report["engines"]) == ["coreml", "onnx"]

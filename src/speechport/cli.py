@@ -133,6 +133,15 @@ def build_parser() -> argparse.ArgumentParser:
     decode.add_argument("--seconds", type=float, default=60.0, help="clip length")
     decode.add_argument("--work-dir", type=Path, help="where to keep the bundle (default: temp)")
     decode.add_argument("--json", action="store_true")
+    parakeet = bench_sub.add_parser(
+        "convert-parakeet",
+        help="full-size Parakeet-TDT-0.6B-v3 (random weights): Core ML and ONNX conversion "
+        "time and peak memory per component",
+    )
+    parakeet.add_argument("--format", default="coreml,onnx", help="comma-separated formats")
+    parakeet.add_argument("--precision", choices=["fp16", "fp32"], default="fp16")
+    parakeet.add_argument("--work-dir", type=Path, help="keep the converted files here")
+    parakeet.add_argument("--json", action="store_true")
     return parser
 
 
@@ -445,14 +454,30 @@ def _info(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from speechport.eval.bench import bench_decode_loop
+    result: dict[str, object]
+    if args.bench == "convert-parakeet":
+        from speechport.eval.bench_parakeet import bench_convert_parakeet
+        from speechport.export.bundle import parse_formats
 
-    result = bench_decode_loop(args.variant, seconds=args.seconds, work_dir=args.work_dir)
+        result = bench_convert_parakeet(
+            formats=tuple(parse_formats(args.format)),
+            precision=args.precision,
+            work_dir=args.work_dir,
+        )
+    else:
+        from speechport.eval.bench import bench_decode_loop
+
+        result = bench_decode_loop(args.variant, seconds=args.seconds, work_dir=args.work_dir)
     if args.json:
         print(json.dumps(result, indent=2))
     else:
         for key, value in result.items():
-            print(f"{key:<32} {value}")
+            if isinstance(value, list):
+                print(f"{key}:")
+                for row in value:
+                    print("    " + "  ".join(f"{k}={v}" for k, v in dict(row).items()))
+            else:
+                print(f"{key:<32} {value}")
     return 0
 
 

@@ -48,7 +48,8 @@ def convert(
     for note in loaded.notes:
         progress.note(note)
     plan = family.plan(loaded, window_seconds=window_seconds)
-    progress.total = 2 + len(plan.components) * len(chosen) + (gate is not None)
+    exports = sum(len(set(c.formats) & set(chosen)) for c in plan.components)
+    progress.total = 2 + exports + (gate is not None)
     check = None
     if gate is not None:
         from speechport.verify.parity import gate_check

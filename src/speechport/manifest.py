@@ -79,11 +79,13 @@ class StatePair:
 @dataclass(frozen=True)
 class ConstantInput:
     """A file input with no canonical counterpart, always fed the same value (e.g. the
-    ``sr`` input that Silero's own ONNX files take and ignore at 16 kHz)."""
+    ``sr`` input that Silero's own ONNX files take and ignore at 16 kHz, or the
+    ``target_length`` ``[1]`` that NeMo's exported decoders take: a list is fed as a 1-D
+    array)."""
 
     name: str
     dtype: str
-    value: int | float
+    value: int | float | list[int] | list[float]
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -401,7 +403,12 @@ def _constant_from_dict(data: dict[str, Any], where: str) -> ConstantInput:
     _require(data, ("name", "dtype", "value"), f"{where} constant")
     if data["dtype"] not in DTYPES:
         raise BundleError(f"{where} constant: unknown dtype {data['dtype']!r}")
-    return ConstantInput(str(data["name"]), str(data["dtype"]), data["value"])
+    value = data["value"]
+    if isinstance(value, list):
+        value = list(value)
+    elif not isinstance(value, (int, float)) or isinstance(value, bool):
+        raise BundleError(f"{where} constant: value {value!r} is not a number or a list")
+    return ConstantInput(str(data["name"]), str(data["dtype"]), value)
 
 
 def _tokenizer_from_dict(data: dict[str, Any]) -> TokenizerSpec:

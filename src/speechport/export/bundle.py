@@ -63,15 +63,16 @@ def write_bundle(
         components: dict[str, ComponentSpec] = {}
         for comp in plan.components:
             files: dict[str, ComponentFile] = {}
-            if "coreml" in formats:
+            if "coreml" in formats and "coreml" in comp.formats:
                 from speechport.export.coreml import export_coreml
 
-                progress.start(f"{comp.name} -> Core ML ({precision})")
+                comp_precision = comp.coreml_precision or precision
+                progress.start(f"{comp.name} -> Core ML ({comp_precision})")
                 path = f"{comp.name}.mlpackage"
                 export_coreml(
                     comp,
                     tmp / path,
-                    precision=precision,
+                    precision=comp_precision,
                     metadata={
                         "speechport.version": __version__,
                         "speechport.family": plan.family,
@@ -80,9 +81,9 @@ def write_bundle(
                     },
                 )
                 files["coreml"] = ComponentFile(
-                    path, precision, comp.spec.inputs, comp.spec.outputs
+                    path, comp_precision, comp.spec.inputs, comp.spec.outputs
                 )
-            if "onnx" in formats:
+            if "onnx" in formats and "onnx" in comp.formats:
                 from speechport.export.onnx import export_onnx
 
                 progress.start(f"{comp.name} -> ONNX")
@@ -94,6 +95,8 @@ def write_bundle(
                     comp.onnx.outputs,
                     comp.onnx.constants,
                 )
+            if not files:
+                continue  # a component only other formats have
             spec = comp.spec
             components[spec.role] = ComponentSpec(
                 spec.name,

@@ -2,70 +2,104 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import warnings
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from speechport.errors import ExportError
 from speechport.families.base import ExportableComponent
-from speechport.manifest import ConstantInput
 
 OPSET = 17
+# Protobuf cannot hold a model of 2 GiB or more; from this size on the weights go to one
+# external-data file beside the model, ``<file>.data`` (the name onnx-asr looks for).
+EXTERNAL_DATA_BYTES = 1_800_000_000
 
 
 def export_onnx(component: ExportableComponent, path: Path, *, opset: int = OPSET) -> None:
-    """Write ``component`` to ``path`` (``.onnx``) with its layout's names and dynamic axes,
-    then check the file with the ONNX checker and against the declared inputs/outputs."""
+    """Write ``component`` to ``path`` (``.onnx``) with its layout's names, order, dynamic
+    axes and metadata, then check the file with the ONNX checker and against the declared
+    inputs/outputs. Weights of large models go to ``<path>.data``."""
     layout = component.onnx
-    specs = (*layout.inputs, *layout.outputs)
+    specs = (*layout.inputs, *layout.outputs, *layout.unused_outputs)
     dynamic_axes = {t.name: dict(t.dynamic_axes) for t in specs if t.dynamic_axes}
-    tmp = path.with_name(f".partial-{path.name}")
+    input_names = list(layout.input_order) or [t.name for t in layout.inputs]
+    output_names = list(layout.output_order) or [t.name for t in layout.outputs]
+    data = path.with_name(path.name + ".data")
+    scratch = Path(tempfile.mkdtemp(prefix=".onnx-export-", dir=path.parent))
     try:
+        exported = scratch / "model.onnx"  # the exporter may scatter weights beside it
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             torch.onnx.export(
                 layout.module,
                 layout.example_inputs,
-                str(tmp),
-                input_names=[t.name for t in layout.inputs],
-                output_names=[t.name for t in layout.outputs],
+                str(exported),
+                input_names=input_names,
+                output_names=output_names,
                 dynamic_axes=dynamic_axes or None,
                 opset_version=opset,
                 do_constant_folding=True,
                 dynamo=False,
             )
-        if layout.constants:
-            _add_constant_inputs(tmp, layout.constants)
-        check_onnx_file(tmp, component)
-        tmp.replace(path)
+        _finish(exported, path, data, component)
+        check_onnx_file(path, component)
     except ExportError:
-        tmp.unlink(missing_ok=True)
+        path.unlink(missing_ok=True)
+        data.unlink(missing_ok=True)
         raise
     except Exception as exc:
-        tmp.unlink(missing_ok=True)
+        path.unlink(missing_ok=True)
+        data.unlink(missing_ok=True)
         raise ExportError(
             f"ONNX export failed: {type(exc).__name__}: {exc}",
             path=path,
             component=component.name,
         ) from exc
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
-def _add_constant_inputs(path: Path, constants: tuple[ConstantInput, ...]) -> None:
-    """Declare scalar inputs the graph takes but does not use (ONNX Runtime also accepts a
-    one-element array for a scalar, as callers of Silero's own file pass either)."""
+def _finish(exported: Path, path: Path, data: Path, component: ExportableComponent) -> None:
+    """Add the constant inputs the graph does not take and the metadata, then save the model
+    at ``path`` (weights in ``data`` when it is too large for one protobuf)."""
     import onnx
 
-    model = onnx.load(str(path))
+    layout = component.onnx
+    model = onnx.load(str(exported))
+    ordered = set(layout.input_order)
     types = {
         "int64": onnx.TensorProto.INT64,
         "int32": onnx.TensorProto.INT32,
         "float32": onnx.TensorProto.FLOAT,
     }
-    for constant in constants:
-        value_info = onnx.helper.make_tensor_value_info(constant.name, types[constant.dtype], [])
+    for constant in layout.constants:
+        if constant.name in ordered:
+            continue  # a real graph input, in its place
+        # A scalar the graph takes but does not use (ONNX Runtime also accepts a
+        # one-element array for a scalar, as callers of Silero's own file pass either).
+        shape = list(np.shape(constant.value))
+        value_info = onnx.helper.make_tensor_value_info(constant.name, types[constant.dtype], shape)
         model.graph.input.append(value_info)
-    onnx.save(model, str(path))
+    for key, value in layout.metadata.items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, str(value)
+    size = sum(t.ByteSize() for t in model.graph.initializer)
+    if size >= EXTERNAL_DATA_BYTES:
+        onnx.save_model(
+            model,
+            str(path),
+            save_as_external_data=True,
+            all_tensors_to_one_file=True,
+            location=data.name,
+            size_threshold=1024,
+        )
+        data.chmod(path.stat().st_mode & 0o777)  # onnx writes it owner-only
+    else:
+        onnx.save_model(model, str(path))
 
 
 def check_onnx_file(path: Path, component: ExportableComponent) -> None:
@@ -73,20 +107,26 @@ def check_onnx_file(path: Path, component: ExportableComponent) -> None:
     and ranks."""
     import onnx
 
-    model = onnx.load(str(path))
-    onnx.checker.check_model(model)
+    onnx.checker.check_model(str(path))  # a path: works for models with external data
+    model = onnx.load(str(path), load_external_data=False)
     layout = component.onnx
-    for kind, graph_values, specs in (
-        ("input", model.graph.input, layout.inputs),
-        ("output", model.graph.output, layout.outputs),
+    inputs = {t.name: (t.name, t.dtype, len(t.shape)) for t in layout.inputs}
+    constants = {c.name: (c.name, c.dtype, np.ndim(c.value)) for c in layout.constants}
+    outputs = {t.name: (t.name, t.dtype, len(t.shape)) for t in layout.outputs}
+    outputs.update({t.name: (t.name, t.dtype, len(t.shape)) for t in layout.unused_outputs})
+    if layout.input_order:
+        want_inputs = [{**inputs, **constants}[n] for n in layout.input_order]
+    else:
+        want_inputs = [*inputs.values(), *constants.values()]
+    want_outputs = [outputs[n] for n in layout.output_order] or list(outputs.values())
+    for kind, graph_values, want in (
+        ("input", model.graph.input, want_inputs),
+        ("output", model.graph.output, want_outputs),
     ):
         got = [
             (v.name, _onnx_dtype(v.type.tensor_type.elem_type), len(v.type.tensor_type.shape.dim))
             for v in graph_values
         ]
-        want = [(t.name, t.dtype, len(t.shape)) for t in specs]
-        if kind == "input":
-            want += [(c.name, c.dtype, 0) for c in layout.constants]
         if got != want:
             raise ExportError(
                 f"ONNX graph {kind}s {got} differ from the declared layout {want}",

@@ -14,7 +14,7 @@ from speechport.errors import SpeechportError
 if TYPE_CHECKING:
     from speechport.families.base import Family
 
-FAMILIES = ("gigaam", "silero-vad")
+FAMILIES = ("gigaam", "parakeet", "silero-vad")
 
 
 def get_family(name: str) -> Family:
@@ -23,6 +23,10 @@ def get_family(name: str) -> Family:
         from speechport.families.gigaam import GigaAMFamily
 
         return GigaAMFamily()
+    if name == "parakeet":
+        from speechport.families.parakeet import ParakeetFamily
+
+        return ParakeetFamily()
     if name in ("silero-vad", "silero_vad"):
         from speechport.families.silero_vad import SileroVadFamily
 

@@ -32,6 +32,13 @@ class OnnxLayout:
 
     ``module`` takes ``example_inputs`` in this layout; ``inputs``/``outputs`` correspond
     in order and element count to the component's canonical ones.
+
+    Where another runtime calls the file positionally with extra tensors (NeMo's
+    ``target_length`` in, ``prednet_lengths`` out), ``input_order`` names every graph input
+    in order (``inputs`` and ``constants`` by name; the module then takes all of them, the
+    constants being real graph inputs) and ``output_order`` every graph output
+    (``outputs`` and ``unused_outputs``, which the runtime does not read). ``metadata``
+    becomes the file's ``metadata_props``.
     """
 
     file_name: str
@@ -40,17 +47,25 @@ class OnnxLayout:
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
     constants: tuple[ConstantInput, ...] = ()
+    input_order: tuple[str, ...] = ()
+    unused_outputs: tuple[TensorSpec, ...] = ()
+    output_order: tuple[str, ...] = ()
+    metadata: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
 class ExportableComponent:
     """A component: its canonical contract, the torch module that implements it, and its
-    ONNX layout."""
+    ONNX layout. ``formats`` limits the formats it is exported to (e.g. a fused variant
+    only Core ML needs); ``coreml_precision`` overrides the bundle's Core ML precision (a
+    front end that float16 cannot compute)."""
 
     spec: ComponentSpec
     module: nn.Module
     example_inputs: tuple[Tensor, ...]
     onnx: OnnxLayout
+    formats: tuple[str, ...] = ("coreml", "onnx")
+    coreml_precision: str | None = None
 
     @property
     def name(self) -> str:

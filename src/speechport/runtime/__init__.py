@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from speechport.errors import BackendError
-from speechport.manifest import read_manifest
+from speechport.manifest import FORMATS, read_manifest
 from speechport.runtime.base import Backend, Component, LoadedBundle
 
 BACKENDS = ("onnx", "coreml", "torch")
@@ -30,11 +30,18 @@ def make_backend(name: str, **options: object) -> Backend:
 
 
 def load_bundle(bundle: str | Path, backend: str | Backend = "onnx") -> LoadedBundle:
-    """Read a bundle's manifest and load every component with ``backend``."""
+    """Read a bundle's manifest and load every component with ``backend``.
+
+    A file-format backend loads the components that have a file in its format (a bundle may
+    hold a component in one format only, e.g. a fused variant only Core ML needs)."""
     bundle = Path(bundle)
     manifest = read_manifest(bundle)
     engine = make_backend(backend) if isinstance(backend, str) else backend
-    components = {role: engine.load(bundle, manifest, role) for role in manifest.components}
+    components = {
+        role: engine.load(bundle, manifest, role)
+        for role, spec in manifest.components.items()
+        if engine.name not in FORMATS or engine.name in spec.files
+    }
     return LoadedBundle(bundle, manifest, engine.name, engine.engine, components)
 
 

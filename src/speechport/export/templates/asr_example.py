@@ -153,6 +153,10 @@ class Component:
             t["name"]: np.asarray(x, dtype=NP_DTYPES[t["dtype"]]).reshape(t["shape"])
             for t, x in zip(self.file["inputs"], inputs, strict=True)
         }
+        for constant in self.file.get("constants", []):  # inputs always fed the same value
+            feeds[constant["name"]] = np.array(
+                constant["value"], dtype=NP_DTYPES[constant["dtype"]]
+            )
         names = [t["name"] for t in self.file["outputs"]]
         if self.backend == "onnx":
             outputs = self.session.run(names, feeds)
@@ -234,7 +238,11 @@ def main() -> None:
     parser.add_argument("--backend", choices=["onnx", "coreml"], default=DEFAULT_BACKEND)
     args = parser.parse_args()
     manifest = json.loads((HERE / "speechport.json").read_text("utf-8"))
-    parts = {role: Component(spec, args.backend) for role, spec in manifest["components"].items()}
+    parts = {  # the roles the decoding below uses (a bundle may hold fused variants too)
+        role: Component(spec, args.backend)
+        for role, spec in manifest["components"].items()
+        if role in ("encoder", "decoder", "joint")
+    }
     samples = read_wav(args.audio, manifest["sample_rate"])
     size = manifest["window"]["samples"]
     ids: list[int] = []

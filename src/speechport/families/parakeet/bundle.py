@@ -1,0 +1,459 @@
+"""The bundle of a Parakeet model: seven Core ML components on a fixed window, and ONNX files
+in NeMo's export layout, which onnx-asr and sherpa-onnx load as they are."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from speechport.errors import CheckpointError
+from speechport.families.base import (
+    BundlePlan,
+    ExportableComponent,
+    LoadedCheckpoint,
+    OnnxLayout,
+)
+from speechport.families.parakeet.config import ParakeetConfig
+from speechport.families.parakeet.model import (
+    Decision,
+    DecoderJointStep,
+    DecoderStep,
+    EncoderStep,
+    FastConformerEncoder,
+    JointDecisionFrame,
+    JointDecisionWindow,
+    JointStep,
+    MelEncoder,
+    NemoDecoderJointLayout,
+    NemoDecoderLayout,
+    NemoJointLayout,
+    ParakeetModel,
+    Preprocessor,
+)
+from speechport.families.sentencepiece import SPM_BOUNDARY
+from speechport.features.torch_frontend import TorchLogMel
+from speechport.manifest import (
+    ComponentSpec,
+    ConstantInput,
+    DecodingSpec,
+    StatePair,
+    TensorSpec,
+    TokenizerSpec,
+    WindowSpec,
+)
+
+FAMILY = "parakeet"
+DEFAULT_WINDOW_SECONDS = 15.0
+TOP_K = 5
+B = {0: "batch"}  # dynamic batch axis
+
+
+@dataclass(frozen=True)
+class ParakeetCheckpoint:
+    """What a ``.nemo`` archive held besides the weights (``LoadedCheckpoint.config``)."""
+
+    config: ParakeetConfig
+    tokens: list[str]
+    tokenizer_model: bytes
+
+
+def plan_bundle(
+    loaded: LoadedCheckpoint, *, window_seconds: float = DEFAULT_WINDOW_SECONDS
+) -> BundlePlan:
+    """Describe the bundle of a loaded Parakeet model for a window of ``window_seconds``."""
+    source: ParakeetCheckpoint = loaded.config
+    config, tokens = source.config, source.tokens
+    model = loaded.model
+    assert isinstance(model, ParakeetModel)
+    spec = config.frontend
+    sr = spec.sample_rate
+    samples = round(window_seconds * sr)
+    feature_frames = spec.num_stft_frames(samples)
+    valid_frames = spec.num_frames(samples)
+    if valid_frames < 1:
+        raise CheckpointError(f"window of {window_seconds} s is too short for one feature frame")
+    encoder_frames = model.encoder.pre_encode.frames_after(feature_frames)  # type: ignore[operator]
+    if encoder_frames > config.pos_emb_max_len:
+        raise CheckpointError(
+            f"window of {window_seconds} s gives {encoder_frames} encoder frames, more than the "
+            f"{config.pos_emb_max_len} relative positions the model encodes",
+            hint="choose a shorter --window",
+        )
+    window = WindowSpec(samples, feature_frames, encoder_frames)
+    durations = config.durations
+    decoding = DecodingSpec(
+        algorithm="tdt_greedy" if config.head == "tdt" else "rnnt_greedy",
+        blank_id=config.blank_id,
+        vocab_size=config.vocab_size,
+        max_symbols_per_frame=config.max_symbols_per_frame,
+        durations=durations,
+        context_size=1,
+        subsampling_factor=config.subsampling_factor,
+        frame_duration=config.subsampling_factor * spec.hop_length / sr,
+        timestamps="nominal",
+    )
+    files = {
+        "tokens.json": (json.dumps(tokens, ensure_ascii=False, indent=0) + "\n").encode(),
+        "tokenizer.model": source.tokenizer_model,
+    }
+    vocab = "".join(f"{t} {i}\n" for i, t in enumerate([*tokens, "<blk>"])).encode()
+    onnx_files = {
+        "vocab.txt": vocab,  # onnx-asr
+        "tokens.txt": vocab,  # sherpa-onnx
+        "config.json": (json.dumps(_onnx_asr_config(config), indent=2) + "\n").encode(),
+    }
+    head = "TDT" if config.head == "tdt" else "RNN-T"
+    description = (
+        f"NeMo FastConformer-{head} ({config.model_class}): d_model {config.d_model}, "
+        f"{config.n_layers} layers, {config.n_heads} heads, dw_striding x"
+        f"{config.subsampling_factor}, {config.vocab_size} SentencePiece tokens"
+        + (f", durations {list(durations)}" if durations else "")
+        + "."
+    )
+    return BundlePlan(
+        family=FAMILY,
+        variant=config.variant,
+        task="asr",
+        sample_rate=sr,
+        frontend=spec.to_dict(),
+        window=window,
+        components=_components(config, model, window),
+        decoding=decoding,
+        tokenizer=TokenizerSpec(
+            "sentencepiece", "tokens.json", "tokenizer.model", len(tokens), SPM_BOUNDARY
+        ),
+        tokens=tokens,
+        files=files,
+        onnx_files=onnx_files,
+        description=description,
+        extras={
+            "upstream": "NVIDIA/NeMo",
+            "top_k": TOP_K,
+            "onnx_compatibility": (
+                "The ONNX files keep NeMo's export layout and names. onnx-asr loads this "
+                'directory as it is (`onnx_asr.load_model("nemo-conformer-'
+                f'{config.head}", path)`: `encoder-model.onnx`, `decoder_joint-model.onnx`, '
+                "`vocab.txt`, `config.json`); sherpa-onnx's NeMo transducer recognizer takes "
+                "`--encoder=encoder-model.onnx --decoder=decoder.onnx --joiner=joiner.onnx "
+                "--tokens=tokens.txt` (its metadata is in the encoder file)."
+            ),
+        },
+    )
+
+
+def _onnx_asr_config(config: ParakeetConfig) -> dict[str, Any]:
+    return {
+        "model_type": f"nemo-conformer-{config.head}",
+        "features_size": config.feat_in,
+        "subsampling_factor": config.subsampling_factor,
+        "max_tokens_per_step": config.max_symbols_per_frame,
+    }
+
+
+def sherpa_metadata(config: ParakeetConfig) -> dict[str, str]:
+    """What sherpa-onnx's ``OfflineTransducerNeMoModel`` reads from the encoder file: it
+    takes a model for TDT when ``url`` contains ``tdt``."""
+    return {
+        "vocab_size": str(config.vocab_size),
+        "normalize_type": "per_feature" if config.frontend.normalize else "",
+        "pred_rnn_layers": str(config.pred_rnn_layers),
+        "pred_hidden": str(config.pred_hidden),
+        "subsampling_factor": str(config.subsampling_factor),
+        "feat_dim": str(config.feat_in),
+        "model_type": config.model_class,
+        "version": "2",
+        "model_author": "NeMo",
+        "url": f"https://github.com/NVIDIA/NeMo ({config.variant})",
+        "comment": "Only the transducer branch is exported (speechport)",
+    }
+
+
+def _components(
+    config: ParakeetConfig, model: ParakeetModel, window: WindowSpec
+) -> list[ExportableComponent]:
+    f, wf, we = config.feat_in, window.feature_frames, window.encoder_frames
+    d, h, layers = config.d_model, config.pred_hidden, config.pred_rnn_layers
+    c = config.num_outputs
+    n = window.samples
+    frontend = TorchLogMel(config.frontend).eval()
+    encoder = model.encoder.with_positions(we)  # the window's position table only
+    int32 = torch.int32
+    audio, audio_len = torch.zeros(1, n), torch.tensor([n], dtype=int32)
+    features, feat_len = torch.zeros(1, f, wf), torch.tensor([wf - 1], dtype=int32)
+    state = (layers, 1, h)
+    zeros_state = (torch.zeros(state), torch.zeros(state))
+    blank = torch.tensor([[config.blank_id]], dtype=int32)
+    one = torch.tensor([1], dtype=int32)
+
+    audio_in = (
+        TensorSpec("audio", (1, n), "float32", "16 kHz mono samples, zero-padded right"),
+        TensorSpec("audio_length", (1,), "int32", "valid samples"),
+    )
+    enc_out = (
+        TensorSpec("encoded", (1, d, we), "float32", "encoder frames; zero past encoded_len"),
+        TensorSpec("encoded_len", (1,), "int32", "valid frames (integer ops)"),
+    )
+    mel_out = (
+        TensorSpec("mel", (1, f, wf), "float32", "normalised log-mel; zero past mel_length"),
+        TensorSpec("mel_length", (1,), "int32", "valid frames"),
+    )
+    preprocessor = Preprocessor(frontend).eval()
+    pre = ExportableComponent(
+        ComponentSpec(
+            "Preprocessor",
+            "preprocessor",
+            "NeMo's log-mel front end, fixed window",
+            audio_in,
+            mel_out,
+        ),
+        preprocessor,
+        (audio, audio_len),
+        _canonical_layout("Preprocessor.onnx", preprocessor, (audio, audio_len), audio_in, mel_out),
+        coreml_precision="fp32",  # float16 overflows the power spectrum and the statistics
+    )
+
+    enc_in = (
+        TensorSpec("features", (1, f, wf), "float32", "log-mel features, zero-padded right"),
+        TensorSpec("length", (1,), "int32", "valid feature frames"),
+    )
+    onnx_encoder = EncoderStep(model.encoder, length_dtype=torch.int64).eval()
+    enc = ExportableComponent(
+        ComponentSpec("Encoder", "encoder", "FastConformer encoder, fixed window", enc_in, enc_out),
+        EncoderStep(encoder).eval(),
+        (features, feat_len),
+        OnnxLayout(
+            "encoder-model.onnx",
+            onnx_encoder,
+            (features, feat_len.to(torch.int64)),
+            (
+                TensorSpec(
+                    "audio_signal", (1, f, wf), "float32", dynamic_axes={0: "batch", 2: "time"}
+                ),
+                TensorSpec("length", (1,), "int64", dynamic_axes=B),
+            ),
+            (
+                TensorSpec(
+                    "outputs", (1, d, we), "float32", dynamic_axes={0: "batch", 2: "frames"}
+                ),
+                TensorSpec("encoded_lengths", (1,), "int64", dynamic_axes=B),
+            ),
+            metadata=sherpa_metadata(config),
+        ),
+    )
+
+    mel_encoder = MelEncoder(frontend, encoder).eval()
+    mel_enc = ExportableComponent(
+        ComponentSpec(
+            "MelEncoder",
+            "mel_encoder",
+            "front end and encoder fused, fixed window",
+            audio_in,
+            enc_out,
+        ),
+        mel_encoder,
+        (audio, audio_len),
+        _canonical_layout("MelEncoder.onnx", mel_encoder, (audio, audio_len), audio_in, enc_out),
+        formats=("coreml",),  # ONNX has the split pair; a fused copy would double the weights
+        coreml_precision="fp32",
+    )
+
+    dec_step = DecoderStep(model.decoder).eval()
+    dec = ExportableComponent(
+        ComponentSpec(
+            "DecoderStep",
+            "decoder",
+            "prediction network, one LSTM step with explicit state",
+            (
+                TensorSpec("token", (1, 1), "int32", "previous token; blank at the start"),
+                TensorSpec("h_in", state, "float32"),
+                TensorSpec("c_in", state, "float32"),
+            ),
+            (
+                TensorSpec("dec_out", (1, h), "float32"),
+                TensorSpec("h_out", state, "float32"),
+                TensorSpec("c_out", state, "float32"),
+            ),
+            state=(StatePair("h_in", "h_out"), StatePair("c_in", "c_out")),
+        ),
+        dec_step,
+        (blank, *zeros_state),
+        OnnxLayout(
+            "decoder.onnx",
+            NemoDecoderLayout(model.decoder).eval(),
+            (blank, one, *zeros_state),
+            (
+                TensorSpec("targets", (1, 1), "int32", dynamic_axes=B),
+                TensorSpec("input_states_1", state, "float32", dynamic_axes={1: "batch"}),
+                TensorSpec("input_states_2", state, "float32", dynamic_axes={1: "batch"}),
+            ),
+            (
+                TensorSpec("outputs", (1, h, 1), "float32", dynamic_axes=B),
+                TensorSpec("output_states_1", state, "float32", dynamic_axes={1: "batch"}),
+                TensorSpec("output_states_2", state, "float32", dynamic_axes={1: "batch"}),
+            ),
+            constants=(ConstantInput("target_length", "int32", [1]),),
+            input_order=("targets", "target_length", "input_states_1", "input_states_2"),
+            unused_outputs=(TensorSpec("prednet_lengths", (1,), "int32", dynamic_axes=B),),
+            output_order=("outputs", "prednet_lengths", "output_states_1", "output_states_2"),
+        ),
+    )
+
+    joint_in = (TensorSpec("enc_t", (1, d), "float32"), TensorSpec("dec_t", (1, h), "float32"))
+    logits_out = (
+        TensorSpec(
+            "logits",
+            (1, c),
+            "float32",
+            "raw: tokens + blank (blank last)"
+            + (", then one per duration" if config.durations else ""),
+        ),
+    )
+    joint = ExportableComponent(
+        ComponentSpec(
+            "JointStep",
+            "joint",
+            "joint network on one encoder frame and one decoder output, raw logits",
+            joint_in,
+            logits_out,
+        ),
+        JointStep(model.joint).eval(),
+        (torch.zeros(1, d), torch.zeros(1, h)),
+        OnnxLayout(
+            "joiner.onnx",
+            NemoJointLayout(model.joint).eval(),
+            (torch.zeros(1, d, 1), torch.zeros(1, h, 1)),
+            (
+                TensorSpec("encoder_outputs", (1, d, 1), "float32", dynamic_axes=B),
+                TensorSpec("decoder_outputs", (1, h, 1), "float32", dynamic_axes=B),
+            ),
+            (TensorSpec("outputs", (1, 1, 1, c), "float32", dynamic_axes=B),),
+        ),
+    )
+
+    decision = Decision(config.vocab_size + 1, config.durations, TOP_K).eval()
+    frame_module = JointDecisionFrame(model.joint, decision).eval()
+    frame_out = _decision_outputs(config, ())
+    frame = ExportableComponent(
+        ComponentSpec(
+            "JointDecisionSingleStep",
+            "joint_decision_frame",
+            "joint and greedy decision on one frame",
+            joint_in,
+            frame_out,
+        ),
+        frame_module,
+        (torch.zeros(1, d), torch.zeros(1, h)),
+        _canonical_layout(
+            "JointDecisionSingleStep.onnx",
+            frame_module,
+            (torch.zeros(1, d), torch.zeros(1, h)),
+            joint_in,
+            frame_out,
+        ),
+    )
+    window_module = JointDecisionWindow(model.joint, decision).eval()
+    window_in = (
+        TensorSpec("encoded", (1, d, we), "float32", "the Encoder's output"),
+        TensorSpec("dec_t", (1, h), "float32", "one decoder output for every frame"),
+    )
+    window_out = _decision_outputs(config, (we,))
+    window_decision = ExportableComponent(
+        ComponentSpec(
+            "JointDecision",
+            "joint_decision",
+            "joint and greedy decision on every frame of the window, one decoder output",
+            window_in,
+            window_out,
+        ),
+        window_module,
+        (torch.zeros(1, d, we), torch.zeros(1, h)),
+        _canonical_layout(
+            "JointDecision.onnx",
+            window_module,
+            (torch.zeros(1, d, we), torch.zeros(1, h)),
+            window_in,
+            window_out,
+        ),
+    )
+
+    decoder_joint = ExportableComponent(
+        ComponentSpec(
+            "DecoderJoint",
+            "decoder_joint",
+            "one prediction step and the joint (onnx-asr's decoder_joint)",
+            (
+                TensorSpec("enc_t", (1, d), "float32"),
+                TensorSpec("token", (1, 1), "int32", "previous token; blank at the start"),
+                TensorSpec("h_in", state, "float32"),
+                TensorSpec("c_in", state, "float32"),
+            ),
+            (
+                *logits_out,
+                TensorSpec("h_out", state, "float32"),
+                TensorSpec("c_out", state, "float32"),
+            ),
+            state=(StatePair("h_in", "h_out"), StatePair("c_in", "c_out")),
+        ),
+        DecoderJointStep(model.decoder, model.joint).eval(),
+        (torch.zeros(1, d), blank, *zeros_state),
+        OnnxLayout(
+            "decoder_joint-model.onnx",
+            NemoDecoderJointLayout(model.decoder, model.joint).eval(),
+            (torch.zeros(1, d, 1), blank, one, *zeros_state),
+            (
+                TensorSpec("encoder_outputs", (1, d, 1), "float32", dynamic_axes=B),
+                TensorSpec("targets", (1, 1), "int32", dynamic_axes=B),
+                TensorSpec("input_states_1", state, "float32", dynamic_axes={1: "batch"}),
+                TensorSpec("input_states_2", state, "float32", dynamic_axes={1: "batch"}),
+            ),
+            (
+                TensorSpec("outputs", (1, 1, 1, c), "float32", dynamic_axes=B),
+                TensorSpec("output_states_1", state, "float32", dynamic_axes={1: "batch"}),
+                TensorSpec("output_states_2", state, "float32", dynamic_axes={1: "batch"}),
+            ),
+            constants=(ConstantInput("target_length", "int32", [1]),),
+            input_order=(
+                "encoder_outputs",
+                "targets",
+                "target_length",
+                "input_states_1",
+                "input_states_2",
+            ),
+            unused_outputs=(TensorSpec("prednet_lengths", (1,), "int32", dynamic_axes=B),),
+            output_order=("outputs", "prednet_lengths", "output_states_1", "output_states_2"),
+        ),
+        formats=("onnx",),  # onnx-asr's layout; Core ML has the split pair
+    )
+    return [pre, enc, mel_enc, dec, joint, window_decision, frame, decoder_joint]
+
+
+def _decision_outputs(config: ParakeetConfig, frames: tuple[int, ...]) -> tuple[TensorSpec, ...]:
+    shape = (1, *frames)
+    out = [
+        TensorSpec("token_id", shape, "int32", "argmax over tokens + blank"),
+        TensorSpec("token_prob", shape, "float32", "its softmax probability over tokens + blank"),
+    ]
+    if config.durations:
+        out.append(TensorSpec("duration", shape, "int32", "durations[argmax of duration logits]"))
+    out += [
+        TensorSpec("top_k_ids", (*shape, TOP_K), "int32", "best tokens, best first"),
+        TensorSpec("top_k_logits", (*shape, TOP_K), "float32", "their raw logits"),
+    ]
+    return tuple(out)
+
+
+def _canonical_layout(
+    file_name: str,
+    module: torch.nn.Module,
+    example_inputs: tuple[torch.Tensor, ...],
+    inputs: tuple[TensorSpec, ...],
+    outputs: tuple[TensorSpec, ...],
+) -> OnnxLayout:
+    """An ONNX file with the component's own names and fixed shapes."""
+    return OnnxLayout(file_name, module, example_inputs, inputs, outputs)
+
+
+__all__ = ["FAMILY", "FastConformerEncoder", "ParakeetCheckpoint", "plan_bundle", "sherpa_metadata"]
