@@ -86,16 +86,19 @@ def loaded(bundles: dict[str, Path]) -> dict[tuple[str, str], LoadedBundle]:
     out = {}
     for variant, bundle in bundles.items():
         out[(variant, "onnx")] = load_bundle(bundle, "onnx")
+        out[(variant, "coreml")] = load_bundle(bundle, "coreml")
         out[(variant, "torch")] = load_bundle(bundle, TorchBackend(checkpoint=nemo_file(variant)))
     return out
 
 
-@pytest.mark.parametrize("backend", ["torch", "onnx"])
+@pytest.mark.parametrize("backend", ["torch", "onnx", "coreml"])
 @pytest.mark.parametrize("index", CLIPS)
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_tokens_frames_and_durations_equal_nemo(
     loaded: dict[tuple[str, str], LoadedBundle], variant: str, index: int, backend: str
 ) -> None:
+    """NeMo's tokens, frames and durations from the torch path, the ONNX files and the fp16
+    Core ML packages (run by the MIL interpreter with fp16 rounding)."""
     audio, npz, entry = clip(variant, index)
     transcript = Transcriber(loaded[(variant, backend)]).transcribe(audio)
     assert len(transcript.segments) == 1
@@ -403,3 +406,33 @@ def test_example_script_transcribes_with_onnxruntime(bundles: dict[str, Path]) -
         check=True,
     )
     assert result.stdout.strip() == entry["text"]
+
+
+def test_verify_checks_every_component(bundles: dict[str, Path]) -> None:
+    """``verify`` covers the components decoding does not call too: the Preprocessor and
+    the fused MelEncoder on the audio windows, the decision heads and onnx-asr's
+    decoder+joint along the reference's rollout; every length is exact."""
+    from speechport.verify.parity import verify_bundle
+
+    audio = NEMO / "audio" / "clip1.wav"
+    report = verify_bundle(
+        bundles["parakeet_tdt"], [audio], backends=["onnx", "coreml"], latency_runs=1
+    )
+    assert report.passed, report.failures()
+    roles = {e["backend"]: {c["role"]: c for c in e["components"]} for e in report.components}
+    common = {"encoder", "decoder", "joint", "preprocessor", "joint_decision"}
+    assert set(roles["onnx"]) == common | {"joint_decision_frame", "decoder_joint"}
+    assert set(roles["coreml"]) == common | {"joint_decision_frame", "mel_encoder"}
+    for per_role in roles.values():
+        for c in per_role.values():
+            assert c["failures"] == []
+            for name, stats in c["outputs"].items():
+                if name.endswith(("_len", "length")):
+                    assert stats["exact"], (c["component"], name)
+    onnx = roles["onnx"]
+    assert onnx["joint_decision_frame"]["outputs"]["token_id"]["exact"]
+    assert onnx["joint_decision_frame"]["outputs"]["duration"]["exact"]
+    assert onnx["decoder_joint"]["outputs"]["logits"]["max_abs"] < 1e-4
+    assert onnx["preprocessor"]["outputs"]["mel"]["cosine"] > 0.99999
+    # The fused MelEncoder (fp32) equals the reference encoder on the same audio.
+    assert roles["coreml"]["mel_encoder"]["outputs"]["encoded"]["max_abs"] < 1e-4

@@ -13,7 +13,7 @@ import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from speechport import __version__
 from speechport.errors import GateError, SpeechportError
@@ -364,6 +364,14 @@ def _verify(args: argparse.Namespace) -> int:
     return 0 if report.passed else 1
 
 
+def _stats_text(name: str, s: dict[str, Any]) -> str:
+    if s["integer"]:
+        return f"{name} " + (
+            "exact" if s["exact"] else f"equal on {100 * s['equal_fraction']:.2f}%"
+        )
+    return f"{name} max abs {s['max_abs']:.1e} cos {s['cosine']:.6f}"
+
+
 def _backends(text: str) -> list[str]:
     return [b.strip() for b in text.split(",") if b.strip()]
 
@@ -394,16 +402,14 @@ def _print_report(report: ParityReport) -> None:
             print(f"     - {failure}")
     for entry in report.components:
         for c in entry["components"]:
-            figures = ", ".join(
-                f"{out} max abs {s['max_abs']:.1e} cos {s['cosine']:.6f}"
-                for out, s in c["outputs"].items()
-            )
+            figures = ", ".join(_stats_text(out, s) for out, s in c["outputs"].items())
             agree = (
                 f", argmax agrees on {100 * c['top1_agreement']:.2f}%"
                 if "top1_agreement" in c
                 else ""
             )
-            print(f"  {entry['backend']:<6} {c['component']:<12} {figures}{agree}")
+            name = Path(entry["audio"]).name
+            print(f"  {entry['backend']:<6} {name} {c['component']}: {figures}{agree}")
     for backend, per in report.latency.items():
         cells = ", ".join(
             f"{comp} {f['median_ms']:.2f} ms (p90 {f['p90_ms']:.2f}, first {f['first_ms']:.1f})"

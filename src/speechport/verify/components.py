@@ -86,10 +86,13 @@ def asr_component_parity(
     pair_times: list[float] = []
     top1: list[bool] = []
     topk: list[float] = []
+    extras = _Extras(reference, candidate)
     for window in reference.plan(audio):
-        inputs = reference.encoder_inputs(audio[window.start : window.end])
+        samples = audio[window.start : window.end]
+        inputs = reference.encoder_inputs(samples)
         if inputs is None:
             continue
+        extras.audio_components(samples, where=f"window at {window.start / sr:.2f} s")
         want = enc_ref_c(*inputs)
         got = enc_got_c(*inputs)
         valid = int(want[1].reshape(-1)[0])
@@ -113,8 +116,8 @@ def asr_component_parity(
                 topk.append(share)
             continue
         hypothesis, _ = reference.decode_encoded(want)
-        dec_ref, dec_calls_w, dec_w = _rollout(reference, candidate, hypothesis.token_ids)
-        dec_calls += dec_calls_w
+        dec_ref, states_before, dec_w = _rollout(reference, candidate, hypothesis.token_ids)
+        dec_calls += len(dec_ref)
         for name, s in dec_w.items():
             dec.setdefault(name, []).append(s)
         pairs = _joint_pairs(hypothesis.frames, valid)
@@ -134,6 +137,10 @@ def asr_component_parity(
             pair_times.append(offset + t * shift)
         if pairs:
             joint_stats.append(compare(np.stack(logits_ref), np.stack(logits_got), frames=True))
+        blank = decoding.blank_id
+        context_tokens = [blank, *hypothesis.token_ids]
+        extras.decisions(want[0], valid, dec_ref)
+        extras.pairs(ref_tm, pairs, dec_ref, context_tokens, states_before)
     encoder = ComponentParity(
         enc_ref_c.spec.name,
         "encoder",
@@ -144,7 +151,7 @@ def asr_component_parity(
     )
     if algorithm == "ctc_greedy":
         encoder.top1, encoder.topk = top1, topk
-        return [encoder]
+        return [encoder, *extras.results()]
     decoder_spec = reference.bundle.component("decoder").spec
     joint_spec = reference.bundle.component("joint").spec
     decoder = ComponentParity(
@@ -159,15 +166,15 @@ def asr_component_parity(
         top1=top1,
         topk=topk,
     )
-    return [encoder, decoder, joint]
+    return [encoder, decoder, joint, *extras.results()]
 
 
 def _rollout(
     reference: Transcriber, candidate: Transcriber, tokens: list[int]
-) -> tuple[list[np.ndarray], int, dict[str, TensorStats]]:
+) -> tuple[list[np.ndarray], list[tuple[np.ndarray, ...]], dict[str, TensorStats]]:
     """Feed blank then ``tokens`` to both decoders, each threading its own state. Returns
-    the reference's decoder outputs (one per context length), the number of steps and the
-    statistics per output (the decoder output and every state)."""
+    the reference's decoder outputs and states before each step (one per context length)
+    and the statistics per output (the decoder output and every state)."""
     ref_c = reference.bundle.component("decoder")
     got_c = candidate.bundle.component("decoder")
     predict_ref, state_ref = predictor_for(ref_c)
@@ -177,7 +184,9 @@ def _rollout(
     dec_got: list[np.ndarray] = []
     states_ref: list[tuple[np.ndarray, ...]] = []
     states_got: list[tuple[np.ndarray, ...]] = []
+    before: list[tuple[np.ndarray, ...]] = []
     for token in [blank, *tokens]:
+        before.append(state_ref)
         out_ref, state_ref = predict_ref(token, state_ref)
         out_got, state_got = predict_got(token, state_got)
         dec_ref.append(np.asarray(out_ref).reshape(-1))
@@ -191,7 +200,7 @@ def _rollout(
         a = np.stack([s[i].reshape(-1) for s in states_ref])
         b = np.stack([s[i].reshape(-1) for s in states_got])
         stats[pair.output] = compare(a, b, frames=True)
-    return dec_ref, len(dec_ref), stats
+    return dec_ref, before, stats
 
 
 def _joint_pairs(frames: list[int], valid: int) -> list[tuple[int, int]]:
@@ -222,3 +231,109 @@ def _normalized(logits: np.ndarray, n_durations: int) -> np.ndarray:
         shifted = part - part.max()
         out.append(shifted - np.log(np.exp(shifted).sum()))
     return np.concatenate(out)
+
+
+def _is_length(name: str) -> bool:
+    return name.endswith("_len") or name.endswith("length")
+
+
+class _Extras:
+    """The components decoding does not call but a bundle ships (a Preprocessor, a fused
+    MelEncoder, decision heads, onnx-asr's decoder+joint), checked on the same inputs as
+    the ones it does: audio windows, the reference's encodings and decoder rollout."""
+
+    AUDIO_ROLES = ("preprocessor", "mel_encoder")
+    PAIR_ROLES = ("joint_decision_frame", "decoder_joint")
+
+    def __init__(self, reference: Transcriber, candidate: Transcriber) -> None:
+        ref, got = reference.bundle.components, candidate.bundle.components
+        self.roles = [r for r in ref if r in got]
+        self.ref, self.got = ref, got
+        self.stats: dict[str, dict[str, list[TensorStats]]] = {}
+        self.calls: dict[str, int] = {}
+        self.failures: dict[str, list[str]] = {}
+
+    def _add(self, role: str, inputs: list[np.ndarray], valid_axis: int | None, where: str) -> None:
+        """Call both; compare every output (trimmed to the valid frames along
+        ``valid_axis`` when the first output's length says how many); lengths must be
+        exact."""
+        want, got = self.ref[role](*inputs), self.got[role](*inputs)
+        spec = self.ref[role].spec
+        names = [t.name for t in spec.outputs]
+        lengths = [int(w.reshape(-1)[0]) for n, w in zip(names, want, strict=True) if _is_length(n)]
+        self.calls[role] = self.calls.get(role, 0) + 1
+        for name, a, b in zip(names, want, got, strict=True):
+            if valid_axis is not None and not _is_length(name) and lengths:
+                a = np.take(a, range(lengths[0]), axis=valid_axis)
+                b = np.take(b, range(lengths[0]), axis=valid_axis)
+            stats = compare(a, b)
+            if _is_length(name) and not stats.exact:
+                self.failures.setdefault(role, []).append(
+                    f"{spec.name} {name} is {int(b.reshape(-1)[0])}, the reference "
+                    f"{int(a.reshape(-1)[0])} ({where})"
+                )
+            self.stats.setdefault(role, {}).setdefault(name, []).append(stats)
+
+    def audio_components(self, samples: np.ndarray, *, where: str) -> None:
+        for role in self.AUDIO_ROLES:
+            if role not in self.roles:
+                continue
+            shape = self.ref[role].spec.inputs[0].shape
+            padded = np.zeros(shape, dtype=np.float32)
+            padded.reshape(-1)[: samples.size] = samples
+            length = np.array([samples.size], dtype=np.int32)
+            self._add(role, [padded, length], valid_axis=-1, where=where)
+
+    def decisions(self, encoded: np.ndarray, valid: int, dec_ref: list[np.ndarray]) -> None:
+        """The whole-window decision head, once per decoder context of the rollout."""
+        if "joint_decision" not in self.roles:
+            return
+        for dec_k in dec_ref:
+            want, got = (
+                c(encoded, dec_k[None, :])
+                for c in (self.ref["joint_decision"], self.got["joint_decision"])
+            )
+            spec = self.ref["joint_decision"].spec
+            self.calls["joint_decision"] = self.calls.get("joint_decision", 0) + 1
+            for t, a, b in zip(spec.outputs, want, got, strict=True):
+                stats = compare(a[0][:valid], b[0][:valid])
+                self.stats.setdefault("joint_decision", {}).setdefault(t.name, []).append(stats)
+
+    def pairs(
+        self,
+        encoded_tm: np.ndarray,
+        pairs: list[tuple[int, int]],
+        dec_ref: list[np.ndarray],
+        context_tokens: list[int],
+        states_before: list[tuple[np.ndarray, ...]],
+    ) -> None:
+        """Per-frame heads on every (frame, context) pair decoding visits: the one-frame
+        decision head on (encoding, decoder output); onnx-asr's decoder+joint on (encoding,
+        the context's last token, the state before it)."""
+        for role in self.PAIR_ROLES:
+            if role not in self.roles:
+                continue
+            spec = self.ref[role].spec
+            for t, k in pairs:
+                enc_t = encoded_tm[t][None, :]
+                if role == "joint_decision_frame":
+                    inputs = [enc_t, dec_ref[k][None, :]]
+                else:
+                    token = np.array([[context_tokens[k]]], dtype=np.int32)
+                    inputs = [enc_t, token, *states_before[k]]
+                if len(inputs) != len(spec.inputs):
+                    break
+                self._add(role, inputs, valid_axis=None, where=f"frame {t}")
+
+    def results(self) -> list[ComponentParity]:
+        return [
+            ComponentParity(
+                self.ref[role].spec.name,
+                role,
+                self.calls[role],
+                {name: merge(v) for name, v in self.stats[role].items()},
+                failures=self.failures.get(role, []),
+            )
+            for role in self.roles
+            if role in self.stats
+        ]

@@ -17,8 +17,9 @@ class TensorStats:
     """Differences between a candidate tensor and the reference.
 
     ``l2_per_frame`` is ‖Δ_t‖ / ‖ref_t‖ for every frame (row) when the tensors are given as
-    [frames, features]; ``exact`` is whether every element is equal (meaningful for integer
-    outputs, which must be).
+    [frames, features]; ``exact`` is whether every element is equal and ``equal_fraction``
+    the share of elements that are (meaningful for integer outputs: lengths must be exact,
+    decisions such as token ids are reported as agreement).
     """
 
     max_abs: float
@@ -27,6 +28,8 @@ class TensorStats:
     cosine: float
     exact: bool
     elements: int
+    equal_fraction: float = 1.0
+    integer: bool = False
     l2_per_frame: list[float] = field(default_factory=list)
 
     @property
@@ -70,6 +73,8 @@ def compare(reference: np.ndarray, candidate: np.ndarray, *, frames: bool = Fals
         cosine=cosine,
         exact=exact,
         elements=int(r.size),
+        equal_fraction=float(np.mean(r == g)),
+        integer=bool(np.issubdtype(ref.dtype, np.integer)),
         l2_per_frame=per_frame,
     )
 
@@ -87,6 +92,8 @@ def merge(stats: list[TensorStats]) -> TensorStats:
         cosine=min(s.cosine for s in stats),
         exact=all(s.exact for s in stats),
         elements=total,
+        equal_fraction=sum(s.equal_fraction * s.elements for s in stats) / max(total, 1),
+        integer=all(s.integer for s in stats),
         l2_per_frame=[x for s in stats for x in s.l2_per_frame],
     )
 
