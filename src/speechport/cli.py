@@ -12,6 +12,7 @@ import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from speechport import __version__
 from speechport.errors import SpeechportError
@@ -116,6 +117,16 @@ def build_parser() -> argparse.ArgumentParser:
     decode.add_argument("--seconds", type=float, default=60.0, help="clip length")
     decode.add_argument("--work-dir", type=Path, help="where to keep the bundle (default: temp)")
     decode.add_argument("--json", action="store_true")
+    coreml = bench_sub.add_parser(
+        "coreml-encoder",
+        help="full-size GigaAM v3 encoder (random weights, 30 s window) converted to Core ML "
+        "and run by the MIL interpreter: conversion time, time per window, RTFx, peak memory",
+    )
+    coreml.add_argument("--variant", default="v3_rnnt")
+    coreml.add_argument("--precision", choices=["fp16", "fp32", "both"], default="both")
+    coreml.add_argument("--runs", type=int, default=2, help="windows to time (best is kept)")
+    coreml.add_argument("--work-dir", type=Path, help="where to keep the packages (default: temp)")
+    coreml.add_argument("--json", action="store_true")
     return parser
 
 
@@ -372,9 +383,18 @@ def _info(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from speechport.eval.bench import bench_decode_loop
+    result: dict[str, Any]
+    if args.bench == "coreml-encoder":
+        from speechport.eval.bench_coreml import bench_coreml_encoder
 
-    result = bench_decode_loop(args.variant, seconds=args.seconds, work_dir=args.work_dir)
+        precisions = ("fp16", "fp32") if args.precision == "both" else (args.precision,)
+        result = bench_coreml_encoder(
+            args.variant, precisions=precisions, runs=args.runs, work_dir=args.work_dir
+        )
+    else:
+        from speechport.eval.bench import bench_decode_loop
+
+        result = bench_decode_loop(args.variant, seconds=args.seconds, work_dir=args.work_dir)
     if args.json:
         print(json.dumps(result, indent=2))
     else:
