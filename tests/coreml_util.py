@@ -3,6 +3,7 @@ small Core ML packages from MIL builder programs or torch modules."""
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -77,13 +78,15 @@ def save_torch_module(
     quiet_coremltools()
     import coremltools as ct
 
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tracer and converter notes, as in export/coreml.py
         traced = torch.jit.trace(module.eval(), example)
     inputs = [
         ct.TensorType(name=n, shape=tuple(x.shape), dtype=x.numpy().dtype)
         for n, x in zip(names, example, strict=True)
     ]
-    with coreml_conversion_patches():
+    with coreml_conversion_patches(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
         model = ct.convert(
             traced,
             inputs=inputs,

@@ -142,6 +142,16 @@ def build_parser() -> argparse.ArgumentParser:
     parakeet.add_argument("--precision", choices=["fp16", "fp32"], default="fp16")
     parakeet.add_argument("--work-dir", type=Path, help="keep the converted files here")
     parakeet.add_argument("--json", action="store_true")
+    coreml = bench_sub.add_parser(
+        "coreml-encoder",
+        help="full-size GigaAM v3 encoder (random weights, 30 s window) converted to Core ML "
+        "and run by the MIL interpreter: conversion time, time per window, RTFx, peak memory",
+    )
+    coreml.add_argument("--variant", default="v3_rnnt")
+    coreml.add_argument("--precision", choices=["fp16", "fp32", "both"], default="both")
+    coreml.add_argument("--runs", type=int, default=2, help="windows to time (best is kept)")
+    coreml.add_argument("--work-dir", type=Path, help="where to keep the packages (default: temp)")
+    coreml.add_argument("--json", action="store_true")
     return parser
 
 
@@ -460,7 +470,7 @@ def _info(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    result: dict[str, object]
+    result: dict[str, Any]
     if args.bench == "convert-parakeet":
         from speechport.eval.bench_parakeet import bench_convert_parakeet
         from speechport.export.bundle import parse_formats
@@ -469,6 +479,13 @@ def _bench(args: argparse.Namespace) -> int:
             formats=tuple(parse_formats(args.format)),
             precision=args.precision,
             work_dir=args.work_dir,
+        )
+    elif args.bench == "coreml-encoder":
+        from speechport.eval.bench_coreml import bench_coreml_encoder
+
+        precisions = ("fp16", "fp32") if args.precision == "both" else (args.precision,)
+        result = bench_coreml_encoder(
+            args.variant, precisions=precisions, runs=args.runs, work_dir=args.work_dir
         )
     else:
         from speechport.eval.bench import bench_decode_loop

@@ -13,7 +13,7 @@ the GPU's own kernels (their accumulation order and internal precision).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,6 +56,8 @@ class Interpreter:
         self._frees = _frees(self.function.block)
         self.stats = RunStats()
         self.check_overflow = False
+        # called with each executed op and its outputs (e.g. to find a first divergence)
+        self.observer: Callable[[Op, list[Any]], None] | None = None
 
     @property
     def precision(self) -> str:
@@ -102,6 +104,8 @@ class Interpreter:
             outputs = self._execute(op, env)
             for var, value in zip(op.outputs, outputs, strict=True):
                 env[var.name] = value
+            if self.observer is not None:
+                self.observer(op, outputs)
             for name in frees.get(index, ()):
                 if name not in keep and name not in self.constants:
                     env.pop(name, None)

@@ -1,0 +1,118 @@
+"""Benchmark of the MIL interpreter on the full-size GigaAM v3 encoder (random weights).
+
+Converts the encoder (30 s window) to a Core ML package and runs it with speechport's
+interpreter in a fresh process, so that the peak resident memory reported is the
+interpreter's own (program, weights, activations), not the converter's.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import resource
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from speechport.progress import Progress
+
+
+def bench_coreml_encoder(
+    variant: str = "v3_rnnt",
+    *,
+    precisions: tuple[str, ...] = ("fp16", "fp32"),
+    window_seconds: float = 30.0,
+    runs: int = 2,
+    work_dir: Path | None = None,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """For each precision: conversion time, package size, interpreter load time, time per
+    window (best of ``runs``), real-time factor and peak RSS of the interpreter process."""
+    import torch
+
+    from speechport.export.coreml import export_coreml
+    from speechport.families.base import LoadedCheckpoint
+    from speechport.families.gigaam import GigaAMConfig, build_model, full_size_config
+    from speechport.families.gigaam.bundle import plan_bundle
+    from speechport.fsutil import path_size
+
+    progress = progress or Progress(1 + 2 * len(precisions))
+    results: dict[str, Any] = {"variant": variant, "window_seconds": window_seconds}
+    with tempfile.TemporaryDirectory() as scratch:
+        root = Path(work_dir) if work_dir else Path(scratch)
+        root.mkdir(parents=True, exist_ok=True)
+        progress.start(f"build full-size {variant} (random weights)")
+        torch.manual_seed(0)
+        config = GigaAMConfig.from_upstream(full_size_config(variant))
+        model, _ = build_model(config, None)
+        loaded = LoadedCheckpoint(
+            "gigaam", variant, model, config, Path("random-weights"), None, "-"
+        )
+        encoder = plan_bundle(loaded, window_seconds=window_seconds).component("encoder")
+        params = sum(p.numel() for p in encoder.module.parameters())
+        results["encoder_parameters"] = int(params)
+        for precision in precisions:
+            package = root / f"Encoder-{precision}.mlpackage"
+            progress.start(f"convert the encoder to Core ML ({precision})")
+            start = time.perf_counter()
+            export_coreml(encoder, package, precision=precision)
+            convert_s = time.perf_counter() - start
+            progress.start(f"run it with the MIL interpreter ({precision}, {runs} windows)")
+            inputs = [(t.name, list(t.shape), t.dtype) for t in encoder.spec.inputs]
+            with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+                run = pool.submit(_interpret, str(package), inputs, runs).result()
+            results[precision] = {
+                "convert_seconds": round(convert_s, 2),
+                "package_mb": round(path_size(package) / 1e6, 1),
+                **run,
+                "rtfx": round(window_seconds / run["seconds_per_window"], 2),
+            }
+        progress.finish()
+    return results
+
+
+def _interpret(package: str, inputs: list[tuple[str, list[int], str]], runs: int) -> dict[str, Any]:
+    """In a fresh process: load the package, run ``runs`` windows of random features."""
+    from speechport.coreml import Interpreter, load_program
+
+    start = time.perf_counter()
+    interpreter = Interpreter(load_program(package))
+    load_s = time.perf_counter() - start
+    rng = np.random.default_rng(0)
+    feeds: dict[str, np.ndarray] = {}
+    for name, shape, dtype in inputs:
+        if dtype == "int32":  # a full window of valid frames
+            feeds[name] = np.full(shape, 0, dtype=np.int32)
+        else:
+            feeds[name] = rng.standard_normal(shape).astype(dtype)
+    length = next(name for name, _, dtype in inputs if dtype == "int32")
+    feeds[length][...] = next(shape[-1] for _, shape, dtype in inputs if dtype != "int32")
+    times = []
+    interpreter.check_overflow = True
+    outputs: dict[str, np.ndarray] = {}
+    for _ in range(runs):
+        start = time.perf_counter()
+        outputs = interpreter.run(feeds)
+        times.append(time.perf_counter() - start)
+    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    return {
+        "engine_precision": interpreter.precision,
+        "ops": len(interpreter.program.ops()),
+        "load_seconds": round(load_s, 2),
+        "seconds_per_window": round(min(times), 3),
+        "peak_rss_mb": round(peak_kb / 1024, 1),
+        "fp16_overflow_ops": len(interpreter.stats.overflows),
+        "outputs": {k: [list(v.shape), str(v.dtype)] for k, v in outputs.items()},
+    }
+
+
+def main() -> None:  # pragma: no cover - manual use: python -m speechport.eval.bench_coreml
+    print(json.dumps(bench_coreml_encoder(), indent=2))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
