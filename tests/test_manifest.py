@@ -40,6 +40,11 @@ def test_round_trip(gigaam_bundles: dict[str, Path]) -> None:
             "unknown format 'tflite'",
         ),
         (lambda d: d["components"]["encoder"].pop("outputs"), "missing field.*outputs"),
+        (lambda d: d["window"].update(overlap_seconds=-1), "overlap_seconds must be .* >= 0"),
+        (lambda d: d["window"].update(overlap_seconds="2"), "overlap_seconds must be"),
+        (lambda d: d["window"].update(overlap_seconds=True), "overlap_seconds must be"),
+        (lambda d: d["window"].update(hop=3), "window: unknown field.*hop"),
+        (lambda d: d["window"].pop("samples"), "window: missing field.*samples"),
     ],
 )
 def test_invalid_manifests_name_the_problem(
@@ -79,3 +84,18 @@ def test_paths_cannot_leave_the_bundle(
     (tmp_path / MANIFEST_NAME).write_text(json.dumps(data), encoding="utf-8")
     with pytest.raises(BundleError, match="leaves the bundle"):
         read_manifest(tmp_path)
+
+
+def test_window_overlap_is_optional_and_written_only_when_set(
+    gigaam_bundles: dict[str, Path],
+) -> None:
+    """Bundles written before the field existed read as no overlap; a bundle that sets it
+    (a family's default for long audio) keeps it through JSON."""
+    data = _manifest_dict(gigaam_bundles)
+    assert "overlap_seconds" not in data["window"]
+    manifest = Manifest.from_dict(data)
+    assert manifest.window is not None and manifest.window.overlap_seconds is None
+    data["window"]["overlap_seconds"] = 2
+    manifest = Manifest.from_dict(data)
+    assert manifest.window is not None and manifest.window.overlap_seconds == 2.0
+    assert json.loads(manifest.to_json())["window"]["overlap_seconds"] == 2.0

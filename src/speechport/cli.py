@@ -88,6 +88,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="segment with this voice-activity bundle first (windows built from its speech "
         "segments; silence between them is skipped)",
     )
+    transcribe.add_argument(
+        "--overlap",
+        type=float,
+        metavar="SECONDS",
+        help="long audio in windows overlapping by SECONDS, merged at the seams so that no "
+        "word is lost or repeated; 0 cuts at pauses (default: the bundle's, else 0)",
+    )
+    transcribe.add_argument(
+        "--window",
+        type=float,
+        metavar="SECONDS",
+        help="cut long audio into windows of SECONDS, at most the encoder's (default: it)",
+    )
 
     vad = sub.add_parser("vad", help="speech segments of audio files with a VAD bundle")
     vad.add_argument("bundle", type=Path)
@@ -244,7 +257,9 @@ def _transcribe(args: argparse.Namespace) -> int:
                 f"--vad bundle: {exc}",
                 hint="the VAD runs with ONNX Runtime: convert it with --format onnx",
             ) from exc
-    transcriber = Transcriber(bundle, vad=detector)
+    transcriber = Transcriber(
+        bundle, vad=detector, overlap=args.overlap, window_seconds=args.window
+    )
 
     def render(t: Transcript) -> str:
         if args.output == "json":

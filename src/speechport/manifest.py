@@ -9,7 +9,8 @@ converter, so a device host (Swift, C++) can read the same JSON.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+import math
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -151,14 +152,49 @@ class ComponentSpec:
 
 @dataclass(frozen=True)
 class WindowSpec:
-    """The fixed audio window the encoder is exported for."""
+    """The fixed audio window the encoder is exported for.
+
+    ``overlap_seconds`` is how long audio is transcribed by default: ``None`` or 0, in
+    windows cut at pauses; a positive value, in windows that overlap by that much, merged
+    at the seams (`speechport.pipelines.seams`). Manifests without the field read as
+    ``None``, and it is written only when set.
+    """
 
     samples: int
     feature_frames: int
     encoder_frames: int
+    overlap_seconds: float | None = None
 
     def seconds(self, sample_rate: int) -> float:
         return self.samples / sample_rate
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        if self.overlap_seconds is None:
+            del out["overlap_seconds"]
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> WindowSpec:
+        _require(data, ("samples", "feature_frames", "encoder_frames"), "window")
+        unknown = sorted(set(data) - {f.name for f in fields(cls)})
+        if unknown:
+            raise BundleError(f"window: unknown field(s) {', '.join(unknown)}")
+        overlap = data.get("overlap_seconds")
+        if overlap is not None and (
+            isinstance(overlap, bool)
+            or not isinstance(overlap, (int, float))
+            or not 0 <= overlap < math.inf
+        ):
+            raise BundleError(
+                f"window: overlap_seconds must be a number of seconds >= 0, got {overlap!r}"
+            )
+        return cls(
+            samples=int(data["samples"]),
+            feature_frames=int(data["feature_frames"]),
+            encoder_frames=int(data["encoder_frames"]),
+            overlap_seconds=None if overlap is None else float(overlap),
+        )
 
 
 @dataclass(frozen=True)
@@ -276,7 +312,7 @@ class Manifest:
             "frontend": self.frontend,
         }
         if self.window is not None:
-            out["window"] = asdict(self.window)
+            out["window"] = self.window.to_dict()
         out["components"] = {role: c.to_dict() for role, c in self.components.items()}
         if self.decoding is not None:
             out["decoding"] = self.decoding.to_dict()
@@ -325,7 +361,7 @@ class Manifest:
             task=str(task),
             sample_rate=int(data["sample_rate"]),
             frontend=dict(data["frontend"]),
-            window=WindowSpec(**data["window"]) if "window" in data else None,
+            window=WindowSpec.from_dict(data["window"]) if "window" in data else None,
             components={
                 role: _component_from_dict(c, f"component {role!r}")
                 for role, c in data["components"].items()

@@ -13,9 +13,15 @@ from typing import Any
 import numpy as np
 
 from speechport.decoding import Hypothesis, ctc_greedy, rnnt_greedy, tdt_greedy
-from speechport.errors import BundleError
+from speechport.errors import BundleError, SpeechportError
 from speechport.features import build_frontend
 from speechport.manifest import NP_DTYPES, DecodingSpec
+from speechport.pipelines.seams import (
+    DEFAULT_TOLERANCE,
+    WindowTokens,
+    merge_windows,
+    plan_overlapping_windows,
+)
 from speechport.pipelines.vad import VadParams, VoiceActivityDetector
 from speechport.pipelines.windowing import Window, plan_speech_windows, plan_windows
 from speechport.runtime.base import Component, LoadedBundle
@@ -119,9 +125,20 @@ WindowDecoder = Callable[[tuple[np.ndarray, ...]], tuple[Hypothesis, int]]
 class Transcriber:
     """Transcribe audio with a loaded ASR bundle.
 
-    Long audio is cut into windows no longer than the encoder window: at the quietest
-    points by default, or, given a voice-activity ``vad``, from its speech segments (merged
-    up to the window; silence between them is skipped).
+    Long audio is cut into windows no longer than the encoder window (or the shorter
+    ``window_seconds``), each decoded from a fresh state, in one of three ways:
+
+    - given a voice-activity ``vad``: windows built from its speech segments (merged up to
+      the window; silence between them is skipped);
+    - with an ``overlap`` of O > 0 seconds: windows that overlap by O seconds (starts on the
+      encoder's frame grid), their tokens merged at the seams so that every word comes once
+      and whole from the window where it lies farther from the edge
+      (`speechport.pipelines.seams`; ``tolerance`` is how far apart in time two windows may
+      place the same token);
+    - otherwise (O = 0): contiguous windows cut at the quietest points.
+
+    ``overlap=None`` takes the bundle's default (``window.overlap_seconds`` in the manifest;
+    absent: 0). With a ``vad`` the overlap must be left at its default, which is ignored.
     """
 
     def __init__(
@@ -130,6 +147,9 @@ class Transcriber:
         *,
         vad: VoiceActivityDetector | None = None,
         vad_params: VadParams | None = None,
+        overlap: float | None = None,
+        window_seconds: float | None = None,
+        tolerance: float = DEFAULT_TOLERANCE,
     ) -> None:
         manifest = bundle.manifest
         window, decoding, tokenizer = manifest.require_asr(bundle.path)
@@ -137,6 +157,14 @@ class Transcriber:
         self.manifest = manifest
         self.window = window
         self.decoding = decoding
+        sample_rate = manifest.sample_rate
+        self.window_samples = _effective_window(window.samples, sample_rate, window_seconds)
+        self.overlap_samples = _overlap_samples(
+            overlap, window.overlap_seconds, self.window_samples, sample_rate, vad
+        )
+        if tolerance < 0:
+            raise SpeechportError(f"the seam tolerance must be >= 0 seconds, got {tolerance}")
+        self.tolerance = tolerance
         self.frontend = build_frontend(manifest.frontend)
         self.tokenizer = Tokenizer.from_bundle(bundle.path, tokenizer)
         self._encoder = bundle.component("encoder")
@@ -155,15 +183,22 @@ class Transcriber:
         return self.manifest.sample_rate
 
     @property
-    def window_samples(self) -> int:
-        return self.window.samples
+    def overlap_seconds(self) -> float:
+        """The overlap between windows in seconds (0: windows cut at pauses)."""
+        return self.overlap_samples / self.sample_rate
+
+    @property
+    def frame_samples(self) -> int:
+        """Samples per encoder frame: window starts are multiples of it, so that all windows'
+        frames fall on one grid."""
+        return max(1, round(self.decoding.frame_duration * self.sample_rate))
 
     def decode_window(self, samples: np.ndarray) -> WindowDecode:
         """Decode up to one window of audio (padded to the encoder's fixed shape)."""
         samples = np.asarray(samples, dtype=np.float32)
-        if samples.size > self.window_samples:
+        if samples.size > self.window.samples:
             raise ValueError(
-                f"{samples.size} samples exceed the {self.window_samples}-sample window"
+                f"{samples.size} samples exceed the {self.window.samples}-sample window"
             )
         inputs = self.encoder_inputs(samples)
         if inputs is None:
@@ -190,20 +225,29 @@ class Transcriber:
 
     def plan(self, samples: np.ndarray) -> list[Window]:
         """The windows long audio is cut into: from VAD segments when there is a VAD, else
-        at low-energy points."""
+        overlapping windows when the overlap is positive, else cut at low-energy points."""
         if self.vad is not None:
             segments = self.vad.segments(samples, self.vad_params)
             spans = [(s.start, s.end) for s in segments]
             return plan_speech_windows(spans, samples, self.sample_rate, self.window_samples)
+        if self.overlap_samples > 0:
+            return plan_overlapping_windows(
+                int(np.asarray(samples).shape[0]),
+                self.window_samples,
+                self.overlap_samples,
+                align=self.frame_samples,
+            )
         return plan_windows(samples, self.sample_rate, self.window_samples)
 
     def transcribe(self, samples: np.ndarray, *, source: str | None = None) -> Transcript:
         """Transcribe mono audio at the bundle's sample rate, of any length."""
         samples = np.asarray(samples, dtype=np.float32)
-        segments = []
-        for window in self.plan(samples):
-            decoded = self.decode_window(samples[window.start : window.end])
-            segments.append(self._segment(decoded, window))
+        windows = self.plan(samples)
+        decoded = [self.decode_window(samples[w.start : w.end]) for w in windows]
+        if self.vad is None and self.overlap_samples > 0:
+            segments = self._merge(decoded, windows)
+        else:
+            segments = [self._segment(d, w) for d, w in zip(decoded, windows, strict=True)]
         return Transcript(
             segments=segments,
             duration=samples.size / self.sample_rate,
@@ -211,33 +255,78 @@ class Transcriber:
             source=source,
         )
 
-    def _segment(self, decoded: WindowDecode, window: Window) -> Segment:
+    def _merge(self, decoded: list[WindowDecode], windows: list[Window]) -> list[Segment]:
+        """One segment per window, holding the tokens the seams give it; a segment spans
+        from the seam before it to the seam after it."""
+        if not windows:
+            return []
+        sr = self.sample_rate
+        timed = [self._window_tokens(d, w) for d, w in zip(decoded, windows, strict=True)]
+        ranges, seams = merge_windows(timed, tolerance=self.tolerance)
+        bounds = [windows[0].start / sr, *(s.time for s in seams), windows[-1].end / sr]
+        return [
+            self._segment(d, w, keep=keep, bounds=(bounds[k], bounds[k + 1]))
+            for k, (d, w, keep) in enumerate(zip(decoded, windows, ranges, strict=True))
+        ]
+
+    def _window_tokens(self, decoded: WindowDecode, window: Window) -> WindowTokens:
         sr = self.sample_rate
         offset = window.start / sr
         shift = self.frame_shift(decoded.num_samples, decoded.encoded_len)
         hyp = decoded.hypothesis
-        ids = hyp.token_ids
-        tokens = [
-            TokenTiming(i, self.tokenizer.piece(i), offset + f * shift, offset + (f + 1) * shift)
-            for i, f in zip(ids, hyp.frames, strict=True)
-        ]
-        words = [
-            WordTiming(
-                span.text,
-                offset + hyp.frames[span.first] * shift,
-                offset + (hyp.frames[span.last] + 1) * shift,
-            )
-            for span in self.tokenizer.words(ids)
-        ]
-        return Segment(
+        word_of = [-1] * len(hyp.token_ids)
+        for k, span in enumerate(self.tokenizer.words(hyp.token_ids)):
+            word_of[span.first : span.last + 1] = [k] * (span.last - span.first + 1)
+        return WindowTokens(
             start=offset,
             end=window.end / sr,
+            ids=hyp.token_ids,
+            times=[offset + f * shift for f in hyp.frames],
+            words=word_of,
+        )
+
+    def _segment(
+        self,
+        decoded: WindowDecode,
+        window: Window,
+        *,
+        keep: tuple[int, int] | None = None,
+        bounds: tuple[float, float] | None = None,
+    ) -> Segment:
+        """The segment of one window: its tokens ``keep`` (default all), spanning ``bounds``
+        (seconds) (default the window). A token ends at ``frame + max(duration, 1)`` frames
+        when the decoder predicts durations (TDT), else one frame after it starts."""
+        sr = self.sample_rate
+        offset = window.start / sr
+        shift = self.frame_shift(decoded.num_samples, decoded.encoded_len)
+        hyp = decoded.hypothesis
+        first, stop = (0, len(hyp.token_ids)) if keep is None else keep
+        ids = hyp.token_ids[first:stop]
+        frames = hyp.frames[first:stop]
+        durations = None if hyp.durations is None else hyp.durations[first:stop]
+        ends = (
+            [f + max(d, 1) for f, d in zip(frames, durations, strict=True)]
+            if durations
+            else [f + 1 for f in frames]
+        )
+        tokens = [
+            TokenTiming(i, self.tokenizer.piece(i), offset + f * shift, offset + e * shift)
+            for i, f, e in zip(ids, frames, ends, strict=True)
+        ]
+        words = [
+            WordTiming(span.text, tokens[span.first].start, tokens[span.last].end)
+            for span in self.tokenizer.words(ids)
+        ]
+        start, end = (offset, window.end / sr) if bounds is None else bounds
+        return Segment(
+            start=start,
+            end=end,
             text=self.tokenizer.decode(ids).strip(),
             token_ids=list(ids),
-            frames=list(hyp.frames),
+            frames=list(frames),
             tokens=tokens,
             words=words,
-            durations=hyp.durations,
+            durations=durations,
         )
 
     def frame_shift(self, num_samples: int, encoded_len: int) -> float:
@@ -327,3 +416,44 @@ def predictor_for(
         return outputs[dec_pos][0], tuple(outputs[i] for i in state_out)
 
     return predict, initial
+
+
+def _effective_window(export_samples: int, sample_rate: int, seconds: float | None) -> int:
+    """The window long audio is cut into: the export's, or a shorter one."""
+    if seconds is None:
+        return export_samples
+    samples = round(seconds * sample_rate)
+    if not 0 < samples <= export_samples:
+        raise SpeechportError(
+            f"a window of {seconds} s does not fit the encoder's "
+            f"{export_samples / sample_rate:g} s",
+            hint="pass a window_seconds in (0, the bundle's window]",
+        )
+    return samples
+
+
+def _overlap_samples(
+    overlap: float | None,
+    default: float | None,
+    window_samples: int,
+    sample_rate: int,
+    vad: VoiceActivityDetector | None,
+) -> int:
+    """The overlap in samples (0: cut at pauses); checked against the window."""
+    if vad is not None:
+        if overlap:
+            raise SpeechportError(
+                "a VAD builds windows from its speech segments; it takes no overlap",
+                hint="drop the overlap (--overlap) or the VAD (--vad)",
+            )
+        return 0
+    seconds = default if overlap is None else overlap
+    if not seconds:
+        return 0
+    samples = round(seconds * sample_rate)
+    if not 0 < samples <= window_samples // 2:
+        raise SpeechportError(
+            f"an overlap of {seconds} s does not fit windows of {window_samples / sample_rate:g} s",
+            hint="the overlap must lie in (0, half the window]; 0 cuts at pauses",
+        )
+    return samples
