@@ -60,6 +60,9 @@ class ParakeetCheckpoint:
     tokenizer_model: bytes
 
 
+DEFAULT_OVERLAP = 2.0
+
+
 def plan_bundle(
     loaded: LoadedCheckpoint, *, window_seconds: float = DEFAULT_WINDOW_SECONDS
 ) -> BundlePlan:
@@ -82,7 +85,8 @@ def plan_bundle(
             f"{config.pos_emb_max_len} relative positions the model encodes",
             hint="choose a shorter --window",
         )
-    window = WindowSpec(samples, feature_frames, encoder_frames)
+    # Long audio: windows overlapping by 2 s, merged at the seams by token identity and time.
+    window = WindowSpec(samples, feature_frames, encoder_frames, overlap_seconds=DEFAULT_OVERLAP)
     durations = config.durations
     decoding = DecodingSpec(
         algorithm="tdt_greedy" if config.head == "tdt" else "rnnt_greedy",
