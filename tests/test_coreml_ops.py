@@ -305,6 +305,7 @@ def test_linear_and_matmul(data: Any) -> None:
     close(got, torch.matmul(T(x), T(np.swapaxes(y, -1, -2).copy()) if ty else T(y)), ACC)
 
 
+@pytest.mark.filterwarnings("ignore:Using padding=.same.")  # torch notes a padded copy
 @SETTINGS
 @given(data=st.data(), dims=st.sampled_from([1, 2]))
 def test_conv_like_torch(data: Any, dims: int) -> None:
