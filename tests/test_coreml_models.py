@@ -161,14 +161,58 @@ def test_vad_fp32_coreml_matches_onnx(vad_bundle: Path, vad32_bundle: Path) -> N
         assert ours.segments(audio) == onnx.segments(audio)
 
 
-def test_vad_fp16_stft_underflows_on_quiet_audio(vad_bundle: Path, vad32_bundle: Path) -> None:
+@pytest.fixture(scope="module")
+def vad_fp16_stft_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Silero VAD with its STFT in fp16 too (the family keeps it fp32 by default)."""
+    from speechport.convert import convert
+    from speechport.families.silero_vad import bundle as silero_bundle
+
+    pytest.importorskip("silero_vad")
+    out = tmp_path_factory.mktemp("vad16") / "silero"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(silero_bundle, "STFT_COREML_PRECISION", None)
+        convert("silero-vad", None, out, formats=("coreml",), precision="fp16", quiet=True)
+    return out
+
+
+def test_default_vad_bundle_keeps_the_stft_in_fp32(vad_bundle: Path) -> None:
+    """The default (fp16) bundle: components with the STFT are fp32 packages, the encoder
+    and decoder stages fp16; every form then matches ONNX Runtime on quiet speech too."""
+    from speechport.manifest import read_manifest
+
+    manifest = read_manifest(vad_bundle)
+    precisions = {role: c.files["coreml"].precision for role, c in manifest.components.items()}
+    assert precisions == {
+        "vad": "fp32",
+        "vad_long": "fp32",
+        "vad_stft": "fp32",
+        "vad_encoder": "fp16",
+        "vad_decoder": "fp16",
+    }
+    onnx = VoiceActivityDetector(load_bundle(vad_bundle, "onnx"))
+    ours = VoiceActivityDetector(load_bundle(vad_bundle, "coreml"))
+    for audio in _audio().values():
+        want = onnx.probabilities(audio, path="vad")
+        for path in ("vad", "vad_long"):
+            np.testing.assert_allclose(ours.probabilities(audio, path=path), want, atol=1e-4)
+        assert ours.segments(audio) == onnx.segments(audio)
+    # the chain with fp16 encoder and decoder stages: close, and the same segments
+    for audio in _audio().values():
+        stages = ours.probabilities(audio, path="stages")
+        assert np.abs(stages - onnx.probabilities(audio, path="vad")).max() < 0.05
+        assert ours.segments(audio, None) == onnx.segments(audio)
+
+
+def test_vad_fp16_stft_underflows_on_quiet_audio(
+    vad_fp16_stft_bundle: Path, vad_bundle: Path, vad32_bundle: Path
+) -> None:
     """fp16 emulation shows a real fp16 weakness of the Silero export: the STFT power
     re**2 + im**2 of quiet chunks (~1e-7) lies below fp16's normal range (6.1e-5), loses
     20-50 % of its value, and moves some speech probabilities by up to ~0.26 on words.wav,
     enough to change a segment boundary. Loud audio (a full-scale square wave, whose conv
     activations reach ~570, far from fp16's 65504) stays within 1e-4, with no overflow."""
     onnx = VoiceActivityDetector(load_bundle(vad_bundle, "onnx"))
-    fp16 = VoiceActivityDetector(load_bundle(vad_bundle, "coreml"))
+    fp16 = VoiceActivityDetector(load_bundle(vad_fp16_stft_bundle, "coreml"))
     audio = _audio()
     loud = np.abs(fp16.probabilities(audio["square"]) - onnx.probabilities(audio["square"]))
     assert loud.max() < 1e-4
@@ -181,7 +225,7 @@ def test_vad_fp16_stft_underflows_on_quiet_audio(vad_bundle: Path, vad32_bundle:
     piece = audio["words"][max(chunk * 512 - 64, 0) : chunk * 512 + 512]
     window[576 - piece.size :] = piece
     powers = {}
-    for name, bundle in (("fp16", vad_bundle), ("fp32", vad32_bundle)):
+    for name, bundle in (("fp16", vad_fp16_stft_bundle), ("fp32", vad32_bundle)):
         interpreter = Interpreter(load_program(bundle / "SileroVadStft.mlpackage"))
         interpreter.check_overflow = True
         first_square: list[np.ndarray] = []
