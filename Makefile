@@ -1,6 +1,8 @@
 # Two commands do all the set-up on a fresh machine:
 #   make demo   - install; convert Silero VAD from the installed package (real weights),
-#                 verify it against its torch reference, print the speech segments of a sample
+#                 verify its ONNX and Core ML files (the latter run by speechport's MIL
+#                 interpreter off macOS) against the torch reference, print the speech
+#                 segments of a sample
 #   make test   - install, lint, type-check and run the test suite
 # and one more tour:
 #   make demo-asr - convert the tiny GigaAM checkpoint shipped in tests/data, transcribe
@@ -25,8 +27,8 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/speechport convert silero-vad --out $(DEMO_VAD) --force
-	$(BIN)/speechport verify $(DEMO_VAD) --audio $(SAMPLE)
+	$(BIN)/speechport convert silero-vad --out $(DEMO_VAD) --precision fp32 --force
+	$(BIN)/speechport verify $(DEMO_VAD) --audio $(SAMPLE) --backends onnx,coreml
 	$(BIN)/speechport vad $(DEMO_VAD) $(SAMPLE)
 
 demo-asr: $(STAMP)
