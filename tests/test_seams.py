@@ -156,6 +156,8 @@ def test_window_tokens_validate() -> None:
         WindowTokens(0.0, 1.0, [1], [0.1, 0.2], [0])
     with pytest.raises(ValueError, match="start < end"):
         WindowTokens(1.0, 1.0, [], [], [])
+    with pytest.raises(ValueError, match="must not decrease"):
+        WindowTokens(0.0, 1.0, [1, 2], [0.2, 0.1], [0, 0])
     with pytest.raises(ValueError, match="tolerance"):
         merge_windows([], tolerance=-1.0)
 
