@@ -156,6 +156,8 @@ def test_window_tokens_validate() -> None:
         WindowTokens(0.0, 1.0, [1], [0.1, 0.2], [0])
     with pytest.raises(ValueError, match="start < end"):
         WindowTokens(1.0, 1.0, [], [], [])
+    with pytest.raises(ValueError, match="must not decrease"):
+        WindowTokens(0.0, 1.0, [1, 2], [0.2, 0.1], [0, 0])
     with pytest.raises(ValueError, match="tolerance"):
         merge_windows([], tolerance=-1.0)
 
@@ -263,7 +265,11 @@ def test_words_misheard_near_window_edges_are_taken_from_the_other_window(
     an encoder without context does): such words come out as other letters. With an
     overlap wider than twice the edge zone plus a word, the merge still gives every word
     once, as the window that heard it well heard it."""
-    times = [sum(gaps[: k + 1]) for k in range(len(gaps))]
+    times: list[float] = []  # each word starts a gap after the previous one's last letter
+    previous = 0
+    for gap, n in zip(gaps, lengths, strict=False):
+        times.append((times[-1] + 0.04 * previous if times else 0.0) + gap)
+        previous = n
     words = [(chr(97 + k % 26) * lengths[k], t) for k, t in enumerate(times)]
     total = times[-1] + 1.0
     windows: list[WindowTokens] = []

@@ -36,6 +36,7 @@ Consecutive overlaps must not overlap each other: ``overlap <= window / 2``.
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import math
 from collections.abc import Sequence
@@ -69,6 +70,8 @@ class WindowTokens:
             )
         if not self.start < self.end:
             raise ValueError(f"a window needs start < end, got [{self.start}, {self.end})")
+        if any(a > b for a, b in itertools.pairwise(self.times)):
+            raise ValueError("token times must not decrease")
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -149,9 +152,9 @@ def choose_seam(
     tolerance: float = DEFAULT_TOLERANCE,
     left_floor: int = 0,
 ) -> Seam:
-    """The seam between two windows by the rules in the module docstring; the left window
-    keeps none of its first ``left_floor`` tokens' successors before that index (they
-    were already given to the window before it)."""
+    """The seam between two windows by the rules in the module docstring. The left
+    window's tokens before ``left_floor`` went to the window before it (its own left seam):
+    the seam never gives them out again."""
     overlap_start, overlap_end = right.start, left.end
     middle = (overlap_start + overlap_end) / 2 if overlap_end > overlap_start else overlap_start
     # the tokens that may be paired: the left window's from the overlap on, the right's up to
@@ -190,10 +193,8 @@ def choose_seam(
 
 
 def _first_at_or_after(times: Sequence[float], t: float) -> int:
-    for index, value in enumerate(times):
-        if value >= t:
-            return index
-    return len(times)
+    """Index of the first time >= ``t`` (times are non-decreasing)."""
+    return bisect.bisect_left(times, t)
 
 
 def _align(
