@@ -1,7 +1,7 @@
 """PNG plots of a verify run: encoder error over time, joint top-k agreement, latency.
 
 matplotlib is optional (``pip install speechport[convert]`` brings it): without it the
-plots are skipped and the report says so.
+plots are skipped (the report's ``plots`` list is then empty).
 """
 
 from __future__ import annotations
