@@ -294,3 +294,16 @@ def test_words_misheard_near_window_edges_are_taken_from_the_other_window(
     assert text_of(windows, ranges) == " ".join(w for w, _ in words)
     for (a, b), s in zip(itertools.pairwise(windows), seams, strict=True):
         assert not a.cut_splits_word(s.left_stop) and not b.cut_splits_word(s.right_start)
+
+
+def test_a_word_heard_by_one_window_and_garbled_across_the_middle_by_the_other_is_kept() -> None:
+    """The left window hears "two hello" (hello just past the middle at 4 s); the right one
+    garbles both into one word from 3.3 to 4.2 s. By the edge rule alone both copies of
+    hello would go (the left one is past the middle, the garbled word starts before it);
+    the orphan rule keeps the left window's words instead."""
+    words = [("one", 1.0), ("two", 3.3), ("hello", 4.1), ("next", 4.7), ("end", 7.0)]
+    left = window(0.0, 5.0, words[:3])
+    right = window(3.0, 8.0, [("qqqqqqqqqqqqqqqqqqqqqqq", 3.3), *words[3:]])
+    ranges, seams = merge_windows([left, right])
+    assert text_of([left, right], ranges) == "one two hello next end"
+    assert seams[0].paired == 0

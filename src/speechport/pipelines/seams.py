@@ -24,9 +24,13 @@ whole from one window.
 3. *Edge rule.* The two halves of the overlap belong to the window whose edge is farther
    away: the left window before its middle, the right window after it. Keeping a token of
    a disputed unit in the wrong half, or dropping one from its own half, costs its distance
-   from the middle. The seam with the smallest cost wins, among those whose time order is
-   monotonic (the last kept left token starts no later than the first kept right token)
-   when there are such; ties go to the seam closest to the middle.
+   from the middle.
+4. *Choice.* Seams are compared by, in order: monotonic time (the last kept left token
+   starts no later than the first kept right token: no word heard twice on both sides);
+   orphans (disputed words dropped from both windows although they lie wholly between the
+   last kept left token and the first kept right one, where nothing kept stands in for
+   them: a word one window heard and the other garbled across the middle is kept, not
+   lost); the edge cost; the distance of the seam from the middle.
 
 When the windows agree on the overlap, every seam between pairs costs nothing and the
 result is the same token sequence whichever is taken; the seam then falls as near the
@@ -177,7 +181,7 @@ def choose_seam(
     # (y_q, y_{q+1}]
     bounds_a = [-1, *(x for x, _ in pairs), len(units_a)]
     bounds_b = [-1, *(y for _, y in pairs), len(units_b)]
-    best: tuple[tuple[float, float, float], int, int, float] | None = None
+    best: tuple[tuple[float, float, float, float], int, int, float] | None = None
     for q in range(len(pairs) + 1):
         for a in range(bounds_a[q] + 1, bounds_a[q + 1] + 1):
             stop = units_a[a][0] if a < len(units_a) else len(left)
@@ -186,6 +190,7 @@ def choose_seam(
                 time, distance, monotonic = _seam_time(left, right, stop, start, left_floor, middle)
                 key = (
                     0.0 if monotonic else 1.0,
+                    float(_orphans(left, units_a, a, right, units_b, b, paired_a, paired_b)),
                     round(cost_a[a] + cost_b[b], 9),
                     round(distance, 9),
                 )
@@ -197,6 +202,29 @@ def choose_seam(
         1 for u in units_a if u[0] not in paired_a and left.times[u[0]] >= overlap_start
     ) + sum(1 for u in units_b if u[0] not in paired_b and right.times[u[0]] < overlap_end)
     return Seam(stop, start, time, len(pairs), disputed)
+
+
+def _orphans(
+    left: WindowTokens,
+    units_a: list[tuple[int, int]],
+    a: int,
+    right: WindowTokens,
+    units_b: list[tuple[int, int]],
+    b: int,
+    paired_a: set[int],
+    paired_b: set[int],
+) -> int:
+    """Disputed words that a seam drops from both windows: those lying wholly in the gap
+    between the last token kept on the left and the first kept on the right, where no kept
+    word stands in for them."""
+    low = left.times[units_a[a - 1][1] - 1] if a > 0 else -math.inf
+    high = right.times[units_b[b][0]] if b < len(units_b) else math.inf
+    count = 0
+    for u0, u1 in units_a[a:]:  # dropped after the kept ones: orphans if they end before high
+        count += u0 not in paired_a and left.words[u0] >= 0 and left.times[u1 - 1] < high
+    for u0, _ in units_b[:b]:  # dropped before the kept ones: orphans if they start after low
+        count += u0 not in paired_b and right.words[u0] >= 0 and right.times[u0] > low
+    return count
 
 
 def _units(tokens: WindowTokens, first: int, stop: int) -> list[tuple[int, int]]:
