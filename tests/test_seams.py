@@ -80,7 +80,7 @@ def test_garbage_at_window_edges_is_dropped_by_the_edge_rule() -> None:
     words = words_at([0.4, 1.5, 3.2, 3.9, 4.5, 6.1, 7.0])
     left = window(0.0, 5.0, [*words[:4], ("zzz", 4.8)])  # "w4x" at 4.5 s cut into "zzz"
     right = window(3.0, 8.0, [("qq", 3.0), *words[3:]])  # "w2x" cut into "qq"
-    ranges, seams = merge_windows([left, right])
+    ranges, seams = merge_windows([left, right], tolerance=0.25)
     assert text_of([left, right], ranges) == " ".join(w for w, _ in words)
     # paired: " " and "w3x"; disputed: the left window's " ", "w2x", " ", "zzz", the right's
     # "qq", " ", "w4x"
