@@ -8,7 +8,27 @@ from torch import Tensor, nn
 from speechport.nn.masks import conv_output_length, valid_mask
 
 
-class Conv1dSubsampling(nn.Module):
+class _StridedStages(nn.Module):
+    """Lengths through ``num_stages`` convolutions of one kernel, stride and padding."""
+
+    kernel_size: int
+    stride: int
+    padding: int
+    num_stages: int
+
+    def frames_after(self, frames: int) -> int:
+        """`output_length` for a plain Python int (no int32 overflow, for planning)."""
+        for _ in range(self.num_stages):
+            frames = (frames + 2 * self.padding - self.kernel_size) // self.stride + 1
+        return frames
+
+    def output_length(self, length: Tensor) -> Tensor:
+        for _ in range(self.num_stages):
+            length = conv_output_length(length, self.kernel_size, self.stride, self.padding)
+        return length
+
+
+class Conv1dSubsampling(_StridedStages):
     """Stacked 1-D convolutions with stride 2 and ReLU (GigaAM v3: x4 with kernel 5).
 
     Input ``[B, F, T]`` features, output ``[B, T', D]``. Padded frames are zeroed before
@@ -38,17 +58,6 @@ class Conv1dSubsampling(nn.Module):
             channels = d_model
         self.conv = nn.Sequential(*layers)
 
-    def frames_after(self, frames: int) -> int:
-        """`output_length` for a plain Python int (no int32 overflow, for planning)."""
-        for _ in range(self.num_stages):
-            frames = (frames + 2 * self.padding - self.kernel_size) // self.stride + 1
-        return frames
-
-    def output_length(self, length: Tensor) -> Tensor:
-        for _ in range(self.num_stages):
-            length = conv_output_length(length, self.kernel_size, self.stride, self.padding)
-        return length
-
     def forward(self, features: Tensor, length: Tensor) -> tuple[Tensor, Tensor]:
         x = features
         x = x.masked_fill(~valid_mask(length, x.shape[2], x).unsqueeze(1), 0.0)
@@ -60,7 +69,7 @@ class Conv1dSubsampling(nn.Module):
         return x.transpose(1, 2), length
 
 
-class DepthwiseStridingSubsampling(nn.Module):
+class DepthwiseStridingSubsampling(_StridedStages):
     """NeMo's ``dw_striding`` subsampling (FastConformer): a 3x3 stride-2 ``Conv2d`` over
     (time, frequency) with ReLU, then ``log2(factor) - 1`` stages of depthwise 3x3 stride-2
     conv + pointwise conv + ReLU, then a linear projection of channels x frequencies to
@@ -96,21 +105,7 @@ class DepthwiseStridingSubsampling(nn.Module):
                 nn.ReLU(),
             ]
         self.conv = nn.Sequential(*layers)
-        freq = feat_in
-        for _ in range(stages):
-            freq = (freq + 2 * self.padding - self.kernel_size) // self.stride + 1
-        self.out = nn.Linear(channels * freq, d_model)
-
-    def frames_after(self, frames: int) -> int:
-        """`output_length` for a plain Python int (for planning)."""
-        for _ in range(self.num_stages):
-            frames = (frames + 2 * self.padding - self.kernel_size) // self.stride + 1
-        return frames
-
-    def output_length(self, length: Tensor) -> Tensor:
-        for _ in range(self.num_stages):
-            length = conv_output_length(length, self.kernel_size, self.stride, self.padding)
-        return length
+        self.out = nn.Linear(channels * self.frames_after(feat_in), d_model)  # frequencies
 
     def forward(self, features: Tensor, length: Tensor) -> tuple[Tensor, Tensor]:
         length = length.to(torch.int32)

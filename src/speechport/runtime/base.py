@@ -91,3 +91,31 @@ def bindings_for(
                 f"{where}: {d.name} {list(d.shape)} cannot hold {c.name} {list(c.shape)}"
             )
     return [Binding.of(d) for d in declared], [Binding.of(c) for c in canonical]
+
+
+class FileComponent:
+    """A component file run by some engine, called with canonical inputs and outputs: the
+    manifest's bindings and constant inputs, in one place for every file-format backend.
+    Subclasses call ``feeds`` to build the file's inputs and ``outputs`` to read its results.
+    """
+
+    def __init__(self, spec: ComponentSpec, fmt: str, path: Path, where: str) -> None:
+        file = spec.files[fmt]
+        self.spec = spec
+        self.path = path
+        self._in, _ = bindings_for(spec.inputs, file.inputs, where=f"{where} inputs")
+        _, self._out = bindings_for(spec.outputs, file.outputs, where=f"{where} outputs")
+        self._output_names = [t.name for t in file.outputs]
+        self._constants = {
+            c.name: np.array(c.value, dtype=NP_DTYPES[c.dtype]) for c in file.constants
+        }
+
+    def feeds(self, inputs: tuple[np.ndarray, ...]) -> dict[str, np.ndarray]:
+        """The file's named inputs: canonical ones cast and reshaped, constants added."""
+        feeds = {b.name: b.adapt(x) for b, x in zip(self._in, inputs, strict=True)}
+        feeds.update(self._constants)
+        return feeds
+
+    def outputs(self, values: list[np.ndarray] | tuple[np.ndarray, ...]) -> tuple[np.ndarray, ...]:
+        """The file's outputs, in its declared order, as canonical tensors."""
+        return tuple(b.adapt(y) for b, y in zip(self._out, values, strict=True))

@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 
 from speechport.errors import BackendError, BundleError, SpeechportError
-from speechport.manifest import NP_DTYPES, ComponentSpec, Manifest
-from speechport.runtime.base import bindings_for
+from speechport.manifest import ComponentSpec, Manifest
+from speechport.runtime.base import FileComponent
 
 COMPUTE_UNITS = {
     "cpu": ("CPU_ONLY", "CPU"),
@@ -27,26 +27,16 @@ COMPUTE_UNITS = {
 ENGINES = ("auto", "framework", "interpreter")
 
 
-class CoreMLComponent:
+class CoreMLComponent(FileComponent):
     """One ``.mlpackage`` as a callable with canonical inputs and outputs."""
 
     def __init__(self, spec: ComponentSpec, path: Path, predict: Any, where: str) -> None:
-        file = spec.files["coreml"]
-        self.spec = spec
-        self.path = path
+        super().__init__(spec, "coreml", path, where)
         self._predict = predict
-        self._in, _ = bindings_for(spec.inputs, file.inputs, where=f"{where} inputs")
-        _, self._out = bindings_for(spec.outputs, file.outputs, where=f"{where} outputs")
-        self._output_names = [t.name for t in file.outputs]
-        self._constants = {
-            c.name: np.array(c.value, dtype=NP_DTYPES[c.dtype]) for c in file.constants
-        }
 
     def __call__(self, *inputs: np.ndarray) -> tuple[np.ndarray, ...]:
-        feeds = {b.name: b.adapt(x) for b, x in zip(self._in, inputs, strict=True)}
-        feeds.update(self._constants)
         try:
-            outputs = self._predict(feeds)
+            outputs = self._predict(self.feeds(inputs))
         except SpeechportError as exc:
             raise BackendError(exc.message, path=self.path, component=self.spec.name) from exc
         missing = [n for n in self._output_names if n not in outputs]
@@ -56,9 +46,7 @@ class CoreMLComponent:
                 path=self.path,
                 component=self.spec.name,
             )
-        return tuple(
-            b.adapt(outputs[name]) for b, name in zip(self._out, self._output_names, strict=True)
-        )
+        return self.outputs([outputs[name] for name in self._output_names])
 
 
 class CoreMLBackend:

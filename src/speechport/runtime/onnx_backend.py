@@ -7,30 +7,20 @@ from pathlib import Path
 import numpy as np
 
 from speechport.errors import BackendError, BundleError
-from speechport.manifest import NP_DTYPES, ComponentSpec, Manifest
-from speechport.runtime.base import bindings_for
+from speechport.manifest import ComponentSpec, Manifest
+from speechport.runtime.base import FileComponent
 
 
-class OnnxComponent:
+class OnnxComponent(FileComponent):
     """One ONNX file as a callable with canonical inputs and outputs."""
 
     def __init__(self, spec: ComponentSpec, path: Path, session: object, where: str) -> None:
-        file = spec.files["onnx"]
-        self.spec = spec
-        self.path = path
+        super().__init__(spec, "onnx", path, where)
         self._session = session
-        self._in, _ = bindings_for(spec.inputs, file.inputs, where=f"{where} inputs")
-        _, self._out = bindings_for(spec.outputs, file.outputs, where=f"{where} outputs")
-        self._output_names = [t.name for t in file.outputs]
-        self._constants = {
-            c.name: np.array(c.value, dtype=NP_DTYPES[c.dtype]) for c in file.constants
-        }
 
     def __call__(self, *inputs: np.ndarray) -> tuple[np.ndarray, ...]:
-        feeds = {b.name: b.adapt(x) for b, x in zip(self._in, inputs, strict=True)}
-        feeds.update(self._constants)
-        outputs = self._session.run(self._output_names, feeds)  # type: ignore[attr-defined]
-        return tuple(b.adapt(y) for b, y in zip(self._out, outputs, strict=True))
+        run = self._session.run  # type: ignore[attr-defined]
+        return self.outputs(run(self._output_names, self.feeds(inputs)))
 
 
 class OnnxBackend:
