@@ -49,12 +49,10 @@ def tokenizer_for(variant: str) -> Path | None:
     return GIGAAM / "tokenizer.model" if "e2e" in variant else None
 
 
-@pytest.fixture(scope="session")
-def gigaam_bundles(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Every v3 variant converted to Core ML (fp16) and ONNX, once per test session."""
+def convert_gigaam_variants(root: Path, **options: Any) -> dict[str, Path]:
+    """Every v3 variant converted into ``root/<variant>`` with ``options`` for convert."""
     from speechport.convert import convert
 
-    root = tmp_path_factory.mktemp("bundles")
     out = {}
     for variant in VARIANTS:
         out[variant] = root / variant
@@ -64,8 +62,15 @@ def gigaam_bundles(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
             out[variant],
             tokenizer=tokenizer_for(variant),
             quiet=True,
+            **options,
         )
     return out
+
+
+@pytest.fixture(scope="session")
+def gigaam_bundles(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Every v3 variant converted to Core ML (fp16) and ONNX, once per test session."""
+    return convert_gigaam_variants(tmp_path_factory.mktemp("bundles"))
 
 
 @pytest.fixture(scope="session")

@@ -16,29 +16,22 @@ from speechport.pipelines.transcriber import Transcriber
 from speechport.pipelines.vad import VoiceActivityDetector
 from speechport.runtime import load_bundle, make_backend
 from speechport.runtime.coreml_backend import CoreMLBackend
-from tests.conftest import CLIPS, DATA, VARIANTS, checkpoint, gigaam_clip, tokenizer_for
+from tests.conftest import (
+    CLIPS,
+    DATA,
+    VARIANTS,
+    convert_gigaam_variants,
+    gigaam_clip,
+)
 
 ENCODER_ATOL, ENCODER_RTOL = 2e-4, 1e-5  # as the ONNX encoder test (test_gigaam.py)
 
 
 @pytest.fixture(scope="module")
 def fp32_bundles(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    from speechport.convert import convert
-
-    root = tmp_path_factory.mktemp("coreml32")
-    out = {}
-    for variant in VARIANTS:
-        out[variant] = root / variant
-        convert(
-            "gigaam",
-            checkpoint(variant),
-            out[variant],
-            tokenizer=tokenizer_for(variant),
-            formats=("coreml",),
-            precision="fp32",
-            quiet=True,
-        )
-    return out
+    return convert_gigaam_variants(
+        tmp_path_factory.mktemp("coreml32"), formats=("coreml",), precision="fp32"
+    )
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
