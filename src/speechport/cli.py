@@ -131,6 +131,45 @@ def build_parser() -> argparse.ArgumentParser:
     )
     verify.add_argument("--json", action="store_true", help="print the report as JSON")
 
+    quantize = sub.add_parser(
+        "quantize",
+        help="sweep weight compression of the Core ML components, scored against the fp32 "
+        "reference on audio; emit the chosen variant as a bundle",
+        epilog=_strategies_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    quantize.add_argument("bundle", type=Path)
+    quantize.add_argument("--out", type=Path, required=True, help="directory for the sweep")
+    quantize.add_argument("--reference", type=Path, help="source checkpoint (default: provenance)")
+    quantize.add_argument(
+        "--strategies",
+        help="comma-separated strategies, presets or recipes like "
+        "encoder=pal6-kmeans+joint=int8-channel (default: all, see below)",
+    )
+    quantize.add_argument(
+        "--components", help="compress only these components (roles or names, comma-separated)"
+    )
+    quantize.add_argument("--audio", type=Path, nargs="+", help="audio files or directories")
+    quantize.add_argument("--emit", metavar="NAME", help="write this variant as OUT/NAME")
+    quantize.add_argument(
+        "--weight-threshold",
+        type=int,
+        default=2048,
+        help="leave tensors with fewer elements uncompressed (default 2048, as coremltools)",
+    )
+    quantize.add_argument(
+        "--max-cer", type=float, default=0.0, help="ASR gate: largest CER allowed (default 0)"
+    )
+    quantize.add_argument(
+        "--max-prob-diff", type=float, default=1e-3, help="VAD gate: largest |dp| (default 1e-3)"
+    )
+    quantize.add_argument(
+        "--latency-runs", type=int, default=5, help="warm calls timed per component (default 5)"
+    )
+    quantize.add_argument("--force", action="store_true", help="replace OUT/NAME if it exists")
+    quantize.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    quantize.add_argument("--json", action="store_true", help="print the summary as JSON")
+
     info = sub.add_parser("info", help="describe a bundle")
     info.add_argument("bundle", type=Path)
     info.add_argument("--json", action="store_true", help="print the manifest as JSON")
@@ -188,6 +227,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "info": _info,
         "vad": _vad,
         "verify": _verify,
+        "quantize": _quantize,
         "bench": _bench,
     }
     try:
@@ -387,6 +427,80 @@ def _verify(args: argparse.Namespace) -> int:
         print(f"report: {written}, plots in {written.parent} (and the model card)")
         print("verify: " + ("passed" if report.passed else "FAILED"))
     return 0 if report.passed else 1
+
+
+def _strategies_epilog() -> str:
+    from speechport.quantize.strategies import CATALOGUE, PRESETS
+
+    lines = ["strategies:"]
+    lines += [f"  {name:<16} {s.description}" for name, s in CATALOGUE.items()]
+    lines += [f"  {name:<16} {recipe}" for name, recipe in PRESETS.items()]
+    return "\n".join(lines)
+
+
+def _quantize(args: argparse.Namespace) -> int:
+    from speechport.audio import collect_audio
+    from speechport.progress import Progress
+    from speechport.quantize import quantize_sweep
+    from speechport.quantize.sweep import SUMMARY_FILE
+
+    summary = quantize_sweep(
+        args.bundle,
+        args.out,
+        strategies=args.strategies,
+        components=_backends(args.components) if args.components else None,
+        audio=collect_audio(list(args.audio)) if args.audio else None,
+        reference=args.reference,
+        weight_threshold=args.weight_threshold,
+        max_cer=args.max_cer,
+        max_prob_diff=args.max_prob_diff,
+        latency_runs=args.latency_runs,
+        emit=args.emit,
+        overwrite=args.force,
+        progress=Progress(0, quiet=args.quiet) if args.quiet else None,
+    )
+    if args.json:
+        print(json.dumps(summary.to_dict(), indent=2, ensure_ascii=False))
+        return 0
+    print(f"engine: {summary.engine}")
+    for line in ranking_table(summary):
+        print(line)
+    print(f"Pareto front (size against quality): {', '.join(summary.pareto)}")
+    print(f"summary: {args.out / SUMMARY_FILE}; plots: {', '.join(summary.plots) or 'none'}")
+    if summary.emitted:
+        print(f"emitted: {summary.emitted}")
+    return 0
+
+
+def ranking_table(summary: Any) -> list[str]:
+    """The sweep's variants best first, one line each."""
+    roles = [c.role for c in summary.variants[0].components] if summary.variants else []
+    head = f"{'#':>2} {'variant':<24} {'MB':>8} {'ratio':>6} {'conv s':>7}"
+    scored = summary.audio
+    if scored and summary.task != "vad":
+        head += f" {'exact':>6} {'tokens':>7} {'CER':>7}"
+    elif scored:
+        head += f" {'max|dp|':>9} {'segments':>8}"
+    head += "".join(f" {r[:11]:>11}" for r in roles) + f" {'RTFx':>6} gate"
+    lines = [head]
+    for i, name in enumerate(summary.ranking, start=1):
+        v = summary.variant(name)
+        row = f"{i:>2} {name[:24]:<24} {v.bytes / 1e6:>8.2f} {v.ratio:>6.2f}"
+        row += f" {v.convert_seconds:>7.1f}"
+        if scored and summary.task != "vad":
+            row += f" {v.token_exact_files:>2}/{v.files:<3} {v.token_agreement:>7.4f} {v.cer:>7.4f}"
+        elif scored:
+            row += f" {v.max_prob_diff:>9.2e} {'equal' if v.segments_equal else 'DIFFER':>8}"
+        by_role = {c.role: c for c in v.components}
+        for role in roles:
+            q = by_role[role].quality
+            row += f" {q:>11.5f}" if q is not None else f" {'-':>11}"
+        row += f" {v.rtfx:>6.1f}" if v.rtfx else f" {'-':>6}"
+        row += " " + {True: "pass", False: "FAIL", None: "-"}[v.passed]
+        lines.append(row)
+    if roles:
+        lines.append("(per component: 1 - ‖Δ‖/‖ref‖ of its output against the fp32 reference)")
+    return lines
 
 
 def _stats_text(name: str, s: dict[str, Any]) -> str:

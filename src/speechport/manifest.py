@@ -99,7 +99,8 @@ class ComponentFile:
     ``inputs``/``outputs`` correspond one to one, in order, with the component's canonical
     ones (same element count); a runtime casts and reshapes between the two. They differ
     where a format keeps the layout that other runtimes expect (e.g. GigaAM's ONNX names).
-    ``constants`` are extra file inputs fed a fixed value.
+    ``constants`` are extra file inputs fed a fixed value. ``compression`` names the weight
+    compression applied to the file (``speechport quantize``), ``None`` for plain weights.
     """
 
     path: str
@@ -107,6 +108,7 @@ class ComponentFile:
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
     constants: tuple[ConstantInput, ...] = ()
+    compression: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -117,6 +119,8 @@ class ComponentFile:
         }
         if self.constants:
             out["constants"] = [c.to_dict() for c in self.constants]
+        if self.compression is not None:
+            out["compression"] = self.compression
         return out
 
 
@@ -413,6 +417,7 @@ def _component_from_dict(data: dict[str, Any], where: str) -> ComponentSpec:
             constants=tuple(
                 _constant_from_dict(c, f"{where} {fmt}") for c in f.get("constants", [])
             ),
+            compression=None if f.get("compression") is None else str(f["compression"]),
         )
     return ComponentSpec(
         name=str(data["name"]),

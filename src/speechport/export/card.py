@@ -86,7 +86,8 @@ def render_card(manifest: Manifest, bundle: Path) -> str:
     lines += [
         f"- source: `{prov.get('source_checkpoint')}` (sha256 `{prov.get('checkpoint_sha256')}`)",
         f"- converters: {', '.join(f'{k} {v}' for k, v in prov.get('converters', {}).items())}",
-        f"- precision: {prov.get('precision')}; compression: {prov.get('compression')}",
+        f"- precision: {prov.get('precision')}; compression: "
+        f"{_compression_text(prov.get('compression'))}",
         f"- created: {prov.get('created')}",
     ]
     for note in prov.get("notes", []):
@@ -97,11 +98,24 @@ def render_card(manifest: Manifest, bundle: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _compression_text(compression: Any) -> str:
+    """The provenance's compression record in one line (``None``: plain weights)."""
+    if not compression:
+        return "none"
+    parts = [f"{role} {c['name']}" for role, c in compression["recipe"]["components"].items()]
+    target = compression.get("needs")
+    text = f"`{compression['recipe']['name']}` ({', '.join(parts) or 'none'}"
+    text += f"; weight threshold {compression['weight_threshold']}"
+    text += f"; needs {target})" if target else ")"
+    return text + f" by speechport quantize with {compression['tool']}"
+
+
 def _file_roles(m: Manifest, bundle: Path) -> list[tuple[str, str]]:
     rows: list[tuple[str, str]] = []
     for comp in m.components.values():
         for fmt, file in comp.files.items():
-            rows.append((file.path, f"{comp.name} ({FORMAT_TITLES[fmt]}, {file.precision})"))
+            how = file.precision + (f", weights {file.compression}" if file.compression else "")
+            rows.append((file.path, f"{comp.name} ({FORMAT_TITLES[fmt]}, {how})"))
     known = {name for name, _ in rows}
     described = {
         MANIFEST_NAME: "manifest: front end, components, decoding, provenance",

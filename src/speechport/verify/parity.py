@@ -29,7 +29,7 @@ import numpy as np
 from speechport.audio import load_audio
 from speechport.environment import host_info, package_versions
 from speechport.errors import GateError, SpeechportError
-from speechport.eval.metrics import character_error_rate
+from speechport.eval.metrics import character_error_rate, edit_distance
 from speechport.progress import Progress
 from speechport.runtime import load_bundle, make_backend
 from speechport.runtime.base import LoadedBundle
@@ -88,8 +88,10 @@ def verify_bundle(
     max_cer: float = 0.0,
     latency_runs: int = 20,
     label: str | None = None,
+    time_reference: bool = True,
 ) -> ParityReport:
-    """Run ``audio_files`` through the torch reference and through each backend."""
+    """Run ``audio_files`` through the torch reference and through each backend
+    (``time_reference=False``: latency of the backends only)."""
     if not backends:
         raise SpeechportError("no backend to verify", hint="pass --backends onnx")
     if REFERENCE in backends:
@@ -101,7 +103,7 @@ def verify_bundle(
         raise SpeechportError("no audio to verify on", hint="pass --audio FILES or a directory")
     reference = load_bundle(bundle, make_backend(REFERENCE, checkpoint=checkpoint))
     loaded = {name: load_bundle(bundle, name) for name in backends}
-    recorders = {REFERENCE: record(reference)}
+    recorders = {REFERENCE: record(reference)} if time_reference else {}
     recorders.update({name: record(b) for name, b in loaded.items()})
     task = reference.manifest.task
     report = ParityReport(
@@ -161,6 +163,8 @@ def _verify_asr_file(
             failures += c.failures
         details: dict[str, Any] = {
             "token_exact": exact,
+            "token_agreement": token_agreement(want.token_ids, got.token_ids),
+            "tokens": len(want.token_ids),
             "cer": cer,
             "reference_text": want.text,
             "text": got.text,
@@ -248,6 +252,14 @@ def _latency(
             if figures is not None:
                 out.setdefault(backend, {})[recorder.spec.name] = figures.to_dict()
     return out
+
+
+def token_agreement(reference: list[int], candidate: list[int]) -> float:
+    """1 - (token edit distance / reference tokens), floored at 0: the share of the
+    reference's tokens the candidate reproduces in order (1.0 when both are empty)."""
+    if not reference:
+        return 1.0 if not candidate else 0.0
+    return max(0.0, 1.0 - edit_distance(reference, candidate) / len(reference))
 
 
 def _first_divergence(want: list[Any], got: list[Any]) -> dict[str, Any]:

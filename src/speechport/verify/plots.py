@@ -24,7 +24,7 @@ def available() -> bool:
     return True
 
 
-def _figure(width: float = 9.0, height: float = 3.6) -> tuple[Any, Any]:
+def figure(width: float = 9.0, height: float = 3.6) -> tuple[Any, Any]:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -33,7 +33,7 @@ def _figure(width: float = 9.0, height: float = 3.6) -> tuple[Any, Any]:
     return plt.subplots(figsize=(width, height), dpi=100)
 
 
-def _save(fig: Any, path: Path) -> Path:
+def save(fig: Any, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     buffer = io.BytesIO()
@@ -48,7 +48,7 @@ def _save(fig: Any, path: Path) -> Path:
 
 def line_plot(series: Series, path: Path, *, title: str, ylabel: str, log: bool = False) -> Path:
     """One line per label over time (seconds)."""
-    fig, ax = _figure()
+    fig, ax = figure()
     for label, (times, values) in series.items():
         ax.plot(list(times), list(values), linewidth=0.9, label=label)
     if log:
@@ -59,7 +59,7 @@ def line_plot(series: Series, path: Path, *, title: str, ylabel: str, log: bool 
     ax.grid(alpha=0.3)
     if series:
         ax.legend(fontsize=8, loc="best")
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def latency_bars(
@@ -67,7 +67,7 @@ def latency_bars(
 ) -> Path:
     """Warm median per component, one bar group per component and one bar per backend, with
     the p90 as an error bar; log scale (components differ by orders of magnitude)."""
-    fig, ax = _figure()
+    fig, ax = figure()
     backends = list(latency)
     components = sorted({c for per in latency.values() for c in per})
     width = 0.8 / max(len(backends), 1)
@@ -88,4 +88,4 @@ def latency_bars(
     ax.set_title(title)
     ax.grid(alpha=0.3, axis="y")
     ax.legend(fontsize=8)
-    return _save(fig, path)
+    return save(fig, path)

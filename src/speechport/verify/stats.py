@@ -30,6 +30,7 @@ class TensorStats:
     elements: int
     equal_fraction: float = 1.0
     integer: bool = False
+    rel_l2: float = 0.0  # ‖Δ‖ / ‖ref‖ over every element
     l2_per_frame: list[float] = field(default_factory=list)
 
     @property
@@ -58,6 +59,9 @@ def compare(reference: np.ndarray, candidate: np.ndarray, *, frames: bool = Fals
     scale = np.abs(r)
     rel = diff[scale > _REL_FLOOR] / scale[scale > _REL_FLOOR]
     norms = float(np.linalg.norm(r) * np.linalg.norm(g))
+    ref_norm = float(np.linalg.norm(r))
+    diff_norm = float(np.linalg.norm(r - g))
+    rel_l2 = diff_norm / ref_norm if ref_norm > 0 else diff_norm  # zero reference: absolute
     cosine = float(np.dot(r, g) / norms) if norms > 0 else float(exact)
     per_frame: list[float] = []
     if frames and ref.ndim >= 1:
@@ -76,6 +80,7 @@ def compare(reference: np.ndarray, candidate: np.ndarray, *, frames: bool = Fals
         equal_fraction=float(np.mean(r == g)),
         integer=bool(np.issubdtype(ref.dtype, np.integer)),
         l2_per_frame=per_frame,
+        rel_l2=rel_l2,
     )
 
 
@@ -95,6 +100,7 @@ def merge(stats: list[TensorStats]) -> TensorStats:
         equal_fraction=sum(s.equal_fraction * s.elements for s in stats) / max(total, 1),
         integer=all(s.integer for s in stats),
         l2_per_frame=[x for s in stats for x in s.l2_per_frame],
+        rel_l2=max(s.rel_l2 for s in stats),
     )
 
 

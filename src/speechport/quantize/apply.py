@@ -1,0 +1,111 @@
+"""Compress one Core ML package with one strategy (coremltools.optimize.coreml)."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import shutil
+import time
+import warnings
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from speechport.errors import SpeechportError
+from speechport.quantize.strategies import IOS18, Strategy
+
+_SPEC_VERSION = {IOS18: 9}  # Core ML specification version of each deployment target
+
+
+@dataclass(frozen=True)
+class Compressed:
+    """What compressing a package did."""
+
+    seconds: float
+    retargeted: bool  # the program was raised to iOS 18 for the strategy's ops
+    compressed_tensors: int  # constexpr (decompress-at-load) ops in the result
+    spec_version: int
+
+
+def compress_package(
+    source: Path, target: Path, strategy: Strategy, *, weight_threshold: int
+) -> Compressed:
+    """Write ``source`` compressed by ``strategy`` to ``target`` (through a temporary path).
+
+    Strategies whose ops exist only from iOS 18 on (per-block, grouped-channel, int4) raise
+    a program made for an earlier target to iOS 18 first; the result then needs iOS 18 /
+    macOS 15, which the summary and the emitted manifest record.
+    """
+    import coremltools as ct
+    import coremltools.optimize.coreml as cto
+
+    start = time.perf_counter()
+    with _quiet():
+        model = ct.models.MLModel(str(source), skip_model_load=True)
+        retargeted = False
+        wanted = _SPEC_VERSION.get(strategy.target or "", 0)
+        if model.get_spec().specificationVersion < wanted:
+            model = _retarget(model, wanted)
+            retargeted = True
+        compress = (
+            cto.linear_quantize_weights if strategy.method == "linear" else cto.palettize_weights
+        )
+        try:
+            result = compress(model, strategy.config(weight_threshold))
+        except (ValueError, TypeError, AssertionError) as exc:
+            raise SpeechportError(
+                f"coremltools could not apply {strategy.name} ({exc})",
+                path=source,
+                hint="leave this strategy or component out (--strategies, --components)",
+            ) from exc
+        partial = target.with_name(f".partial-{target.name}")
+        shutil.rmtree(partial, ignore_errors=True)
+        try:
+            result.save(str(partial))
+            if target.exists():
+                shutil.rmtree(target)
+            partial.rename(target)
+        finally:
+            shutil.rmtree(partial, ignore_errors=True)
+    spec = result.get_spec()
+    ops = op_types(spec)
+    return Compressed(
+        seconds=time.perf_counter() - start,
+        retargeted=retargeted,
+        compressed_tensors=sum(n for op, n in ops.items() if op.startswith("constexpr_")),
+        spec_version=int(spec.specificationVersion),
+    )
+
+
+def op_types(spec: Any) -> Counter[str]:
+    """How many ops of each type the program's main function holds."""
+    counts: Counter[str] = Counter()
+
+    def walk(block: Any) -> None:
+        for op in block.operations:
+            counts[op.type] += 1
+            for inner in op.blocks:
+                walk(inner)
+
+    main = spec.mlProgram.functions["main"]
+    walk(main.block_specializations[main.opset])
+    return counts
+
+
+def _retarget(model: Any, spec_version: int) -> Any:
+    """The same program declared for a later target (no pass applied). coremltools has no
+    public call for this; its compression entry point (``_apply_graph_pass``) does exactly
+    this load-at-version-and-save before applying its passes."""
+    from coremltools.models import utils as model_utils
+
+    return model_utils._apply_graph_pass(model, [], spec_version=spec_version, skip_model_load=True)
+
+
+@contextlib.contextmanager
+def _quiet() -> Any:
+    """coremltools prints progress bars and warnings of its own; speechport reports
+    progress itself."""
+    with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
+        warnings.simplefilter("ignore")
+        yield
