@@ -188,6 +188,13 @@ def test_recipes() -> None:
     }
     assert recipes[2].target == IOS18 and recipes[1].target is None
     assert set(recipes[3].per_component) == {"encoder", "joint"}
+    with_front_end = parse_recipes(
+        "int8-channel,preprocessor=int8-channel",
+        roles=["preprocessor", *roles],
+        names={},
+    )
+    assert set(with_front_end[1].per_component) == set(roles)  # front ends only when named
+    assert set(with_front_end[2].per_component) == {"preprocessor"}
     with pytest.raises(SpeechportError, match="unknown strategy 'int3'"):
         parse_recipes("int3", roles=roles, names=names)
     with pytest.raises(SpeechportError, match="no Core ML component 'predictor'"):

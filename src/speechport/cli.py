@@ -147,7 +147,9 @@ def build_parser() -> argparse.ArgumentParser:
         "encoder=pal6-kmeans+joint=int8-channel (default: all, see below)",
     )
     quantize.add_argument(
-        "--components", help="compress only these components (roles or names, comma-separated)"
+        "--components",
+        help="compress only these components (roles or names, comma-separated; default: all "
+        "but the front ends)",
     )
     quantize.add_argument("--audio", type=Path, nargs="+", help="audio files or directories")
     quantize.add_argument("--emit", metavar="NAME", help="write this variant as OUT/NAME")
@@ -204,6 +206,16 @@ def build_parser() -> argparse.ArgumentParser:
     coreml.add_argument("--runs", type=int, default=2, help="windows to time (best is kept)")
     coreml.add_argument("--work-dir", type=Path, help="where to keep the packages (default: temp)")
     coreml.add_argument("--json", action="store_true")
+    bench_q = bench_sub.add_parser(
+        "quantize",
+        help="full-size GigaAM v3 (random weights) in Core ML fp16, every quantize strategy: "
+        "sizes and ratios against fp16, conversion time, one call of each component",
+    )
+    bench_q.add_argument("--variant", default="v3_rnnt")
+    bench_q.add_argument("--strategies", help="as quantize --strategies (default: all)")
+    bench_q.add_argument("--window", type=float, default=30.0, help="encoder window, seconds")
+    bench_q.add_argument("--work-dir", type=Path, help="keep the bundle and sweep here")
+    bench_q.add_argument("--json", action="store_true")
     return parser
 
 
@@ -474,7 +486,9 @@ def _quantize(args: argparse.Namespace) -> int:
 
 def ranking_table(summary: Any) -> list[str]:
     """The sweep's variants best first, one line each."""
-    roles = [c.role for c in summary.variants[0].components] if summary.variants else []
+    first = summary.variants[0].components if summary.variants else []
+    scored_roles = {c.role for v in summary.variants for c in v.components if c.quality is not None}
+    roles = [c.role for c in first if c.role in scored_roles]
     head = f"{'#':>2} {'variant':<24} {'MB':>8} {'ratio':>6} {'conv s':>7}"
     scored = summary.audio
     if scored and summary.task != "vad":
@@ -616,6 +630,18 @@ def _bench(args: argparse.Namespace) -> int:
         result = bench_coreml_encoder(
             args.variant, precisions=precisions, runs=args.runs, work_dir=args.work_dir
         )
+    elif args.bench == "quantize":
+        from speechport.eval.bench_quantize import bench_quantize, table
+
+        result = bench_quantize(
+            args.variant,
+            strategies=args.strategies,
+            window_seconds=args.window,
+            work_dir=args.work_dir,
+        )
+        if not args.json:
+            print("\n".join(table(result)))
+            return 0
     else:
         from speechport.eval.bench import bench_decode_loop
 
