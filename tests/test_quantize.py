@@ -131,7 +131,9 @@ def test_scores_separate_good_from_bad(scored: QuantizeSummary) -> None:
     ]
 
 
-def test_emitted_bundle_stands_alone_and_passes_verify(scored: QuantizeSummary) -> None:
+def test_emitted_bundle_stands_alone_and_passes_verify(
+    scored: QuantizeSummary, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert scored.emitted is not None
     emitted = Path(scored.emitted)
     manifest = read_manifest(emitted)
@@ -144,6 +146,9 @@ def test_emitted_bundle_stands_alone_and_passes_verify(scored: QuantizeSummary) 
     assert "weights int8-channel" in (emitted / "README.md").read_text()
     report = verify_bundle(emitted, AUDIO, backends=["coreml", "onnx"], latency_runs=1)
     assert report.passed, report.failures()
+    assert main(["transcribe", str(emitted), str(AUDIO[0]), "--backend", "coreml"]) == 0
+    said = capsys.readouterr().out.strip()
+    assert said and said == report.files[0].details["text"]
 
 
 def test_a_failing_variant_is_not_emitted(bundle: Path, tmp_path: Path) -> None:
