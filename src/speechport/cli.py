@@ -606,7 +606,8 @@ def _info(args: argparse.Namespace) -> int:
             print(f"    out {t.name:<12} {t.dtype:<8} {list(t.shape)}")
         for fmt, f in comp.files.items():
             size = human_size(path_size(args.bundle / f.path))
-            print(f"    {fmt:<6} {f.path} ({f.precision}, {size})")
+            weights = f", weights {f.compression}" if f.compression else ""
+            print(f"    {fmt:<6} {f.path} ({f.precision}{weights}, {size})")
     prov = m.provenance
     print(f"source: {prov.get('source_checkpoint')} sha256 {prov.get('checkpoint_sha256')}")
     return 0
