@@ -21,7 +21,7 @@ import soundfile as sf
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from scripts.espeak_words import SR, Espeak, random_sentence, random_voice  # noqa: E402
+from scripts.espeak_words import SR, Espeak, random_sentence, random_voice
 
 OUT = Path(__file__).resolve().parent.parent / "tests" / "data" / "parakeet_words"
 
@@ -34,7 +34,7 @@ def main() -> None:
     rng = np.random.default_rng(args.seed)
     espeak = Espeak()
     (OUT / "audio").mkdir(parents=True, exist_ok=True)
-    clips = []
+    clips: list[dict[str, object]] = []
     seen: set[str] = set()
     while len(clips) < args.count:
         words = random_sentence(rng, 5, 9)

@@ -4,7 +4,7 @@ The upstream-made fixture (tests/data/nemo/parakeet_tdt.nemo: NeMo's v3 architec
 shrunk sizes, 183 BPE pieces) memorises its four clips. This script trains the same
 architecture, config and tokenizer (starting from its weights) with speechport's own torch
 model and a TDT loss written here (scripts/transducer_loss.py) on English sentences of a
-40-word vocabulary (scripts/espeak_words.py), synthesised on the fly by libespeak-ng with
+41-word vocabulary (scripts/espeak_words.py), synthesised on the fly by libespeak-ng with
 random voices, rates and pitches, so that its output depends on the words it hears:
 
 - a *recording* is 1-12 random sentences of 3-9 words (never one of the held-out test
@@ -42,13 +42,14 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from scripts.espeak_words import SR, Espeak, random_sentence, random_voice  # noqa: E402
-from scripts.transducer_loss import tdt_loss  # noqa: E402
-from speechport.families.nemo_archive import read_nemo_archive  # noqa: E402
-from speechport.families.parakeet import ParakeetFamily  # noqa: E402
-from speechport.families.parakeet.model import nemo_to_speechport  # noqa: E402
-from speechport.features.torch_frontend import TorchLogMel  # noqa: E402
-from speechport.tokenizer import load_sentencepiece  # noqa: E402
+from scripts.espeak_words import SR, Espeak, random_sentence, random_voice
+from scripts.transducer_loss import tdt_loss
+
+from speechport.families.nemo_archive import read_nemo_archive
+from speechport.families.parakeet import ParakeetFamily, ParakeetModel
+from speechport.families.parakeet.model import nemo_to_speechport
+from speechport.features.torch_frontend import TorchLogMel
+from speechport.tokenizer import load_sentencepiece
 
 ROOT = Path(__file__).resolve().parent.parent
 SOURCE = ROOT / "tests" / "data" / "nemo" / "parakeet_tdt.nemo"
@@ -88,12 +89,20 @@ class Recordings:
         parts.append(np.zeros(int(rng.uniform(0.05, 1.2) * SR), np.float32))
         return np.concatenate(parts), words
 
-    def example(self) -> tuple[np.ndarray, list[str]]:
+    def example(self, window: bool) -> tuple[np.ndarray, list[str]]:
+        """A crop of 8-15 s (half of them 15 s) when ``window``; else a whole recording of
+        at most 6 s (a quarter) or a crop of 2-6 s."""
         rng = self.rng
-        if rng.random() < 0.25:
-            audio, words = self.recording(float(rng.uniform(0.0, 12.0)))
-            return audio, [w for _, _, w in words]
-        length = int((WINDOW if rng.random() < 0.5 else rng.uniform(3.0, WINDOW)) * SR)
+        if window:
+            seconds = WINDOW if rng.random() < 0.5 else rng.uniform(8.0, WINDOW)
+        elif rng.random() < 0.25:
+            audio, words = self.recording(float(rng.uniform(0.0, 3.0)))
+            if audio.size <= 6 * SR:
+                return audio, [w for _, _, w in words]
+            seconds = 6.0
+        else:
+            seconds = rng.uniform(2.0, 6.0)
+        length = int(seconds * SR)
         audio, words = self.recording(length / SR + 2.0)
         start = self._edge(words, 0, audio.size - length)
         stop = start + length
@@ -123,7 +132,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("out", type=Path)
     parser.add_argument("--steps", type=int, default=2000)
-    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--batch", type=int, default=18)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--init", type=Path, default=SOURCE, help="start from this .nemo")
@@ -137,6 +146,7 @@ def main() -> None:
     held_out = {c["text"] for c in json.loads(HELD_OUT.read_text(encoding="utf-8"))["clips"]}
     loaded = ParakeetFamily().load(args.init)
     model = loaded.model
+    assert isinstance(model, ParakeetModel)
     config = loaded.config.config
     frontend = TorchLogMel(config.frontend)
     with tempfile.TemporaryDirectory() as scratch:
@@ -152,20 +162,21 @@ def main() -> None:
     model.train()
     began = time.time()
     for step in range(args.steps):
-        batch = [data.example() for _ in range(args.batch)]
+        window = step % 4 == 3  # a batch of window-length crops every fourth step
+        batch = [data.example(window) for _ in range(args.batch // 3 if window else args.batch)]
         lengths = torch.tensor([a.size for a, _ in batch])
-        audio = torch.zeros(args.batch, int(lengths.max()))
+        audio = torch.zeros(len(batch), int(lengths.max()))
         for i, (a, _) in enumerate(batch):
             audio[i, : a.size] = torch.from_numpy(a)
         targets = [sp.EncodeAsIds(" ".join(words)) for _, words in batch]
         label_lengths = torch.tensor([len(t) for t in targets])
-        labels = torch.zeros(args.batch, max(1, int(label_lengths.max())), dtype=torch.int64)
+        labels = torch.zeros(len(batch), max(1, int(label_lengths.max())), dtype=torch.int64)
         for i, t in enumerate(targets):
             labels[i, : len(t)] = torch.tensor(t, dtype=torch.int64)
         with torch.no_grad():
             features, feature_length = frontend(audio, lengths)
         encoded, frames = model.encoder(features, feature_length.to(torch.int32))
-        start = torch.full((args.batch, 1), blank, dtype=torch.int64)
+        start = torch.full((len(batch), 1), blank, dtype=torch.int64)
         emb = model.decoder.embed(torch.cat([start, labels], dim=1))
         dec, _ = model.decoder.lstm(emb.transpose(0, 1))
         logits = model.joint(encoded.transpose(1, 2).unsqueeze(2), dec.transpose(0, 1).unsqueeze(1))

@@ -25,6 +25,8 @@ import torch
 from torch import Tensor
 
 _NEG = -1e30
+# (duration, blank scores [B, T, U + 1] or None, label scores [B, T, U] or None)
+Moves = Sequence[tuple[int, Tensor | None, Tensor | None]]
 
 
 def tdt_loss(
@@ -45,7 +47,7 @@ def tdt_loss(
     tokens = torch.log_softmax(token_logits.double(), dim=-1)
     lengths = torch.log_softmax(duration_logits.double(), dim=-1)
     blank_lp, label_lp = _split(tokens, labels, blank)
-    moves = [
+    moves: Moves = [
         (
             int(d),
             blank_lp + lengths[..., n] if d >= 1 else None,
@@ -74,9 +76,7 @@ def _split(log_probs: Tensor, labels: Tensor, blank: int) -> tuple[Tensor, Tenso
     return log_probs[..., blank], log_probs[:, :, :-1, :].gather(-1, index)[..., 0]
 
 
-def _forward(
-    moves: list[tuple[int, Tensor | None, Tensor | None]], frames: Tensor, label_lengths: Tensor
-) -> Tensor:
+def _forward(moves: Moves, frames: Tensor, label_lengths: Tensor) -> Tensor:
     """``moves``: (duration, blank scores [B, T, U + 1] or None, label scores [B, T, U] or
     None). Returns ``-log P`` per utterance."""
     blanks = [b for _, b, _ in moves if b is not None]
@@ -108,9 +108,8 @@ def _forward(
     for d, blank, _ in moves:
         if blank is None or d < 1:
             continue
-        t = frames.to(torch.int64) - d
-        ok = t >= 0
-        tc = t.clamp(min=0)
-        score = alpha[rows, tc, ends] + blank[rows, tc, ends]
-        finals.append(torch.where(ok, score, torch.full_like(score, _NEG)))
+        last = frames.to(torch.int64) - d  # the frame a final blank of duration d leaves
+        at = last.clamp(min=0)
+        score = alpha[rows, at, ends] + blank[rows, at, ends]
+        finals.append(torch.where(last >= 0, score, torch.full_like(score, _NEG)))
     return -torch.logsumexp(torch.stack(finals), dim=0)
