@@ -2,11 +2,13 @@
 
 Sentences of the fixture's vocabulary (scripts/espeak_words.py) that its training never
 uses (scripts/train_parakeet_words.py draws again any sentence listed here), spoken once by
-libespeak-ng with a random voice, rate and pitch, resampled to 16 kHz and written as 16-bit
-wav files with an index of their texts and voices (``index.json``). The tests read these
-files and never run the TTS.
+libespeak-ng with a random voice, rate and pitch, resampled to 16 kHz, given 0.3 s of
+silence before and after (as a recorded clip has; the model hears a sentence with almost
+none around it less well) and written as 16-bit wav files with an index of their texts
+and voices (``index.json``). The tests read these files and never run the TTS.
 
-Usage: PYTHONPATH=src python scripts/make_parakeet_words_clips.py [--count 18] [--seed 2026]
+Usage: PYTHONPATH=src python scripts/make_parakeet_words_clips.py
+    [--count 18] [--seed 2026] [--silence 0.3]
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--count", type=int, default=18)
     parser.add_argument("--seed", type=int, default=2026)
+    parser.add_argument("--silence", type=float, default=0.3, help="seconds before and after")
     args = parser.parse_args()
     rng = np.random.default_rng(args.seed)
     espeak = Espeak()
@@ -45,9 +48,14 @@ def main() -> None:
         voice, rate, pitch = random_voice(rng)
         spoken = espeak.say(words, voice, rate, pitch)
         name = f"audio/clip{len(clips):02d}.wav"
-        sf.write(OUT / name, spoken.audio, SR, subtype="PCM_16")
+        silence = np.zeros(round(args.silence * SR), np.float32)
+        sf.write(OUT / name, np.concatenate([silence, spoken.audio, silence]), SR, subtype="PCM_16")
         clips.append({"audio": name, "text": text, "voice": voice, "rate": rate, "pitch": pitch})
-    index = {"tts": "libespeak-ng 1.51 (Debian), resampled to 16 kHz", "clips": clips}
+    index = {
+        "tts": "libespeak-ng 1.51 (Debian), resampled to 16 kHz",
+        "silence_seconds": args.silence,
+        "clips": clips,
+    }
     (OUT / "index.json").write_text(json.dumps(index, indent=1) + "\n", encoding="utf-8")
 
 

@@ -7,15 +7,18 @@ model and a TDT loss written here (scripts/transducer_loss.py) on English senten
 41-word vocabulary (scripts/espeak_words.py), synthesised on the fly by libespeak-ng with
 random voices, rates and pitches, so that its output depends on the words it hears:
 
-- a *recording* is 1-12 random sentences of 3-9 words (never one of the held-out test
+- a *recording* is random sentences of 3-9 words (never one of the held-out test
   sentences of tests/data/parakeet_words/index.json), each at a random gain (0.5-1.5),
   with pauses of 0.05-1.2 s (any number of samples) before, between and after them;
-- an *example* is the whole recording (a quarter) or a crop of it (three quarters) the
-  length of a window of a long recording: 15 s (the bundle's window) or 3-15 s, cut at any
-  sample. A word (its loud part, above -60 dB) counts when at least 75 % of it is inside
-  the crop and must not be heard when at most 25 % is; a crop edge that cuts a word in
-  between is drawn again (words espeak-ng speaks as one, such as "of the", count
-  together).
+- three batches in four hold 18 short examples: one sentence with 0-0.3 s of silence
+  around it, as a clip is heard alone (an eighth), a whole recording of at most 6 s (an
+  eighth), or a 2-6 s crop of a recording; every fourth batch holds 6 crops the length of
+  a window of a long recording: 15 s (the bundle's window; half of them) or 8-15 s. Crops
+  are cut at any sample. A word (its loud part, above -60 dB) counts when at least 75 %
+  of it is inside the crop and must not be heard when at most 25 % is; a crop edge that
+  cuts a word in between is drawn again (words espeak-ng speaks as one, such as "of the",
+  count together). Short crops teach most per second of compute (the lattice grows with
+  frames x labels); the window-length batches keep 15 s windows familiar.
 
 The targets are the counted words' SentencePiece ids. The result is written as a ``.nemo``
 archive (tar: the source's ``model_config.yaml`` and tokenizer files unchanged, and
@@ -90,12 +93,18 @@ class Recordings:
         return np.concatenate(parts), words
 
     def example(self, window: bool) -> tuple[np.ndarray, list[str]]:
-        """A crop of 8-15 s (half of them 15 s) when ``window``; else a whole recording of
-        at most 6 s (a quarter) or a crop of 2-6 s."""
+        """A crop of 8-15 s (half of them 15 s) when ``window``; else one sentence with
+        0-0.3 s of silence around it (an eighth), a whole recording of at most 6 s (an
+        eighth) or a crop of 2-6 s."""
         rng = self.rng
         if window:
             seconds = WINDOW if rng.random() < 0.5 else rng.uniform(8.0, WINDOW)
-        elif rng.random() < 0.25:
+        elif rng.random() < 0.125:  # one sentence as a clip is heard alone
+            said, audio, _ = self.sentence()
+            before, after = (np.zeros(int(rng.uniform(0, 0.3) * SR), np.float32) for _ in "ab")
+            gain = np.float32(rng.uniform(0.5, 1.5))
+            return np.concatenate([before, audio * gain, after]), said
+        elif rng.random() < 0.125 / 0.875:
             audio, words = self.recording(float(rng.uniform(0.0, 3.0)))
             if audio.size <= 6 * SR:
                 return audio, [w for _, _, w in words]
