@@ -20,6 +20,7 @@ from speechport.errors import GateError, SpeechportError
 from speechport.families import FAMILIES
 
 if TYPE_CHECKING:
+    from speechport.quantize import QuantizeSummary
     from speechport.verify.parity import ParityReport
 
 OUTPUTS = ("text", "json", "srt", "vtt")
@@ -484,7 +485,7 @@ def _quantize(args: argparse.Namespace) -> int:
     return 0
 
 
-def ranking_table(summary: Any) -> list[str]:
+def ranking_table(summary: QuantizeSummary) -> list[str]:
     """The sweep's variants best first, one line each."""
     first = summary.variants[0].components if summary.variants else []
     scored_roles = {c.role for v in summary.variants for c in v.components if c.quality is not None}

@@ -378,6 +378,12 @@ class Manifest:
         )
 
 
+def is_length(name: str) -> bool:
+    """Whether a tensor named ``name`` holds a valid length (``length``, ``encoded_len``,
+    ``audio_length``...): the naming rule every family's components follow."""
+    return name.endswith("_len") or name.endswith("length")
+
+
 def read_manifest(bundle: str | Path) -> Manifest:
     """Read and validate ``<bundle>/speechport.json``; errors name the bundle and the field."""
     bundle = Path(bundle)

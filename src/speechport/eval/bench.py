@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import tempfile
 import time
 from dataclasses import dataclass
@@ -69,30 +70,22 @@ def bench_decode_loop(
     """Full-size GigaAM v3 with random weights, exported to ONNX, transcribing ``seconds`` of
     synthetic speech: decode-loop steps per second and the share of wall time outside the
     encoder (front end, decoder and joint steps, host loop)."""
-    from speechport.families.base import LoadedCheckpoint
-    from speechport.families.gigaam import GigaAMConfig, build_model, full_size_config
+    from speechport.eval.random_models import random_gigaam
     from speechport.families.gigaam.bundle import plan_bundle
     from speechport.pipelines.transcriber import Transcriber
     from speechport.runtime import load_bundle
 
     progress = progress or Progress(4)
-    config = GigaAMConfig.from_upstream(full_size_config(variant))
-    tokenizer = None
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(work_dir) if work_dir else Path(scratch)
         root.mkdir(parents=True, exist_ok=True)
         bundle = root / f"bench-{variant}"
         if not (bundle / "speechport.json").is_file():
             progress.start(f"build full-size {variant} (random weights) and export to ONNX")
-            import torch
-
-            torch.manual_seed(0)
-            model, _ = build_model(config, None)
-            if config.vocabulary is None:
-                tokenizer = _bench_tokenizer(root, config.num_classes - 1)
-            loaded = LoadedCheckpoint(
-                "gigaam", variant, model, config, Path("random-weights"), tokenizer, "-"
-            )
+            loaded = random_gigaam(variant)
+            if loaded.config.vocabulary is None:
+                tokenizer = _bench_tokenizer(root, loaded.config.num_classes - 1)
+                loaded = dataclasses.replace(loaded, tokenizer_path=tokenizer)
             from speechport.export.bundle import write_bundle
 
             write_bundle(

@@ -32,11 +32,9 @@ def bench_coreml_encoder(
 ) -> dict[str, Any]:
     """For each precision: conversion time, package size, interpreter load time, time per
     window (best of ``runs``), real-time factor and peak RSS of the interpreter process."""
-    import torch
 
+    from speechport.eval.random_models import random_gigaam
     from speechport.export.coreml import export_coreml
-    from speechport.families.base import LoadedCheckpoint
-    from speechport.families.gigaam import GigaAMConfig, build_model, full_size_config
     from speechport.families.gigaam.bundle import plan_bundle
     from speechport.fsutil import path_size
 
@@ -46,12 +44,7 @@ def bench_coreml_encoder(
         root = Path(work_dir) if work_dir else Path(scratch)
         root.mkdir(parents=True, exist_ok=True)
         progress.start(f"build full-size {variant} (random weights)")
-        torch.manual_seed(0)
-        config = GigaAMConfig.from_upstream(full_size_config(variant))
-        model, _ = build_model(config, None)
-        loaded = LoadedCheckpoint(
-            "gigaam", variant, model, config, Path("random-weights"), None, "-"
-        )
+        loaded = random_gigaam(variant)
         encoder = plan_bundle(loaded, window_seconds=window_seconds).component("encoder")
         params = sum(p.numel() for p in encoder.module.parameters())
         results["encoder_parameters"] = int(params)

@@ -28,12 +28,11 @@ def bench_quantize(
     work_dir: Path | None = None,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
-    import torch
 
+    from speechport.eval.random_models import random_gigaam
     from speechport.export.bundle import write_bundle
-    from speechport.families.base import LoadedCheckpoint
-    from speechport.families.gigaam import GigaAMConfig, build_model, full_size_config
     from speechport.families.gigaam.bundle import plan_bundle
+    from speechport.fsutil import path_size
     from speechport.quantize import quantize_sweep
     from speechport.quantize.strategies import CATALOGUE
 
@@ -43,13 +42,8 @@ def bench_quantize(
         root = Path(work_dir) if work_dir else Path(scratch)
         root.mkdir(parents=True, exist_ok=True)
         progress.start(f"build full-size {variant} (random weights) and convert it to Core ML fp16")
-        torch.manual_seed(0)
-        config = GigaAMConfig.from_upstream(full_size_config(variant))
-        model, _ = build_model(config, None)
-        results["parameters"] = int(sum(p.numel() for p in model.parameters()))
-        loaded = LoadedCheckpoint(
-            "gigaam", variant, model, config, Path("random-weights"), None, "-"
-        )
+        loaded = random_gigaam(variant)
+        results["parameters"] = int(sum(p.numel() for p in loaded.model.parameters()))
         bundle = root / "bundle"
         start = time.perf_counter()
         write_bundle(
@@ -78,7 +72,7 @@ def bench_quantize(
                     "needs_ios18": any(c.retargeted for c in v.components),
                     "call_ms": {c.name: round(c.latency_ms or 0.0, 1) for c in v.components},
                     "sizes_equal_files": all(
-                        c.bytes == _size(Path(v.bundle) / c.path) for c in v.components
+                        c.bytes == path_size(Path(v.bundle) / c.path) for c in v.components
                     ),
                 }
             )
@@ -86,12 +80,6 @@ def bench_quantize(
         results["variants"] = rows
         progress.finish()
     return results
-
-
-def _size(path: Path) -> int:
-    from speechport.fsutil import path_size
-
-    return path_size(path)
 
 
 def table(results: dict[str, Any]) -> list[str]:

@@ -13,8 +13,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+import numpy as np
+import torch
 from torch import Tensor, nn
 
+from speechport.errors import CheckpointError
 from speechport.manifest import (
     ComponentSpec,
     ConstantInput,
@@ -128,3 +131,51 @@ class Family(Protocol):
     def plan(self, loaded: LoadedCheckpoint, *, window_seconds: float | None = None) -> BundlePlan:
         """Describe the bundle (for a fixed window, where the family has one)."""
         ...
+
+
+def load_weights(
+    model: nn.Module,
+    weights: dict[str, np.ndarray],
+    *,
+    source: Path | None,
+    architecture: str,
+    hint: str,
+) -> None:
+    """Load numpy ``weights`` (already renamed to the model's names) into ``model``; names
+    that are missing or unexpected are listed in the error (``architecture`` says what the
+    config described), so a corrupt or mismatched checkpoint is named, not half-loaded."""
+    tensors = {
+        k: torch.from_numpy(np.array(v, dtype=np.float32 if v.dtype.kind == "f" else None))
+        for k, v in weights.items()
+    }
+    expected = set(model.state_dict())
+    missing = sorted(expected - set(tensors))
+    unexpected = sorted(set(tensors) - expected)
+    if missing or unexpected:
+        detail = "; ".join(
+            part
+            for part in (
+                f"missing {_few(missing)}" if missing else "",
+                f"unexpected {_few(unexpected)}" if unexpected else "",
+            )
+            if part
+        )
+        raise CheckpointError(
+            f"weights do not fit {architecture}: {detail}",
+            path=source,
+            component="state_dict",
+            hint=hint,
+        )
+    try:
+        model.load_state_dict(tensors, strict=True)
+    except RuntimeError as exc:
+        raise CheckpointError(
+            f"weights do not fit the architecture: {str(exc).splitlines()[-1].strip()}",
+            path=source,
+            component="state_dict",
+        ) from exc
+
+
+def _few(keys: list[str], n: int = 4) -> str:
+    shown = ", ".join(keys[:n])
+    return f"{shown} (+{len(keys) - n} more)" if len(keys) > n else shown

@@ -1,4 +1,5 @@
-"""Transducer heads: an LSTM prediction network with explicit state, and the joint."""
+"""Transducer heads: an LSTM prediction network with explicit state, and the joint; the
+encoder, decoder-step and joint-step components every transducer family exports."""
 
 from __future__ import annotations
 
@@ -27,6 +28,16 @@ class LSTMPredictor(nn.Module):
         out, (h_out, c_out) = self.lstm(emb.transpose(0, 1), (h, c))
         return out.transpose(0, 1), h_out, c_out
 
+    def zero_blank_row(self, why: str) -> list[str]:
+        """Make the blank's embedding row zero (the bundle starts every window by feeding the
+        blank, which equals upstream's fresh start only then). Returns a note if it was not
+        (``why``: the upstream convention it restores)."""
+        row = self.embed.weight.data[self.blank_id]
+        if torch.count_nonzero(row) == 0:
+            return []
+        row.zero_()
+        return [f"the blank embedding row was not zero; zeroed it ({why})"]
+
 
 class RNNTJoint(nn.Module):
     """``joint_net(ReLU(enc(e) + pred(d)))``: raw logits over tokens + blank (+ durations)."""
@@ -40,3 +51,41 @@ class RNNTJoint(nn.Module):
     def forward(self, enc: Tensor, dec: Tensor) -> Tensor:
         """``enc [..., D]`` and ``dec [..., H]`` (broadcastable) -> logits ``[..., V]``."""
         return self.joint_net(self.enc(enc) + self.pred(dec))
+
+
+class EncoderStep(nn.Module):
+    """``features [1, F, T] f32, length [1] int -> encoded [1, D, T'], encoded_len [1]``
+    (``length_dtype``, int32 by default)."""
+
+    def __init__(self, encoder: nn.Module, *, length_dtype: torch.dtype = torch.int32) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.length_dtype = length_dtype
+
+    def forward(self, features: Tensor, length: Tensor) -> tuple[Tensor, Tensor]:
+        encoded, encoded_len = self.encoder(features, length.to(torch.int32))
+        return encoded, encoded_len.to(self.length_dtype)
+
+
+class DecoderStep(nn.Module):
+    """``token [1, 1] int32, h/c [L, 1, H] -> dec_out [1, H], h', c'``."""
+
+    def __init__(self, predictor: LSTMPredictor) -> None:
+        super().__init__()
+        self.predictor = predictor
+
+    def forward(self, token: Tensor, h: Tensor, c: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        dec, h_out, c_out = self.predictor(token, h, c)
+        return dec[:, 0, :], h_out, c_out
+
+
+class JointStep(nn.Module):
+    """``enc_t [1, D], dec_t [1, H] -> logits [1, V + 1 (+ durations)]``, raw (argmax-equivalent
+    to the log-softmax upstream layouts return, one op cheaper)."""
+
+    def __init__(self, joint: RNNTJoint) -> None:
+        super().__init__()
+        self.joint = joint
+
+    def forward(self, enc_t: Tensor, dec_t: Tensor) -> Tensor:
+        return self.joint(enc_t, dec_t)

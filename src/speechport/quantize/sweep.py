@@ -34,7 +34,7 @@ from speechport.errors import GateError, SpeechportError
 from speechport.eval.metrics import character_error_rate
 from speechport.export.card import render_card
 from speechport.fsutil import atomic_directory, atomic_write_text, path_size
-from speechport.manifest import MANIFEST_NAME, Manifest, read_manifest
+from speechport.manifest import MANIFEST_NAME, Manifest, is_length, read_manifest
 from speechport.progress import Progress
 from speechport.quantize.apply import compress_package
 from speechport.quantize.strategies import (
@@ -296,9 +296,8 @@ def build_variant(
                 continue
             source = bundle / file.path
             chosen = recipe.per_component.get(role)
-            result = ComponentResult(
-                role, comp.name, file.path, None, path_size(source), path_size(source)
-            )
+            size = path_size(source)
+            result = ComponentResult(role, comp.name, file.path, None, size, size)
             if chosen is not None:
                 done = compress_package(
                     source, tmp / file.path, chosen, weight_threshold=weight_threshold
@@ -465,17 +464,13 @@ def _smoke(variant: VariantResult, bundle: Path) -> None:
         frames = inputs[0].shape[-1] if inputs and inputs[0].shape else 1
         feeds = [
             np.full(t.shape, frames, dtype=np.dtype(t.dtype))
-            if _is_length_input(t.name)
+            if is_length(t.name)
             else np.zeros(t.shape, dtype=np.dtype(t.dtype))
             for t in inputs
         ]
         start = time.perf_counter()
         component(*feeds)
         result.latency_ms = (time.perf_counter() - start) * 1e3
-
-
-def _is_length_input(name: str) -> bool:
-    return "len" in name.lower()
 
 
 def rank(variants: list[VariantResult]) -> list[str]:

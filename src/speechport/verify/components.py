@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from speechport.manifest import is_length
 from speechport.pipelines.transcriber import Transcriber, predictor_for
 from speechport.verify.stats import TensorStats, compare, merge, topk_agreement
 
@@ -233,10 +234,6 @@ def _normalized(logits: np.ndarray, n_durations: int) -> np.ndarray:
     return np.concatenate(out)
 
 
-def _is_length(name: str) -> bool:
-    return name.endswith("_len") or name.endswith("length")
-
-
 class _Extras:
     """The components decoding does not call but a bundle ships (a Preprocessor, a fused
     MelEncoder, decision heads, onnx-asr's decoder+joint), checked on the same inputs as
@@ -260,14 +257,14 @@ class _Extras:
         want, got = self.ref[role](*inputs), self.got[role](*inputs)
         spec = self.ref[role].spec
         names = [t.name for t in spec.outputs]
-        lengths = [int(w.reshape(-1)[0]) for n, w in zip(names, want, strict=True) if _is_length(n)]
+        lengths = [int(w.reshape(-1)[0]) for n, w in zip(names, want, strict=True) if is_length(n)]
         self.calls[role] = self.calls.get(role, 0) + 1
         for name, a, b in zip(names, want, got, strict=True):
-            if valid_axis is not None and not _is_length(name) and lengths:
+            if valid_axis is not None and not is_length(name) and lengths:
                 a = np.take(a, range(lengths[0]), axis=valid_axis)
                 b = np.take(b, range(lengths[0]), axis=valid_axis)
             stats = compare(a, b)
-            if _is_length(name) and not stats.exact:
+            if is_length(name) and not stats.exact:
                 self.failures.setdefault(role, []).append(
                     f"{spec.name} {name} is {int(b.reshape(-1)[0])}, the reference "
                     f"{int(a.reshape(-1)[0])} ({where})"

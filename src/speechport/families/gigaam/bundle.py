@@ -17,11 +17,8 @@ from speechport.families.base import (
 )
 from speechport.families.gigaam.config import GigaAMConfig
 from speechport.families.gigaam.model import (
-    DecoderStep,
     EncoderCTC,
-    EncoderStep,
     GigaAMASR,
-    JointStep,
     RNNTHead,
     UpstreamJointLayout,
 )
@@ -36,6 +33,7 @@ from speechport.manifest import (
 )
 from speechport.nn.ctc import CTCHead
 from speechport.nn.subsampling import Conv1dSubsampling
+from speechport.nn.transducer import DecoderStep, EncoderStep, JointStep
 
 FAMILY = "gigaam"
 

@@ -10,6 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from speechport.errors import CheckpointError
+from speechport.families.base import load_weights
 from speechport.families.gigaam.config import GigaAMConfig
 from speechport.nn.attention import RotaryEmbedding, RotaryMultiHeadAttention
 from speechport.nn.conformer import ConformerEncoder, ConformerLayer, ConvolutionModule
@@ -66,18 +67,6 @@ def _norm_type(name: str) -> Any:
     return name
 
 
-class EncoderStep(nn.Module):
-    """``features [B, F, T] f32, length [B] int -> encoded [B, D, T'], encoded_len [B] int32``."""
-
-    def __init__(self, encoder: ConformerEncoder) -> None:
-        super().__init__()
-        self.encoder = encoder
-
-    def forward(self, features: Tensor, length: Tensor) -> tuple[Tensor, Tensor]:
-        encoded, encoded_len = self.encoder(features, length.to(torch.int32))
-        return encoded, encoded_len.to(torch.int32)
-
-
 class EncoderCTC(nn.Module):
     """Encoder and CTC head in one: ``-> log_probs [B, T', C], encoded_len [B] int32``."""
 
@@ -89,30 +78,6 @@ class EncoderCTC(nn.Module):
     def forward(self, features: Tensor, length: Tensor) -> tuple[Tensor, Tensor]:
         encoded, encoded_len = self.encoder(features, length.to(torch.int32))
         return self.head(encoded), encoded_len.to(torch.int32)
-
-
-class DecoderStep(nn.Module):
-    """``token [1, 1] int32, h/c [L, 1, H] -> dec_out [1, H], h', c'``."""
-
-    def __init__(self, predictor: LSTMPredictor) -> None:
-        super().__init__()
-        self.predictor = predictor
-
-    def forward(self, token: Tensor, h: Tensor, c: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        dec, h_out, c_out = self.predictor(token, h, c)
-        return dec[:, 0, :], h_out, c_out
-
-
-class JointStep(nn.Module):
-    """``enc_t [1, D], dec_t [1, H] -> logits [1, C]`` (raw: argmax-equivalent to upstream's
-    log-softmax, one op cheaper)."""
-
-    def __init__(self, joint: RNNTJoint) -> None:
-        super().__init__()
-        self.joint = joint
-
-    def forward(self, enc_t: Tensor, dec_t: Tensor) -> Tensor:
-        return self.joint(enc_t, dec_t)
 
 
 class UpstreamJointLayout(nn.Module):
@@ -154,54 +119,14 @@ def build_model(
                 component="state_dict",
                 hint="the checkpoint is corrupt or of another model",
             )
-        weights = {
-            k: torch.from_numpy(np.array(v, dtype=np.float32 if v.dtype.kind == "f" else None))
-            for k, v in state_dict.items()
-            if not k.startswith("preprocessor.")
-        }
-        expected = set(model.state_dict())
-        missing = sorted(expected - set(weights))
-        unexpected = sorted(set(weights) - expected)
-        if missing or unexpected:
-            detail = "; ".join(
-                part
-                for part in (
-                    f"missing {_few(missing)}" if missing else "",
-                    f"unexpected {_few(unexpected)}" if unexpected else "",
-                )
-                if part
-            )
-            raise CheckpointError(
-                f"weights do not fit the {config.model_name} architecture its config "
-                f"describes: {detail}",
-                path=source,
-                component="state_dict",
-                hint="the checkpoint is corrupt or of another model",
-            )
-        try:
-            model.load_state_dict(weights, strict=True)
-        except RuntimeError as exc:
-            raise CheckpointError(
-                f"weights do not fit the architecture: {str(exc).splitlines()[-1].strip()}",
-                path=source,
-                component="state_dict",
-            ) from exc
+        load_weights(
+            model,
+            {k: v for k, v in state_dict.items() if not k.startswith("preprocessor.")},
+            source=source,
+            architecture=f"the {config.model_name} architecture its config describes",
+            hint="the checkpoint is corrupt or of another model",
+        )
         if isinstance(model.head, RNNTHead):
-            notes.extend(_zero_blank_embedding(model.head.decoder))
+            notes.extend(model.head.decoder.zero_blank_row("upstream starts from a zero input"))
     model.eval()
     return model, notes
-
-
-def _zero_blank_embedding(predictor: LSTMPredictor) -> list[str]:
-    """Upstream starts the predictor from a zero input; the bundle feeds the blank id with an
-    all-zero embedding row instead, which is identical only if that row is zero."""
-    row = predictor.embed.weight.data[predictor.blank_id]
-    if torch.count_nonzero(row) == 0:
-        return []
-    row.zero_()
-    return ["the blank embedding row was not zero; zeroed it to match upstream's fresh start"]
-
-
-def _few(keys: list[str], n: int = 4) -> str:
-    shown = ", ".join(keys[:n])
-    return f"{shown} (+{len(keys) - n} more)" if len(keys) > n else shown

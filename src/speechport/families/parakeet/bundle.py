@@ -20,12 +20,9 @@ from speechport.families.parakeet.config import ParakeetConfig
 from speechport.families.parakeet.model import (
     Decision,
     DecoderJointStep,
-    DecoderStep,
-    EncoderStep,
     FastConformerEncoder,
     JointDecisionFrame,
     JointDecisionWindow,
-    JointStep,
     MelEncoder,
     NemoDecoderJointLayout,
     NemoDecoderLayout,
@@ -44,6 +41,7 @@ from speechport.manifest import (
     TokenizerSpec,
     WindowSpec,
 )
+from speechport.nn.transducer import DecoderStep, EncoderStep, JointStep
 
 FAMILY = "parakeet"
 DEFAULT_WINDOW_SECONDS = 15.0

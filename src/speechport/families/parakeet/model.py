@@ -6,11 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 
 from speechport.errors import CheckpointError
+from speechport.families.base import load_weights
 from speechport.families.parakeet.config import ParakeetConfig
 from speechport.features.torch_frontend import TorchLogMel
 from speechport.nn.conformer import ConformerEncoder, ConformerLayer, ConvolutionModule
@@ -86,19 +86,6 @@ class ParakeetModel(nn.Module):
 # --- Components (canonical contracts) --------------------------------------------------
 
 
-class EncoderStep(nn.Module):
-    """``features [1, F, T] f32, length [1] int -> encoded [1, D, T'], encoded_len [1] int32``."""
-
-    def __init__(self, encoder: FastConformerEncoder, *, length_dtype: torch.dtype = torch.int32):
-        super().__init__()
-        self.encoder = encoder
-        self.length_dtype = length_dtype
-
-    def forward(self, features: Tensor, length: Tensor) -> tuple[Tensor, Tensor]:
-        encoded, encoded_len = self.encoder(features, length.to(torch.int32))
-        return encoded, encoded_len.to(self.length_dtype)
-
-
 class Preprocessor(nn.Module):
     """``audio [1, N] f32, audio_length [1] int32 -> mel [1, F, T], mel_length [1] int32``."""
 
@@ -123,29 +110,6 @@ class MelEncoder(nn.Module):
         mel, mel_length = self.frontend(audio, audio_length)
         encoded, encoded_len = self.encoder(mel, mel_length.to(torch.int32))
         return encoded, encoded_len.to(torch.int32)
-
-
-class DecoderStep(nn.Module):
-    """``token [1, 1] int32, h/c [L, 1, H] -> dec_out [1, H], h', c'``."""
-
-    def __init__(self, predictor: LSTMPredictor) -> None:
-        super().__init__()
-        self.predictor = predictor
-
-    def forward(self, token: Tensor, h: Tensor, c: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        dec, h_out, c_out = self.predictor(token, h, c)
-        return dec[:, 0, :], h_out, c_out
-
-
-class JointStep(nn.Module):
-    """``enc_t [1, D], dec_t [1, H] -> logits [1, V + 1 (+ durations)]``, raw."""
-
-    def __init__(self, joint: RNNTJoint) -> None:
-        super().__init__()
-        self.joint = joint
-
-    def forward(self, enc_t: Tensor, dec_t: Tensor) -> Tensor:
-        return self.joint(enc_t, dec_t)
 
 
 class Decision(nn.Module):
@@ -304,54 +268,17 @@ def build_model(
         ) from exc
     notes: list[str] = []
     if state_dict is not None:
-        weights = {
-            nemo_to_speechport(k): torch.from_numpy(
-                np.array(v, dtype=np.float32 if v.dtype.kind == "f" else None)
-            )
-            for k, v in state_dict.items()
-            if not k.startswith(_IGNORED_PREFIXES)
-        }
-        expected = set(model.state_dict())
-        missing = sorted(expected - set(weights))
-        unexpected = sorted(set(weights) - expected)
-        if missing or unexpected:
-            detail = "; ".join(
-                part
-                for part in (
-                    f"missing {_few(missing)}" if missing else "",
-                    f"unexpected {_few(unexpected)}" if unexpected else "",
-                )
-                if part
-            )
-            raise CheckpointError(
-                f"weights do not fit the architecture the config describes: {detail}",
-                path=source,
-                component="state_dict",
-                hint="the archive is corrupt or its config and weights belong to different models",
-            )
-        try:
-            model.load_state_dict(weights, strict=True)
-        except RuntimeError as exc:
-            raise CheckpointError(
-                f"weights do not fit the architecture: {str(exc).splitlines()[-1].strip()}",
-                path=source,
-                component="state_dict",
-            ) from exc
-        notes.extend(_zero_blank_embedding(model.decoder))
+        load_weights(
+            model,
+            {
+                nemo_to_speechport(k): v
+                for k, v in state_dict.items()
+                if not k.startswith(_IGNORED_PREFIXES)
+            },
+            source=source,
+            architecture="the architecture the config describes",
+            hint="the archive is corrupt or its config and weights belong to different models",
+        )
+        notes.extend(model.decoder.zero_blank_row("NeMo's padding_idx row"))
     model.eval()
     return model, notes
-
-
-def _zero_blank_embedding(predictor: LSTMPredictor) -> list[str]:
-    """NeMo's embedding has ``padding_idx = blank`` (a zero row, never trained); the bundle
-    starts every window by feeding the blank, so that row must be zero."""
-    row = predictor.embed.weight.data[predictor.blank_id]
-    if torch.count_nonzero(row) == 0:
-        return []
-    row.zero_()
-    return ["the blank embedding row was not zero; zeroed it (NeMo's padding_idx row)"]
-
-
-def _few(keys: list[str], n: int = 4) -> str:
-    shown = ", ".join(keys[:n])
-    return f"{shown} (+{len(keys) - n} more)" if len(keys) > n else shown
