@@ -419,20 +419,20 @@ def test_verify_checks_every_component(bundles: dict[str, Path]) -> None:
         bundles["parakeet_tdt"], [audio], backends=["onnx", "coreml"], latency_runs=1
     )
     assert report.passed, report.failures()
-    roles = {e["backend"]: {c["role"]: c for c in e["components"]} for e in report.components}
+    roles = {e.backend: {c.role: c for c in e.components} for e in report.components}
     common = {"encoder", "decoder", "joint", "preprocessor", "joint_decision"}
     assert set(roles["onnx"]) == common | {"joint_decision_frame", "decoder_joint"}
     assert set(roles["coreml"]) == common | {"joint_decision_frame", "mel_encoder"}
     for per_role in roles.values():
         for c in per_role.values():
-            assert c["failures"] == []
-            for name, stats in c["outputs"].items():
+            assert c.failures == []
+            for name, stats in c.outputs.items():
                 if name.endswith(("_len", "length")):
-                    assert stats["exact"], (c["component"], name)
+                    assert stats.exact, (c.component, name)
     onnx = roles["onnx"]
-    assert onnx["joint_decision_frame"]["outputs"]["token_id"]["exact"]
-    assert onnx["joint_decision_frame"]["outputs"]["duration"]["exact"]
-    assert onnx["decoder_joint"]["outputs"]["logits"]["max_abs"] < 1e-4
-    assert onnx["preprocessor"]["outputs"]["mel"]["cosine"] > 0.99999
+    assert onnx["joint_decision_frame"].outputs["token_id"].exact
+    assert onnx["joint_decision_frame"].outputs["duration"].exact
+    assert onnx["decoder_joint"].outputs["logits"].max_abs < 1e-4
+    assert onnx["preprocessor"].outputs["mel"].cosine > 0.99999
     # The fused MelEncoder (fp32) equals the reference encoder on the same audio.
-    assert roles["coreml"]["mel_encoder"]["outputs"]["encoded"]["max_abs"] < 1e-4
+    assert roles["coreml"]["mel_encoder"].outputs["encoded"].max_abs < 1e-4

@@ -19,9 +19,10 @@ from speechport.errors import GateError, SpeechportError
 from speechport.fsutil import path_size
 from speechport.manifest import read_manifest
 from speechport.quantize import CATALOGUE, parse_recipes, quantize_sweep
+from speechport.quantize.results import SUMMARY_FILE, QuantizeSummary
 from speechport.quantize.strategies import BASELINE, IOS18
-from speechport.quantize.sweep import SUMMARY_FILE, QuantizeSummary
 from speechport.verify.parity import verify_bundle
+from speechport.verify.report import AsrFileResult
 from tests.conftest import GIGAAM, checkpoint
 
 AUDIO = sorted((GIGAAM / "audio").glob("clip*.wav"))[:2]  # two clips keep the sweep quick
@@ -148,7 +149,9 @@ def test_emitted_bundle_stands_alone_and_passes_verify(
     assert report.passed, report.failures()
     assert main(["transcribe", str(emitted), str(AUDIO[0]), "--backend", "coreml"]) == 0
     said = capsys.readouterr().out.strip()
-    assert said and said == report.files[0].details["text"]
+    (first, *_) = report.files
+    assert isinstance(first, AsrFileResult)
+    assert said and said == first.text
 
 
 def test_a_failing_variant_is_not_emitted(bundle: Path, tmp_path: Path) -> None:

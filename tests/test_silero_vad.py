@@ -23,6 +23,7 @@ from speechport.manifest import read_manifest
 from speechport.pipelines.vad import VadParams, VoiceActivityDetector, speech_segments
 from speechport.runtime import load_bundle
 from speechport.runtime.torch_backend import TorchBackend
+from speechport.verify.report import ParityReport, VadFileResult
 
 silero_vad = pytest.importorskip("silero_vad")
 
@@ -393,8 +394,10 @@ def test_verify_passes_and_reports(vad_bundle: Path, capsys: pytest.CaptureFixtu
     out = capsys.readouterr().out
     assert out.count("PASS onnx") == 2 and "segments equal" in out
     assert out.strip().endswith("verify: passed")
-    report = json.loads((vad_bundle / "verify" / "parity.json").read_text())
-    assert set(report["files"][0]["details"]["paths"]) == {"vad", "vad_long", "stages"}
+    report = ParityReport.load(vad_bundle / "verify" / "parity.json")
+    (first, _) = report.files
+    assert isinstance(first, VadFileResult)
+    assert set(first.forms) == {"vad", "vad_long", "stages"}
     assert "## Fidelity" in (vad_bundle / "README.md").read_text()
     assert "SileroVad" in (vad_bundle / "README.md").read_text()
 
@@ -420,11 +423,11 @@ def test_verify_catches_a_broken_onnx_file(
     assert main(["verify", str(broken), "--audio", str(SAMPLE)]) == 1
     out = capsys.readouterr().out
     assert "FAIL onnx" in out and out.strip().endswith("verify: FAILED")
-    paths = json.loads((broken / "verify" / "parity.json").read_text())["files"][0]["details"][
-        "paths"
-    ]
-    assert paths["vad"]["max_abs_prob_diff"] > 0.1 and not paths["vad"]["segments_equal"]
-    assert paths["vad_long"]["max_abs_prob_diff"] < PROB_ATOL
+    (result,) = ParityReport.load(broken / "verify" / "parity.json").files
+    assert isinstance(result, VadFileResult)
+    forms = result.forms
+    assert forms["vad"].max_abs_prob_diff > 0.1 and not forms["vad"].segments_equal
+    assert forms["vad_long"].max_abs_prob_diff < PROB_ATOL
     assert main(["verify", str(broken), "--audio", str(SAMPLE), "--backends", ""]) == 2
 
 

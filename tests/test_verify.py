@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +10,7 @@ import pytest
 
 from speechport.errors import AudioError
 from speechport.verify.components import _joint_pairs, _normalized
+from speechport.verify.report import AsrFileResult, ParityReport
 from speechport.verify.stats import compare, merge, topk_agreement
 from tests.conftest import GIGAAM, checkpoint, gigaam_index, tokenizer_for
 
@@ -68,7 +68,7 @@ def test_normalized_joint_outputs_ignore_how_they_are_normalised() -> None:
 @pytest.fixture(scope="module")
 def rnnt_report(
     gigaam_bundles: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
-) -> tuple[Path, dict[str, object], str]:
+) -> tuple[Path, ParityReport, str]:
     import shutil
 
     from speechport.cli import main
@@ -78,52 +78,53 @@ def rnnt_report(
     argv = ["verify", str(bundle), "--audio", str(AUDIO / "clip0.wav"), str(AUDIO / "clip3.wav")]
     code = main([*argv, "--latency-runs", "3"])
     assert code == 0
-    report = json.loads((bundle / "verify" / "parity.json").read_text(encoding="utf-8"))
+    report = ParityReport.load(bundle / "verify" / "parity.json")
     return bundle, report, (bundle / "README.md").read_text(encoding="utf-8")
 
 
-def test_verify_reports_every_component(rnnt_report: tuple[Path, dict, str]) -> None:
+def test_verify_reports_every_component(rnnt_report: tuple[Path, ParityReport, str]) -> None:
     _, report, _ = rnnt_report
-    assert report["passed"] and report["task"] == "asr"
-    assert [Path(f["audio"]).name for f in report["files"]] == ["clip0.wav", "clip3.wav"]
+    assert report.passed and report.task == "asr"
+    assert [Path(f.audio).name for f in report.files] == ["clip0.wav", "clip3.wav"]
     index = gigaam_index()["variants"]["v3_e2e_rnnt"]["clips"]
-    for entry, clip in zip(report["components"], (index[0], index[3]), strict=True):
-        encoder, decoder, joint = entry["components"]
-        assert [c["role"] for c in entry["components"]] == ["encoder", "decoder", "joint"]
+    for entry, clip in zip(report.components, (index[0], index[3]), strict=True):
+        encoder, decoder, joint = entry.components
+        assert [c.role for c in entry.components] == ["encoder", "decoder", "joint"]
+        assert [c.kind for c in entry.components] == ["encoder", "decoder_step", "joint"]
         # The length is exact; encodings within float32 reordering of upstream's figures.
-        assert encoder["outputs"]["encoded_len"]["exact"]
-        assert encoder["outputs"]["encoded"]["max_abs"] < 1e-4
-        assert encoder["outputs"]["encoded"]["cosine"] > 0.999999
-        frames = len(encoder["times"])
-        assert len(encoder["outputs"]["encoded"]["l2_per_frame"]) == frames
+        assert encoder.outputs["encoded_len"].exact
+        assert encoder.outputs["encoded"].max_abs < 1e-4
+        assert encoder.outputs["encoded"].cosine > 0.999999
+        frames = len(encoder.times)
+        assert len(encoder.outputs["encoded"].l2_per_frame) == frames
         # The decoder is rolled out along the reference's tokens: blank, then every token.
         tokens = len(clip["token_ids"])
-        assert decoder["calls"] == tokens + 1
-        assert set(decoder["outputs"]) == {"dec_out", "h_out", "c_out"}
+        assert decoder.calls == tokens + 1
+        assert set(decoder.outputs) == {"dec_out", "h_out", "c_out"}
         # The joint is called once per frame plus once per token, and agrees on every call.
-        assert joint["calls"] == frames + tokens == len(joint["top1"])
-        assert joint["top1_agreement"] == 1.0
-        assert joint["outputs"]["logits"]["max_abs"] < 1e-4
+        assert joint.calls == frames + tokens == len(joint.top1)
+        assert joint.top1_agreement == 1.0
+        assert joint.outputs["logits"].max_abs < 1e-4
 
 
 def test_verify_reports_latency_host_versions_and_plots(
-    rnnt_report: tuple[Path, dict, str],
+    rnnt_report: tuple[Path, ParityReport, str],
 ) -> None:
     bundle, report, card = rnnt_report
     for backend in ("torch", "onnx"):
-        per = report["latency"][backend]
+        per = report.latency[backend]
         assert set(per) == {"Encoder", "DecoderStep", "JointStep"}
         for figures in per.values():
-            assert figures["runs"] == 3
-            assert 0 < figures["median_ms"] <= figures["p90_ms"]
-    assert report["rtfx"]["onnx"] > 0
-    assert report["host"]["cpus"] >= 1 and report["versions"]["onnxruntime"]
-    assert report["plots"] == [
+            assert figures.runs == 3
+            assert 0 < figures.median_ms <= figures.p90_ms
+    assert report.rtfx["onnx"] > 0
+    assert report.host["cpus"] >= 1 and report.versions["onnxruntime"]
+    assert report.plots == [
         "verify/encoder_l2.png",
         "verify/joint_topk.png",
         "verify/latency.png",
     ]
-    for plot in report["plots"]:
+    for plot in report.plots:
         assert (bundle / plot).read_bytes()[:8] == PNG_MAGIC
         assert f"]({plot})" in card
     assert "| Encoder | `encoded_len` | onnx |" in card
@@ -139,10 +140,10 @@ def test_ctc_bundle_compares_the_per_frame_distribution(
         gigaam_bundles["v3_ctc"], [AUDIO / "clip1.wav"], backends=["onnx"], latency_runs=1
     )
     assert report.passed
-    (encoder,) = report.components[0]["components"]
-    assert encoder["top1_agreement"] == 1.0
-    assert len(encoder["top1"]) == len(encoder["times"]) > 50
-    assert encoder["outputs"]["log_probs"]["max_abs"] < 1e-4
+    (encoder,) = report.components[0].components
+    assert encoder.top1_agreement == 1.0
+    assert len(encoder.top1) == len(encoder.times) > 50
+    assert encoder.outputs["log_probs"].max_abs < 1e-4
 
 
 def test_a_wrong_length_fails_the_gate_even_with_equal_tokens(
@@ -166,8 +167,9 @@ def test_a_wrong_length_fails_the_gate_even_with_equal_tokens(
         gigaam_bundles["v3_e2e_rnnt"], [AUDIO / "clip0.wav"], backends=["onnx"], latency_runs=1
     )
     assert not report.passed
-    assert report.files[0].details["token_exact"]
-    (failure,) = report.files[0].details["failures"]
+    (result,) = report.files
+    assert isinstance(result, AsrFileResult) and result.token_exact
+    (failure,) = result.failures
     assert "Encoder encoded_len is" in failure and "window at 0.00 s" in failure
 
 
@@ -211,8 +213,8 @@ def test_convert_verify_writes_the_report_into_a_passing_bundle(tmp_path: Path) 
         "--quiet", "--format", "onnx", "--verify", str(AUDIO / "clip2.wav"),
     ]  # fmt: skip
     assert main(argv) == 0
-    report = json.loads((out / "verify" / "parity.json").read_text(encoding="utf-8"))
-    assert report["passed"] and report["bundle"] == str(out)
+    report = ParityReport.load(out / "verify" / "parity.json")
+    assert report.passed and report.bundle == str(out)
     assert "## Fidelity" in (out / "README.md").read_text(encoding="utf-8")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle"]
 

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +11,7 @@ import pytest
 import soundfile as sf
 
 from speechport.verify.parity import verify_bundle
+from speechport.verify.report import ParityReport
 from tests.conftest import GIGAAM, checkpoint, tokenizer_for
 
 # 2800 feature frames (hop 160, n_fft 320, no centring): 2799 is odd and above 2048, so fp16
@@ -56,8 +56,7 @@ def test_fp16_length_bug_is_caught(
     report = verify_bundle(bundle, [long_clip], backends=["coreml"], latency_runs=1)
     assert "speechport MIL interpreter" in report.engines["coreml"]
     assert not report.passed
-    details = report.files[0].details
-    assert details["failures"] == [
+    assert report.files[0].failures == [
         "Encoder encoded_len is 701, the reference 700 (window at 0.00 s, 2800 feature frames)"
     ]
 
@@ -67,11 +66,10 @@ def test_integer_length_path_passes(gigaam_bundles: dict[str, Path], long_clip: 
     report = verify_bundle(
         gigaam_bundles["v3_e2e_rnnt"], [long_clip], backends=["coreml"], latency_runs=1
     )
-    (encoder, _, _) = report.components[0]["components"]
-    assert encoder["outputs"]["encoded_len"]["exact"]
-    assert encoder["failures"] == []
-    details = report.files[0].details
-    assert "Encoder" not in " ".join(details["failures"])
+    (encoder, _, _) = report.components[0].components
+    assert encoder.outputs["encoded_len"].exact
+    assert encoder.failures == []
+    assert "Encoder" not in " ".join(report.files[0].failures)
 
 
 def test_verify_cli_runs_both_backends(
@@ -90,10 +88,10 @@ def test_verify_cli_runs_both_backends(
     ]  # fmt: skip
     code = main(argv)
     out = capsys.readouterr().out
-    report = json.loads((bundle / "verify" / "parity.json").read_text(encoding="utf-8"))
-    assert sorted(report["engines"]) == ["coreml", "onnx"]
-    assert report["engines"]["coreml"].startswith("speechport MIL interpreter")
-    assert {f["backend"] for f in report["files"]} == {"coreml", "onnx"}
-    assert set(report["latency"]) == {"torch", "coreml", "onnx"}
-    assert code == (0 if report["passed"] else 1)
+    report = ParityReport.load(bundle / "verify" / "parity.json")
+    assert sorted(report.engines) == ["coreml", "onnx"]
+    assert report.engines["coreml"].startswith("speechport MIL interpreter")
+    assert {f.backend for f in report.files} == {"coreml", "onnx"}
+    assert set(report.latency) == {"torch", "coreml", "onnx"}
+    assert code == (0 if report.passed else 1)
     assert "coreml: speechport MIL interpreter" in out

@@ -2,6 +2,14 @@
 
 Convert upstream checkpoints into self-describing bundles of Core ML and ONNX components,
 prove them against the PyTorch reference, and run them with a small host-side loop.
+
+>>> import speechport
+>>> speechport.load("bundles/parakeet").transcribe("talk.wav").text
+>>> speechport.load("bundles/silero-vad").segments("talk.wav")
+
+``load`` opens a bundle as its task's runtime object (``Transcriber``,
+``VoiceActivityDetector``); ``convert``, ``verify`` and ``quantize`` do what the CLI
+commands of the same names do. Running a bundle needs neither torch nor the converters.
 """
 
 from importlib.metadata import PackageNotFoundError, version
@@ -11,4 +19,40 @@ try:
 except PackageNotFoundError:  # running from a source tree without installation
     __version__ = "0.0.0+local"
 
-__all__ = ["__version__"]
+from speechport.api import (
+    ConvertOptions,
+    QuantizeOptions,
+    VerifyOptions,
+    convert,
+    load,
+    quantize,
+    verify,
+)
+from speechport.errors import SpeechportError
+from speechport.pipelines.transcriber import (
+    Segment,
+    Transcriber,
+    Transcript,
+    WordTiming,
+)
+from speechport.pipelines.vad import SpeechSegment, VoiceActivityDetector
+from speechport.verify.report import ParityReport
+
+__all__ = [
+    "ConvertOptions",
+    "ParityReport",
+    "QuantizeOptions",
+    "Segment",
+    "SpeechSegment",
+    "SpeechportError",
+    "Transcriber",
+    "Transcript",
+    "VerifyOptions",
+    "VoiceActivityDetector",
+    "WordTiming",
+    "__version__",
+    "convert",
+    "load",
+    "quantize",
+    "verify",
+]

@@ -14,6 +14,7 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeAlias
 
 import numpy as np
 import soundfile as sf
@@ -126,6 +127,26 @@ def audio_from_array(
     _check_rate(target_rate, "target sample rate", source)
     frames = _as_float_frames(np.asarray(samples), source)
     return _build(frames, sample_rate, target_rate, source=source)
+
+
+AudioInput: TypeAlias = str | Path | np.ndarray
+
+
+def read_input(
+    audio: AudioInput, *, sample_rate: int | None, target_rate: int
+) -> tuple[np.ndarray, str | None]:
+    """Samples at ``target_rate`` and their source name, from what a user passes: a file
+    path (read, downmixed, resampled), or an array at ``sample_rate`` (resampled when it
+    differs; ``None``: already at ``target_rate``)."""
+    if isinstance(audio, (str, Path)):
+        if sample_rate is not None:
+            raise AudioError(
+                "sample_rate is for arrays; a file's rate is read from the file", path=audio
+            )
+        return load_audio(audio, sample_rate=target_rate).samples, str(audio)
+    if sample_rate is None or sample_rate == target_rate:
+        return np.asarray(audio, dtype=np.float32), None
+    return audio_from_array(audio, sample_rate, target_rate=target_rate).samples, None
 
 
 def to_mono(samples: np.ndarray) -> np.ndarray:

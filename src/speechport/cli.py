@@ -20,8 +20,7 @@ from speechport.errors import GateError, SpeechportError
 from speechport.families import FAMILIES
 
 if TYPE_CHECKING:
-    from speechport.quantize import QuantizeSummary
-    from speechport.verify.parity import ParityReport
+    from speechport.verify.report import ParityReport
 
 OUTPUTS = ("text", "json", "srt", "vtt")
 
@@ -292,26 +291,26 @@ def _convert(args: argparse.Namespace) -> int:
 
 
 def _transcribe(args: argparse.Namespace) -> int:
-    from speechport.audio import load_audio
     from speechport.pipelines.captions import to_srt, to_vtt
-    from speechport.pipelines.transcriber import Transcriber, Transcript
-    from speechport.runtime import load_bundle, make_backend
+    from speechport.pipelines.transcriber import Transcript
 
-    options = {"checkpoint": args.checkpoint} if args.backend == "torch" else {}
-    bundle = load_bundle(args.bundle, make_backend(args.backend, **options))
     detector = None
     if args.vad is not None:
-        from speechport.pipelines.vad import VoiceActivityDetector
-
         try:
-            detector = VoiceActivityDetector(load_bundle(args.vad, "onnx"))
+            detector = _open(args.vad, "onnx", None, "vad")
         except SpeechportError as exc:
             raise SpeechportError(
                 f"--vad bundle: {exc}",
                 hint="the VAD runs with ONNX Runtime: convert it with --format onnx",
             ) from exc
-    transcriber = Transcriber(
-        bundle, vad=detector, overlap=args.overlap, window_seconds=args.window
+    transcriber = _open(
+        args.bundle,
+        args.backend,
+        args.checkpoint,
+        "asr",
+        vad=detector,
+        overlap=args.overlap,
+        window_seconds=args.window,
     )
 
     def render(t: Transcript) -> str:
@@ -332,9 +331,7 @@ def _transcribe(args: argparse.Namespace) -> int:
 
     many = len(args.audio) > 1
     for path in args.audio:
-        audio = load_audio(path, sample_rate=transcriber.sample_rate)
-        transcript = transcriber.transcribe(audio.samples, source=str(path))
-        text = render(transcript)
+        text = render(transcriber.transcribe(path))
         if args.save_dir:
             ext = {"text": "txt"}.get(args.output, args.output)
             args.save_dir.mkdir(parents=True, exist_ok=True)
@@ -353,8 +350,6 @@ def _transcribe(args: argparse.Namespace) -> int:
 def _vad(args: argparse.Namespace) -> int:
     from speechport.audio import load_audio
     from speechport.pipelines.captions import Cue, cues_to_srt, cues_to_vtt
-    from speechport.pipelines.vad import VoiceActivityDetector
-    from speechport.runtime import load_bundle, make_backend
 
     offline_only = (args.probs, args.min_speech_ms is not None, args.max_speech_s is not None)
     if args.stream and (args.output != "text" or any(offline_only)):
@@ -364,10 +359,7 @@ def _vad(args: argparse.Namespace) -> int:
         )
     if args.probs and args.output != "json":
         raise SpeechportError("--probs needs --output json")
-    options = {"checkpoint": args.checkpoint} if args.backend == "torch" else {}
-    detector = VoiceActivityDetector(
-        load_bundle(args.bundle, make_backend(args.backend, **options))
-    )
+    detector = _open(args.bundle, args.backend, args.checkpoint, "vad")
     params = detector.params(
         threshold=args.threshold,
         neg_threshold=args.neg_threshold,
@@ -455,7 +447,7 @@ def _quantize(args: argparse.Namespace) -> int:
     from speechport.audio import collect_audio
     from speechport.progress import Progress
     from speechport.quantize import quantize_sweep
-    from speechport.quantize.sweep import SUMMARY_FILE
+    from speechport.quantize.results import SUMMARY_FILE
 
     summary = quantize_sweep(
         args.bundle,
@@ -476,6 +468,8 @@ def _quantize(args: argparse.Namespace) -> int:
         print(json.dumps(summary.to_dict(), indent=2, ensure_ascii=False))
         return 0
     print(f"engine: {summary.engine}")
+    from speechport.render import ranking_table
+
     for line in ranking_table(summary):
         print(line)
     print(f"Pareto front (size against quality): {', '.join(summary.pareto)}")
@@ -485,45 +479,21 @@ def _quantize(args: argparse.Namespace) -> int:
     return 0
 
 
-def ranking_table(summary: QuantizeSummary) -> list[str]:
-    """The sweep's variants best first, one line each."""
-    first = summary.variants[0].components if summary.variants else []
-    scored_roles = {c.role for v in summary.variants for c in v.components if c.quality is not None}
-    roles = [c.role for c in first if c.role in scored_roles]
-    head = f"{'#':>2} {'variant':<24} {'MB':>8} {'ratio':>6} {'conv s':>7}"
-    scored = summary.audio
-    if scored and summary.task != "vad":
-        head += f" {'exact':>6} {'tokens':>7} {'CER':>7}"
-    elif scored:
-        head += f" {'max|dp|':>9} {'segments':>8}"
-    head += "".join(f" {r[:11]:>11}" for r in roles) + f" {'RTFx':>6} gate"
-    lines = [head]
-    for i, name in enumerate(summary.ranking, start=1):
-        v = summary.variant(name)
-        row = f"{i:>2} {name[:24]:<24} {v.bytes / 1e6:>8.2f} {v.ratio:>6.2f}"
-        row += f" {v.convert_seconds:>7.1f}"
-        if scored and summary.task != "vad":
-            row += f" {v.token_exact_files:>2}/{v.files:<3} {v.token_agreement:>7.4f} {v.cer:>7.4f}"
-        elif scored:
-            row += f" {v.max_prob_diff:>9.2e} {'equal' if v.segments_equal else 'DIFFER':>8}"
-        by_role = {c.role: c for c in v.components}
-        for role in roles:
-            q = by_role[role].quality
-            row += f" {q:>11.5f}" if q is not None else f" {'-':>11}"
-        row += f" {v.rtfx:>6.1f}" if v.rtfx else f" {'-':>6}"
-        row += " " + {True: "pass", False: "FAIL", None: "-"}[v.passed]
-        lines.append(row)
-    if roles:
-        lines.append("(per component: 1 - ‖Δ‖/‖ref‖ of its output against the fp32 reference)")
-    return lines
+def _open(
+    bundle: Path, backend: str, checkpoint: Path | None, task_name: str, **options: Any
+) -> Any:
+    """``speechport.load`` for a command that serves the task ``task_name``: a bundle of
+    another task is refused before anything is loaded, naming both."""
+    from speechport.api import load
+    from speechport.manifest import read_manifest
+    from speechport.tasks import get_task
 
-
-def _stats_text(name: str, s: dict[str, Any]) -> str:
-    if s["integer"]:
-        return f"{name} " + (
-            "exact" if s["exact"] else f"equal on {100 * s['equal_fraction']:.2f}%"
-        )
-    return f"{name} max abs {s['max_abs']:.1e} cos {s['cosine']:.6f}"
+    manifest = read_manifest(bundle)
+    wanted = get_task(task_name)
+    if get_task(manifest.task) is not wanted:
+        raise manifest.wrong_task(wanted.title, bundle)
+    reference = checkpoint if backend == "torch" else None
+    return load(bundle, backend, checkpoint=reference, **options)
 
 
 def _backends(text: str) -> list[str]:
@@ -531,46 +501,9 @@ def _backends(text: str) -> list[str]:
 
 
 def _print_report(report: ParityReport) -> None:
-    """The verify report in a few lines per file, then latency."""
-    print(f"reference: {report.reference_engine}")
-    for name, engine in report.engines.items():
-        print(f"{name}: {engine}")
-    for f in report.files:
-        verdict = "PASS" if f.passed else "FAIL"
-        d = f.details
-        if report.task == "vad":
-            line = (
-                f"max |dp| {d['max_abs_prob_diff']:.2e} over {d['chunks']} chunks, segments "
-                f"{'equal' if d['segments_equal'] else 'DIFFER'} ({d['segments_reference']})"
-            )
-        else:
-            line = f"{'token-exact' if d['token_exact'] else 'tokens differ'}, CER {d['cer']:.4f}"
-            if "first_divergence" in d:
-                div = d["first_divergence"]
-                line += (
-                    f", first divergence at {div['seconds']:.2f} s: expected "
-                    f"{div['expected']!r}, got {div['got']!r}"
-                )
-        print(f"{verdict} {f.backend:<6} {f.audio}: {line}")
-        for failure in d.get("failures", []):
-            print(f"     - {failure}")
-    for entry in report.components:
-        for c in entry["components"]:
-            figures = ", ".join(_stats_text(out, s) for out, s in c["outputs"].items())
-            agree = (
-                f", argmax agrees on {100 * c['top1_agreement']:.2f}%"
-                if "top1_agreement" in c
-                else ""
-            )
-            name = Path(entry["audio"]).name
-            print(f"  {entry['backend']:<6} {name} {c['component']}: {figures}{agree}")
-    for backend, per in report.latency.items():
-        cells = ", ".join(
-            f"{comp} {f['median_ms']:.2f} ms (p90 {f['p90_ms']:.2f}, first {f['first_ms']:.1f})"
-            for comp, f in per.items()
-        )
-        rtfx = f"; RTFx {report.rtfx[backend]:.1f}" if backend in report.rtfx else ""
-        print(f"latency {backend}: {cells}{rtfx}")
+    from speechport.render import report_lines
+
+    print("\n".join(report_lines(report)))
 
 
 def _info(args: argparse.Namespace) -> int:

@@ -13,7 +13,8 @@ from speechport.manifest import Manifest
 from speechport.progress import Progress
 
 if TYPE_CHECKING:
-    from speechport.verify.parity import Gate, ParityReport
+    from speechport.verify.parity import Gate
+    from speechport.verify.report import ParityReport
 
 MAX_WINDOW_SECONDS = 3600.0
 
@@ -31,6 +32,7 @@ def convert(
     quiet: bool = False,
     gate: Gate | None = None,
     on_report: Callable[[ParityReport], None] | None = None,
+    progress: Progress | None = None,
 ) -> Manifest:
     """Convert ``checkpoint`` of ``family_name`` into a bundle at ``out`` (``checkpoint``
     None: the family's default source, where it has one). With ``gate``, the new bundle is
@@ -42,7 +44,7 @@ def convert(
             f"--window must be a number of seconds in (0, {MAX_WINDOW_SECONDS:g}], "
             f"got {window_seconds}"
         )
-    progress = Progress(0, quiet=quiet)
+    progress = progress if progress is not None else Progress(0, quiet=quiet)
     progress.start(f"load {checkpoint or 'the installed package weights'}")
     loaded = family.load(None if checkpoint is None else Path(checkpoint), tokenizer=tokenizer)
     for note in loaded.notes:

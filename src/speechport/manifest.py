@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from speechport.decoding.registry import DECODERS
 from speechport.errors import BundleError
 
 SCHEMA_VERSION = 1
@@ -27,10 +28,33 @@ NP_DTYPES: dict[str, type[np.generic]] = {
 }
 MANIFEST_NAME = "speechport.json"
 
-TASKS = ("asr", "streaming-asr", "kws", "vad")
 DTYPES = tuple(NP_DTYPES)
 FORMATS = ("coreml", "onnx")
-DECODING_ALGORITHMS = ("ctc_greedy", "rnnt_greedy", "tdt_greedy")
+
+# What a component does, whatever its family calls it: pipelines, verify and quantize select
+# components by kind, never by a family's role names.
+COMPONENT_KINDS: dict[str, str] = {
+    "frontend": "audio -> features (a Preprocessor, an STFT stage); its weights stay exact",
+    "frontend_encoder": "audio -> encodings in one graph (front end and encoder fused)",
+    "encoder": "features -> encodings (or CTC log-probabilities) and their valid length",
+    "decoder_step": "one prediction-network step: previous token and state -> output, state",
+    "joint": "one (encoder frame, decoder output) pair -> logits",
+    "joint_decision": "the joint over a whole window with its argmax decisions",
+    "joint_decision_frame": "the joint on one frame with its argmax decision",
+    "decoder_joint": "decoder step and joint fused in one call",
+    "vad": "one audio chunk (with context) and state -> speech probability",
+    "vad_batch": "several audio chunks per call -> one speech probability each",
+    "vad_encoder": "a VAD's encoder stage: features and state -> state",
+    "vad_decoder": "a VAD's decoder stage: state -> speech probability",
+}
+# Manifests written before components declared a kind: the kind of each role they used.
+_LEGACY_KINDS = {
+    "preprocessor": "frontend",
+    "mel_encoder": "frontend_encoder",
+    "decoder": "decoder_step",
+    "vad_long": "vad_batch",
+    "vad_stft": "frontend",
+}
 
 
 @dataclass(frozen=True)
@@ -126,7 +150,11 @@ class ComponentFile:
 
 @dataclass(frozen=True)
 class ComponentSpec:
-    """A unit of the model run by an engine: the encoder, one decoder step, one joint step."""
+    """A unit of the model run by an engine: the encoder, one decoder step, one joint step.
+
+    ``role`` is its key in the bundle (unique, the family's name for it); ``kind`` says
+    what it does (one of ``COMPONENT_KINDS``), and is what pipelines and tools select by.
+    """
 
     name: str
     role: str
@@ -135,6 +163,16 @@ class ComponentSpec:
     outputs: tuple[TensorSpec, ...]
     state: tuple[StatePair, ...] = ()
     files: dict[str, ComponentFile] = field(default_factory=dict)
+    kind: str = ""
+
+    def __post_init__(self) -> None:
+        kind = self.kind or _LEGACY_KINDS.get(self.role, self.role)
+        if kind not in COMPONENT_KINDS:
+            raise BundleError(
+                f"component {self.name!r}: unknown kind {kind!r}; known: "
+                f"{', '.join(COMPONENT_KINDS)}"
+            )
+        object.__setattr__(self, "kind", kind)
 
     def input(self, name: str) -> TensorSpec:
         return _by_name(self.inputs, name, f"component {self.name} input")
@@ -146,6 +184,7 @@ class ComponentSpec:
         return {
             "name": self.name,
             "role": self.role,
+            "kind": self.kind,
             "description": self.description,
             "inputs": [t.to_dict() for t in self.inputs],
             "outputs": [t.to_dict() for t in self.outputs],
@@ -277,16 +316,17 @@ class Manifest:
         """The window, decoding and tokenizer of a speech-recognition bundle (an error
         naming ``path`` otherwise)."""
         if self.window is None or self.decoding is None or self.tokenizer is None:
-            raise self._wrong_task("speech recognition", path)
+            raise self.wrong_task("speech recognition", path)
         return self.window, self.decoding, self.tokenizer
 
     def require_vad(self, path: str | Path | None = None) -> VadSpec:
         """The voice-activity section (an error naming ``path`` otherwise)."""
         if self.vad is None:
-            raise self._wrong_task("voice activity detection", path)
+            raise self.wrong_task("voice activity detection", path)
         return self.vad
 
-    def _wrong_task(self, wanted: str, path: str | Path | None) -> BundleError:
+    def wrong_task(self, wanted: str, path: str | Path | None) -> BundleError:
+        """The error for a bundle used where a bundle of another task was needed."""
         return BundleError(
             f"this bundle ({self.family} {self.variant}) does {self.task!r}, not {wanted}",
             path=path,
@@ -305,6 +345,10 @@ class Manifest:
             raise BundleError(
                 f"the manifest has no {role!r} component (it has {sorted(self.components)})"
             ) from None
+
+    def roles_of(self, kind: str) -> list[str]:
+        """The roles of every component of ``kind``, in manifest order."""
+        return [role for role, c in self.components.items() if c.kind == kind]
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -343,22 +387,18 @@ class Manifest:
                 hint="upgrade speechport",
             )
         task = data["task"]
-        if task not in TASKS:
-            raise BundleError(f"unknown task {task!r}; expected one of {TASKS}")
-        if task == "vad":
-            _require(data, ("vad",), "vad manifest")
-        else:
-            _require(data, ("window", "decoding", "tokenizer"), f"{task} manifest")
+        if not isinstance(task, str) or not task:
+            raise BundleError(f"task must be a task name, got {task!r}")
         decoding = None
         if "decoding" in data:
             decoding = dict(data["decoding"])
-            if decoding.get("algorithm") not in DECODING_ALGORITHMS:
+            if decoding.get("algorithm") not in DECODERS:
                 raise BundleError(
                     f"unknown decoding algorithm {decoding.get('algorithm')!r}; "
-                    f"expected one of {DECODING_ALGORITHMS}"
+                    f"expected one of {tuple(DECODERS)}"
                 )
             decoding["durations"] = tuple(decoding.get("durations", ()))
-        return cls(
+        manifest = cls(
             schema_version=version,
             family=str(data["family"]),
             variant=str(data["variant"]),
@@ -376,6 +416,18 @@ class Manifest:
             provenance=dict(data["provenance"]),
             extras=dict(data.get("extras", {})),
         )
+        # The task registry says which tasks this speechport runs and what each needs.
+        from speechport.tasks import get_task
+
+        get_task(manifest.task).check_manifest(manifest)
+        return manifest
+
+
+def require_sections(manifest: Manifest, sections: tuple[str, ...], task: str) -> None:
+    """Refuse a manifest that lacks a section its task needs (``window``, ``vad``...)."""
+    missing = [s for s in sections if getattr(manifest, s) is None]
+    if missing:
+        raise BundleError(f"{task} manifest: missing field(s) {', '.join(missing)}")
 
 
 def is_length(name: str) -> bool:
@@ -433,6 +485,7 @@ def _component_from_dict(data: dict[str, Any], where: str) -> ComponentSpec:
         outputs=tuple(TensorSpec.from_dict(t, f"{where} output") for t in data["outputs"]),
         state=tuple(StatePair(**s) for s in data.get("state", [])),
         files=files,
+        kind=str(data.get("kind", "")),
     )
 
 

@@ -4,16 +4,27 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from typing import TextIO
 
 
 class Progress:
     """Numbered steps with elapsed time: ``[2/7] Encoder -> Core ML (fp16) ... 3.1 s``.
 
-    ``quiet=True`` silences it (library use, tests).
+    ``quiet=True`` silences the stream (library use, tests); ``on_line``, if given,
+    receives every line of progress as text either way.
     """
 
-    def __init__(self, total: int, *, stream: TextIO | None = None, quiet: bool = False) -> None:
+    def __init__(
+        self,
+        total: int,
+        *,
+        stream: TextIO | None = None,
+        quiet: bool = False,
+        on_line: Callable[[str], None] | None = None,
+    ) -> None:
+        self.on_line = on_line
+        self._line = ""
         self.total = total
         self.done = 0
         self.stream = stream if stream is not None else sys.stderr
@@ -51,3 +62,8 @@ class Progress:
         if not self.quiet:
             self.stream.write(text)
             self.stream.flush()
+        if self.on_line is not None:
+            self._line += text
+            *done, self._line = self._line.split("\n")
+            for line in done:
+                self.on_line(line)

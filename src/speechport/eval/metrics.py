@@ -44,3 +44,11 @@ def character_error_rate(reference: str, hypothesis: str) -> float:
 def word_error_rate(reference: str, hypothesis: str) -> float:
     """Word edits per reference word."""
     return _rate(reference.split(), hypothesis.split())
+
+
+def token_agreement(reference: list[int], candidate: list[int]) -> float:
+    """1 - (token edit distance / reference tokens), floored at 0: the share of the
+    reference's tokens the candidate reproduces in order (1.0 when both are empty)."""
+    if not reference:
+        return 1.0 if not candidate else 0.0
+    return max(0.0, 1.0 - edit_distance(reference, candidate) / len(reference))

@@ -20,6 +20,7 @@ from speechport.families.base import BundlePlan, LoadedCheckpoint
 from speechport.fsutil import atomic_directory
 from speechport.manifest import FORMATS, MANIFEST_NAME, ComponentFile, ComponentSpec, Manifest
 from speechport.progress import Progress
+from speechport.tasks import get_task
 
 EXAMPLE_SCRIPTS = {"coreml": "example_infer.py", "onnx": "example_infer_onnx.py"}
 
@@ -138,10 +139,10 @@ def write_bundle(
     return manifest
 
 
-def example_script(fmt: str, task: str = "asr") -> str:
+def example_script(fmt: str, task: str) -> str:
     """The standalone example for ``fmt``: the task's template, its default backend filled
     in."""
-    name = "vad_example.py" if task == "vad" else "asr_example.py"
+    name = get_task(task).example_template
     template = resources.files("speechport.export.templates").joinpath(name)
     text = template.read_text(encoding="utf-8")
     marker = 'DEFAULT_BACKEND = "onnx"'

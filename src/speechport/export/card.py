@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from speechport.errors import BundleError
 from speechport.fsutil import human_size, path_size
 from speechport.manifest import (
     MANIFEST_NAME,
@@ -16,9 +17,11 @@ from speechport.manifest import (
     TokenizerSpec,
     VadSpec,
 )
+from speechport.tasks import get_task
+from speechport.verify.report import PARITY_FILE, FileComponents, ParityReport
+from speechport.verify.stats import TensorStats
 
 FORMAT_TITLES = {"coreml": "Core ML", "onnx": "ONNX"}
-PARITY_FILE = Path("verify") / "parity.json"
 
 
 def render_card(manifest: Manifest, bundle: Path) -> str:
@@ -66,11 +69,7 @@ def render_card(manifest: Manifest, bundle: Path) -> str:
         lines += ["## Decoding", "", _decoding_text(m.decoding, m.tokenizer), ""]
     if m.vad is not None:
         lines += ["## Voice activity", "", _vad_text(m.vad, m.sample_rate), ""]
-    usage = (
-        "speechport vad . audio.wav            # speech segments (text, json or srt)"
-        if m.task == "vad"
-        else "speechport transcribe . audio.wav --timestamps"
-    )
+    usage = get_task(m.task).usage
     lines += ["## Usage", "", "```sh", "pip install speechport", usage, "```", ""]
     for fmt, script in (("coreml", "example_infer.py"), ("onnx", "example_infer_onnx.py")):
         if fmt in m.formats:
@@ -235,58 +234,34 @@ def _fidelity_section(bundle: Path) -> list[str]:
             "Not measured yet: `speechport verify . --audio FILES` compares this "
             "bundle with its torch reference on real audio and writes the results here.",
         ]
-    data: dict[str, Any] = json.loads(parity.read_text(encoding="utf-8"))
-    engines = "; ".join(f"{k}: {v}" for k, v in data.get("engines", {}).items())
+    try:
+        report = ParityReport.load(parity)
+    except BundleError as exc:
+        return [
+            *title,
+            f"The stored report could not be read ({exc.message}): run `speechport verify` again.",
+        ]
+    engines = "; ".join(f"{k}: {v}" for k, v in report.engines.items())
     lines = [
         *title,
-        f"`speechport verify` against the torch reference ({data.get('reference_engine')}); "
-        f"engines: {engines}. Verdict: **{'passed' if data.get('passed') else 'FAILED'}**.",
+        f"`speechport verify` against the torch reference ({report.reference_engine}); "
+        f"engines: {engines}. Verdict: **{'passed' if report.passed else 'FAILED'}**.",
         "",
+        *get_task(report.task).card_fidelity(report),
     ]
-    if data.get("task") == "vad":
-        lines += [
-            "| audio | backend | chunks | max abs Δp (per form) | segments |",
-            "|---|---|---|---|---|",
-        ]
-        for f in data.get("files", []):
-            d = f["details"]
-            forms = ", ".join(
-                f"{name} {v['max_abs_prob_diff']:.1e}" for name, v in d.get("paths", {}).items()
-            )
-            same = "equal" if d.get("segments_equal") else "differ"
-            lines.append(
-                f"| {Path(f['audio']).name} | {f['backend']} | {d['chunks']} | "
-                f"{forms} | {same} ({d['segments_reference']}) |"
-            )
-    else:
-        lines += [
-            "| audio | backend | transcript | CER | first divergence |",
-            "|---|---|---|---|---|",
-        ]
-        for f in data.get("files", []):
-            d = f["details"]
-            exact = "token-exact" if d.get("token_exact") else "differs"
-            div = d.get("first_divergence")
-            where = f"{div['seconds']:.2f} s: `{div['expected']}` → `{div['got']}`" if div else "—"
-            lines.append(
-                f"| {Path(f['audio']).name} | {f['backend']} | {exact} | "
-                f"{d.get('cer', 0.0):.4f} | {where} |"
-            )
-        lines += _component_table(data.get("components", []))
-    return [*lines, *_latency_section(data)]
+    return [*lines, *_latency_section(report)]
 
 
-def _component_table(entries: list[dict[str, Any]]) -> list[str]:
+def component_table(entries: list[FileComponents]) -> list[str]:
     """Per component and backend, the worst figures over every file."""
-    rows: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+    rows: dict[tuple[str, str, str], list[TensorStats]] = {}
     agreement: dict[tuple[str, str], list[float]] = {}
     for entry in entries:
-        for c in entry["components"]:
-            for out, stats in c["outputs"].items():
-                rows.setdefault((c["component"], out, entry["backend"]), []).append(stats)
-            if "top1_agreement" in c:
-                key = (c["component"], entry["backend"])
-                agreement.setdefault(key, []).append(c["top1_agreement"])
+        for c in entry.components:
+            for out, figures in c.outputs.items():
+                rows.setdefault((c.component, out, entry.backend), []).append(figures)
+            if c.top1_agreement is not None:
+                agreement.setdefault((c.component, entry.backend), []).append(c.top1_agreement)
     if not rows:
         return []
     lines = [
@@ -298,11 +273,11 @@ def _component_table(entries: list[dict[str, Any]]) -> list[str]:
         "|---|---|---|---|---|---|---|---|",
     ]
     for (comp, out, backend), stats in rows.items():
-        worst_l2 = max((max(s["l2_per_frame"], default=0.0) for s in stats), default=0.0)
+        worst_l2 = max((max(s.l2_per_frame, default=0.0) for s in stats), default=0.0)
         lines.append(
-            f"| {comp} | `{out}` | {backend} | {max(s['max_abs'] for s in stats):.2e} | "
-            f"{max(s['max_rel'] for s in stats):.2e} | {min(s['cosine'] for s in stats):.6f} | "
-            f"{worst_l2:.2e} | {'yes' if all(s['exact'] for s in stats) else 'no'} |"
+            f"| {comp} | `{out}` | {backend} | {max(s.max_abs for s in stats):.2e} | "
+            f"{max(s.max_rel for s in stats):.2e} | {min(s.cosine for s in stats):.6f} | "
+            f"{worst_l2:.2e} | {'yes' if all(s.exact for s in stats) else 'no'} |"
         )
     for (comp, backend), shares in agreement.items():
         lines.append("")
@@ -313,11 +288,10 @@ def _component_table(entries: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
-def _latency_section(data: dict[str, Any]) -> list[str]:
-    latency: dict[str, dict[str, dict[str, float]]] = data.get("latency", {})
+def _latency_section(report: ParityReport) -> list[str]:
     lines: list[str] = []
-    if latency:
-        host = data.get("host", {})
+    if report.latency:
+        host = report.host
         lines += [
             "",
             "## Latency",
@@ -329,22 +303,20 @@ def _latency_section(data: dict[str, Any]) -> list[str]:
             "| component | backend | engine | first call | warm median | p90 |",
             "|---|---|---|---|---|---|",
         ]
-        engines = {"torch": data.get("reference_engine", ""), **data.get("engines", {})}
-        for backend, per in latency.items():
+        engines = {"torch": report.reference_engine, **report.engines}
+        for backend, per in report.latency.items():
             for comp, f in per.items():
                 lines.append(
-                    f"| {comp} | {backend} | {engines.get(backend, '')} | {f['first_ms']:.2f} | "
-                    f"{f['median_ms']:.2f} | {f['p90_ms']:.2f} |"
+                    f"| {comp} | {backend} | {engines.get(backend, '')} | {f.first_ms:.2f} | "
+                    f"{f.median_ms:.2f} | {f.p90_ms:.2f} |"
                 )
-        rtfx = data.get("rtfx", {})
-        if rtfx:
+        if report.rtfx:
             lines += [
                 "",
                 "End to end, audio seconds per second of compute (RTFx): "
-                + ", ".join(f"{k} {v:.1f}" for k, v in rtfx.items())
+                + ", ".join(f"{k} {v:.1f}" for k, v in report.rtfx.items())
                 + ".",
             ]
-    plots = data.get("plots", [])
-    if plots:
-        lines += ["", *[f"![{Path(p).stem}]({p})" for p in plots]]
+    if report.plots:
+        lines += ["", *[f"![{Path(p).stem}]({p})" for p in report.plots]]
     return lines

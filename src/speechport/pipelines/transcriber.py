@@ -12,7 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from speechport.decoding import Hypothesis, ctc_greedy, rnnt_greedy, tdt_greedy
+from speechport.audio import AudioInput, read_input
+from speechport.decoding import DecodeSettings, Hypothesis, decoding_algorithm
 from speechport.errors import BundleError, SpeechportError
 from speechport.features import build_frontend
 from speechport.manifest import NP_DTYPES, DecodingSpec
@@ -167,7 +168,8 @@ class Transcriber:
         self.tolerance = tolerance
         self.frontend = build_frontend(manifest.frontend)
         self.tokenizer = Tokenizer.from_bundle(bundle.path, tokenizer)
-        self._encoder = bundle.component("encoder")
+        self.algorithm = decoding_algorithm(decoding.algorithm)
+        self._encoder = bundle.of_kind("encoder")
         self._features_shape = self._encoder.spec.inputs[0].shape
         self._decode_outputs = _window_decoder(decoding, bundle)
         self.vad = vad
@@ -239,9 +241,21 @@ class Transcriber:
             )
         return plan_windows(samples, self.sample_rate, self.window_samples)
 
-    def transcribe(self, samples: np.ndarray, *, source: str | None = None) -> Transcript:
-        """Transcribe mono audio at the bundle's sample rate, of any length."""
-        samples = np.asarray(samples, dtype=np.float32)
+    def transcribe(
+        self,
+        audio: AudioInput,
+        *,
+        sample_rate: int | None = None,
+        source: str | None = None,
+    ) -> Transcript:
+        """Transcribe audio of any length: a file path (any format ffmpeg or libsndfile
+        reads), or mono samples at ``sample_rate`` (default: the bundle's; other rates are
+        resampled). ``source`` names it in the transcript (default: the path).
+
+        >>> speechport.load("bundles/parakeet").transcribe("talk.wav").text
+        """
+        samples, name = read_input(audio, sample_rate=sample_rate, target_rate=self.sample_rate)
+        source = source if source is not None else name
         windows = self.plan(samples)
         decoded = [self.decode_window(samples[w.start : w.end]) for w in windows]
         if self.vad is None and self.overlap_samples > 0:
@@ -338,47 +352,26 @@ class Transcriber:
 
 
 def _window_decoder(d: DecodingSpec, bundle: LoadedBundle) -> WindowDecoder:
-    if d.algorithm == "ctc_greedy":
+    """Decode one window's encoder outputs with the manifest's algorithm (see the table in
+    ``speechport.decoding.registry``)."""
+    algorithm = decoding_algorithm(d.algorithm)
+    settings = DecodeSettings(d.blank_id, d.max_symbols_per_frame, d.durations)
+    predict: Any = None
+    joint: Any = None
+    initial_state: Any = None
+    if algorithm.transducer:
+        predict, initial_state = predictor_for(bundle.of_kind("decoder_step"))
+        joint_component = bundle.of_kind("joint")
 
-        def decode_ctc(outputs: tuple[np.ndarray, ...]) -> tuple[Hypothesis, int]:
-            log_probs, length = outputs[0][0], int(outputs[1].reshape(-1)[0])
-            return ctc_greedy(log_probs, length, d.blank_id), length
+        def joint(enc_t: np.ndarray, dec_out: np.ndarray) -> np.ndarray:
+            return joint_component(enc_t[None, :], dec_out[None, :])[0][0]
 
-        return decode_ctc
-
-    predict, initial_state = predictor_for(bundle.component("decoder"))
-    joint_component = bundle.component("joint")
-
-    def joint(enc_t: np.ndarray, dec_out: np.ndarray) -> np.ndarray:
-        return joint_component(enc_t[None, :], dec_out[None, :])[0][0]
-
-    def decode_transducer(outputs: tuple[np.ndarray, ...]) -> tuple[Hypothesis, int]:
-        encoded = np.ascontiguousarray(outputs[0][0].T)  # [T, D]
+    def decode(outputs: tuple[np.ndarray, ...]) -> tuple[Hypothesis, int]:
+        frames = np.ascontiguousarray(algorithm.time_major(outputs[0]))
         length = int(outputs[1].reshape(-1)[0])
-        if d.algorithm == "tdt_greedy":
-            hyp = tdt_greedy(
-                encoded,
-                length,
-                predict,
-                joint,
-                blank_id=d.blank_id,
-                durations=d.durations,
-                initial_state=initial_state,
-                max_symbols_per_frame=d.max_symbols_per_frame,
-            )
-        else:
-            hyp = rnnt_greedy(
-                encoded,
-                length,
-                predict,
-                joint,
-                blank_id=d.blank_id,
-                initial_state=initial_state,
-                max_symbols_per_frame=d.max_symbols_per_frame,
-            )
-        return hyp, length
+        return algorithm.search(frames, length, settings, predict, joint, initial_state), length
 
-    return decode_transducer
+    return decode
 
 
 def predictor_for(

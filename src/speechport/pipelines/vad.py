@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from speechport.audio import AudioInput, read_input
 from speechport.errors import AudioError, BundleError
 from speechport.manifest import NP_DTYPES, VadSpec
 from speechport.runtime.base import Component, LoadedBundle
@@ -50,13 +51,26 @@ class VadParams:
 
 @dataclass(frozen=True)
 class SpeechSegment:
-    """Speech from ``start`` to ``end`` (samples, end exclusive)."""
+    """Speech from ``start`` to ``end`` (samples at ``sample_rate``, end exclusive)."""
 
     start: int
     end: int
+    sample_rate: int = 16000
 
-    def seconds(self, sample_rate: int) -> tuple[float, float]:
-        return self.start / sample_rate, self.end / sample_rate
+    def seconds(self, sample_rate: int | None = None) -> tuple[float, float]:
+        rate = sample_rate or self.sample_rate
+        return self.start / rate, self.end / rate
+
+    @property
+    def start_seconds(self) -> float:
+        return self.start / self.sample_rate
+
+    @property
+    def end_seconds(self) -> float:
+        return self.end / self.sample_rate
+
+    def __str__(self) -> str:
+        return f"{self.start_seconds:.3f}-{self.end_seconds:.3f} s"
 
 
 def speech_segments(
@@ -136,10 +150,12 @@ def speech_segments(
 
     if start is not None and num_samples - start > min_speech:
         segments.append([start, num_samples])
-    return _pad(segments, pad, num_samples)
+    return _pad(segments, pad, num_samples, sample_rate)
 
 
-def _pad(segments: list[list[float]], pad: float, num_samples: int) -> list[SpeechSegment]:
+def _pad(
+    segments: list[list[float]], pad: float, num_samples: int, sample_rate: int
+) -> list[SpeechSegment]:
     """Widen each segment by ``pad``; close neighbours share the silence between them."""
     for i, segment in enumerate(segments):
         if i == 0:
@@ -155,10 +171,12 @@ def _pad(segments: list[list[float]], pad: float, num_samples: int) -> list[Spee
                 following[0] = int(max(0, following[0] - pad))
         else:
             segment[1] = int(min(num_samples, segment[1] + pad))
-    return [SpeechSegment(int(a), int(b)) for a, b in segments]
+    return [SpeechSegment(int(a), int(b), sample_rate) for a, b in segments]
 
 
-PATHS = ("auto", "vad", "vad_long", "stages")
+# The forms a VAD bundle may compute probabilities with (``auto``: the fastest it has).
+ONE_CHUNK, BATCHED, STAGES = "vad", "vad_long", "stages"
+PATHS = ("auto", ONE_CHUNK, BATCHED, STAGES)
 
 
 class VoiceActivityDetector:
@@ -170,38 +188,43 @@ class VoiceActivityDetector:
     bundle has it). All give the same numbers; `verify` checks each.
     """
 
-    def __init__(self, bundle: LoadedBundle) -> None:
+    def __init__(self, bundle: LoadedBundle, **params: Any) -> None:
+        """``params`` override the bundle's segmentation defaults (``threshold``,
+        ``min_silence_ms``, ...; see ``VadParams``)."""
         self.spec: VadSpec = bundle.manifest.require_vad(bundle.path)
         self.bundle = bundle
         self.sample_rate = bundle.manifest.sample_rate
         spec = self.spec
         if spec.chunk_samples <= 0 or spec.context_samples < 0 or spec.sub_chunks <= 0:
             raise BundleError(f"invalid vad section {spec}", path=bundle.path)
-        self.step = _Stepper(bundle.component("vad"), spec.window_samples)
-        self.steppers: dict[str, Any] = {"vad": self.step}
-        if "vad_long" in bundle.components:
+        self.step = _Stepper(bundle.of_kind("vad"), spec.window_samples)
+        self.steppers: dict[str, Any] = {ONE_CHUNK: self.step}
+        if bundle.has_kind("vad_batch"):
             width = spec.context_samples + spec.sub_chunks * spec.chunk_samples
-            self.steppers["vad_long"] = _Stepper(bundle.component("vad_long"), width)
-        stages = ("vad_stft", "vad_encoder", "vad_decoder")
-        if all(role in bundle.components for role in stages):
-            stft, encoder, decoder = (bundle.component(role) for role in stages)
-            self.steppers["stages"] = _StageChain(stft, encoder, decoder, spec.window_samples)
-        self.defaults = VadParams.from_defaults(spec.defaults)
+            self.steppers[BATCHED] = _Stepper(bundle.of_kind("vad_batch"), width)
+        stages = ("frontend", "vad_encoder", "vad_decoder")
+        if all(bundle.has_kind(kind) for kind in stages):
+            stft, encoder, decoder = (bundle.of_kind(kind) for kind in stages)
+            self.steppers[STAGES] = _StageChain(stft, encoder, decoder, spec.window_samples)
+        self.defaults = self.params(VadParams.from_defaults(spec.defaults), **params)
 
     @property
     def paths(self) -> list[str]:
         """The component paths this bundle can compute probabilities with."""
         return list(self.steppers)
 
-    def params(self, **overrides: Any) -> VadParams:
-        return replace(self.defaults, **{k: v for k, v in overrides.items() if v is not None})
+    def params(self, base: VadParams | None = None, /, **overrides: Any) -> VadParams:
+        """Segmentation parameters: ``base`` (default: this detector's) with the overrides
+        that are not None."""
+        base = self.defaults if base is None else base
+        return replace(base, **{k: v for k, v in overrides.items() if v is not None})
 
     def probabilities(self, samples: np.ndarray, *, path: str = "auto") -> np.ndarray:
         """Speech probability of every ``chunk_samples`` of ``samples`` (the last chunk
         zero-padded), from a fresh state, the context starting as zeros."""
         audio = _check_audio(samples)
         if path == "auto":
-            path = "vad_long" if "vad_long" in self.steppers else "vad"
+            path = BATCHED if BATCHED in self.steppers else ONE_CHUNK
         if path not in self.steppers:
             raise BundleError(
                 f"no {path!r} components in this bundle (has {self.paths})", path=self.bundle.path
@@ -222,7 +245,20 @@ class VoiceActivityDetector:
             out[k * chunks_per_call : (k + 1) * chunks_per_call] = probs
         return out[:count]
 
-    def segments(self, samples: np.ndarray, params: VadParams | None = None) -> list[SpeechSegment]:
+    def segments(
+        self,
+        audio: AudioInput,
+        params: VadParams | None = None,
+        *,
+        sample_rate: int | None = None,
+    ) -> list[SpeechSegment]:
+        """The speech segments of ``audio``: a file path, or samples at ``sample_rate``
+        (default: the bundle's; other rates are resampled).
+
+        >>> for s in speechport.load("bundles/silero-vad").segments("talk.wav"):
+        ...     print(s.start_seconds, s.end_seconds)
+        """
+        samples, _ = read_input(audio, sample_rate=sample_rate, target_rate=self.sample_rate)
         audio = _check_audio(samples)
         return speech_segments(
             self.probabilities(audio),

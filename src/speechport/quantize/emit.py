@@ -8,7 +8,7 @@ from pathlib import Path
 from speechport.errors import SpeechportError
 from speechport.fsutil import atomic_directory
 from speechport.manifest import MANIFEST_NAME, read_manifest
-from speechport.quantize.sweep import VARIANTS_DIR, write_manifest
+from speechport.quantize.layout import VARIANTS_DIR, write_manifest
 
 
 def emit_variant(

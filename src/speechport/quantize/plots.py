@@ -6,10 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from speechport.tasks import get_task
 from speechport.verify import plots
 
 if TYPE_CHECKING:
-    from speechport.quantize.sweep import QuantizeSummary
+    from speechport.quantize.results import QuantizeSummary
 
 PLOT_DIR = Path("plots")
 
@@ -47,7 +48,7 @@ def draw_sweep_plots(summary: QuantizeSummary, out: Path) -> list[Path]:
 def _pareto(summary: QuantizeSummary, path: Path) -> Path:
     fig, ax = plots.figure(9.0, 5.0)
     front = set(summary.pareto)
-    label = "token agreement" if summary.task != "vad" else "1 - max |Δp|"
+    label = get_task(summary.task).quality_label
     for v in summary.variants:
         q = v.quality()
         if q is None:

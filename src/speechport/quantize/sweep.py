@@ -20,143 +20,35 @@ audio, every variant is still built, sized and run once on silence (it must run)
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
 import shutil
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from speechport.environment import host_info, package_versions
 from speechport.errors import GateError, SpeechportError
-from speechport.eval.metrics import character_error_rate
-from speechport.export.card import render_card
-from speechport.fsutil import atomic_directory, atomic_write_text, path_size
-from speechport.manifest import MANIFEST_NAME, Manifest, is_length, read_manifest
+from speechport.fsutil import atomic_directory, path_size
+from speechport.manifest import Manifest, is_length, read_manifest
 from speechport.progress import Progress
 from speechport.quantize.apply import compress_package
+from speechport.quantize.layout import NOT_COPIED, VARIANTS_DIR, link_tree, write_manifest
+from speechport.quantize.results import (
+    CompressedComponent,
+    QuantizeSummary,
+    VariantResult,
+    pareto_front,
+    rank,
+    write_summary,
+)
 from speechport.quantize.strategies import (
     DEFAULT_WEIGHT_THRESHOLD,
     IOS18,
     Recipe,
     parse_recipes,
 )
+from speechport.tasks import GateLimits, Task, get_task
 
-SUMMARY_FILE = "quantization_summary.json"
-VARIANTS_DIR = "variants"
 ENGINE_BACKEND = "coreml"
-_NOT_COPIED = {MANIFEST_NAME, "README.md", "verify"}  # rewritten for every variant
-
-
-@dataclass
-class ComponentResult:
-    role: str
-    name: str
-    path: str
-    strategy: str | None
-    bytes: int
-    baseline_bytes: int
-    convert_seconds: float = 0.0
-    compressed_tensors: int = 0
-    retargeted: bool = False
-    quality: float | None = None  # 1 - ‖Δ‖/‖ref‖ of the main output, worst file
-    cosine: float | None = None
-    latency_ms: float | None = None  # warm median under the engine
-    note: str | None = None
-
-    @property
-    def ratio(self) -> float:
-        return self.baseline_bytes / self.bytes if self.bytes else 0.0
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "ratio": self.ratio}
-
-
-@dataclass
-class VariantResult:
-    name: str
-    recipe: dict[str, Any]
-    bundle: str
-    components: list[ComponentResult]
-    engine: str = ""
-    passed: bool | None = None  # the gate (None: no audio to score on)
-    failures: list[str] = field(default_factory=list)
-    files: int = 0
-    token_exact_files: int = 0
-    token_agreement: float | None = None
-    cer: float | None = None
-    max_prob_diff: float | None = None
-    segments_equal: bool | None = None
-    rtfx: float | None = None
-
-    @property
-    def bytes(self) -> int:
-        return sum(c.bytes for c in self.components)
-
-    @property
-    def baseline_bytes(self) -> int:
-        return sum(c.baseline_bytes for c in self.components)
-
-    @property
-    def ratio(self) -> float:
-        return self.baseline_bytes / self.bytes if self.bytes else 0.0
-
-    @property
-    def convert_seconds(self) -> float:
-        return sum(c.convert_seconds for c in self.components)
-
-    def quality(self) -> float | None:
-        """The end-to-end figure the ranking and the Pareto front use (higher is better)."""
-        if self.token_agreement is not None:
-            return self.token_agreement
-        if self.max_prob_diff is not None:
-            return 1.0 - self.max_prob_diff
-        return None
-
-    def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        out["components"] = [c.to_dict() for c in self.components]
-        out.update(
-            bytes=self.bytes,
-            baseline_bytes=self.baseline_bytes,
-            ratio=self.ratio,
-            convert_seconds=self.convert_seconds,
-        )
-        return out
-
-
-@dataclass
-class QuantizeSummary:
-    bundle: str
-    task: str
-    reference: str | None
-    audio: list[str]
-    engine: str
-    weight_threshold: int
-    gate: dict[str, float]
-    variants: list[VariantResult]
-    ranking: list[str] = field(default_factory=list)
-    pareto: list[str] = field(default_factory=list)
-    plots: list[str] = field(default_factory=list)
-    emitted: str | None = None
-    host: dict[str, Any] = field(default_factory=dict)
-    versions: dict[str, str] = field(default_factory=dict)
-
-    def variant(self, name: str) -> VariantResult:
-        for v in self.variants:
-            if v.name == name:
-                return v
-        raise SpeechportError(
-            f"no variant {name!r} in this sweep",
-            hint=f"variants: {', '.join(v.name for v in self.variants)}",
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        out["variants"] = [v.to_dict() for v in self.variants]
-        return out
 
 
 def coreml_roles(manifest: Manifest, bundle: Path) -> dict[str, str]:
@@ -193,6 +85,7 @@ def quantize_sweep(
     the summary is written). Returns the summary."""
     bundle, out = Path(bundle), Path(out)
     manifest = read_manifest(bundle)
+    task = get_task(manifest.task)
     roles = coreml_roles(manifest, bundle)
     names = {name: role for role, name in roles.items()}
     recipes = parse_recipes(strategies, roles=list(roles), names=names, only=components)
@@ -211,7 +104,7 @@ def quantize_sweep(
         audio=[str(a) for a in audio],
         engine="",
         weight_threshold=weight_threshold,
-        gate={"max_cer": max_cer} if manifest.task != "vad" else {"max_prob_diff": max_prob_diff},
+        gate=task.gates(GateLimits(max_cer=max_cer, max_prob_diff=max_prob_diff)),
         variants=[],
         host=host_info(),
         versions=package_versions(("coremltools", "numpy", "torch", "onnxruntime")),
@@ -237,7 +130,7 @@ def quantize_sweep(
             _smoke(variant, target)
         summary.engine = summary.engine or variant.engine
         summary.variants.append(variant)
-        progress.note(_progress_line(variant))
+        progress.note(_progress_line(variant, task))
         for c in variant.components:
             if c.note:
                 progress.note(f"{c.name}: {c.note}")
@@ -267,12 +160,6 @@ def quantize_sweep(
     return summary
 
 
-def write_summary(summary: QuantizeSummary, out: Path) -> Path:
-    target = out / SUMMARY_FILE
-    atomic_write_text(target, json.dumps(summary.to_dict(), indent=2, ensure_ascii=False) + "\n")
-    return target
-
-
 def build_variant(
     bundle: Path,
     manifest: Manifest,
@@ -281,14 +168,14 @@ def build_variant(
     *,
     checkpoint: Path | None,
     weight_threshold: int,
-) -> list[ComponentResult]:
+) -> list[CompressedComponent]:
     """Write ``recipe`` applied to ``bundle`` as a complete bundle at ``target``."""
-    results: list[ComponentResult] = []
+    results: list[CompressedComponent] = []
     with atomic_directory(target, overwrite=True) as tmp:
         replaced = {manifest.components[role].files["coreml"].path for role in recipe.per_component}
         for item in bundle.iterdir():
-            if item.name not in _NOT_COPIED and item.name not in replaced:
-                _link_tree(item, tmp / item.name)
+            if item.name not in NOT_COPIED and item.name not in replaced:
+                link_tree(item, tmp / item.name)
         files = {}
         for role, comp in manifest.components.items():
             file = comp.files.get("coreml")
@@ -297,7 +184,7 @@ def build_variant(
             source = bundle / file.path
             chosen = recipe.per_component.get(role)
             size = path_size(source)
-            result = ComponentResult(role, comp.name, file.path, None, size, size)
+            result = CompressedComponent(role, comp.name, file.path, None, size, size)
             if chosen is not None:
                 done = compress_package(
                     source, tmp / file.path, chosen, weight_threshold=weight_threshold
@@ -310,7 +197,7 @@ def build_variant(
                     files[role] = dataclasses.replace(file, compression=chosen.name)
                 else:  # nothing fitted (e.g. no dimension divisible by the block size)
                     shutil.rmtree(tmp / file.path)
-                    _link_tree(source, tmp / file.path)
+                    link_tree(source, tmp / file.path)
                     result.note = f"no tensor fits {chosen.name}; left as it was"
                 result.bytes = path_size(tmp / file.path)
             results.append(result)
@@ -338,19 +225,6 @@ def build_variant(
     return results
 
 
-def write_manifest(
-    manifest: Manifest, directory: Path, *, final: Path, checkpoint: Path | None
-) -> None:
-    """The manifest and model card of a bundle assembled in ``directory`` that will live at
-    ``final``: the checkpoint's relative path is recomputed from there."""
-    if checkpoint is not None:
-        relative = os.path.relpath(checkpoint.resolve(), final.resolve())
-        provenance = {**manifest.provenance, "checkpoint_path": Path(relative).as_posix()}
-        manifest = dataclasses.replace(manifest, provenance=provenance)
-    (directory / MANIFEST_NAME).write_text(manifest.to_json(), encoding="utf-8")
-    (directory / "README.md").write_text(render_card(manifest, directory), encoding="utf-8")
-
-
 def _checkpoint(manifest: Manifest, bundle: Path, reference: Path | None) -> Path | None:
     if reference is not None:
         if not Path(reference).is_file():
@@ -362,20 +236,6 @@ def _checkpoint(manifest: Manifest, bundle: Path, reference: Path | None) -> Pat
     if relative and (bundle / relative).is_file():
         return (bundle / relative).resolve()
     return None
-
-
-def _link_tree(source: Path, target: Path) -> None:
-    """Hard-link ``source`` (a file, or every file under a directory) at ``target``; copy
-    where links are not possible (another filesystem)."""
-    if source.is_dir():
-        target.mkdir()
-        for child in source.iterdir():
-            _link_tree(child, target / child.name)
-        return
-    try:
-        os.link(source, target)
-    except OSError:
-        shutil.copy2(source, target)
 
 
 def _score(
@@ -406,48 +266,22 @@ def _score(
     variant.failures = report.failures()
     variant.files = len(report.files)
     variant.rtfx = report.rtfx.get(ENGINE_BACKEND)
-    if report.task == "vad":
-        variant.max_prob_diff = max(f.details["max_abs_prob_diff"] for f in report.files)
-        variant.segments_equal = all(f.details["segments_equal"] for f in report.files)
-    else:
-        details = [f.details for f in report.files]
-        variant.token_exact_files = sum(bool(d["token_exact"]) for d in details)
-        tokens = sum(d["tokens"] for d in details)
-        variant.token_agreement = (
-            sum(d["token_agreement"] * d["tokens"] for d in details) / tokens
-            if tokens
-            else float(np.mean([d["token_agreement"] for d in details]))
-        )
-        chars = sum(len(d["reference_text"]) for d in details)
-        variant.cer = (
-            sum(
-                character_error_rate(d["reference_text"], d["text"]) * len(d["reference_text"])
-                for d in details
-            )
-            / chars
-            if chars
-            else 0.0
-        )
+    get_task(report.task).score_variant(variant, report)
     by_role = {c.role: c for c in variant.components}
     for entry in report.components:
-        for c in entry["components"]:
-            result = by_role.get(c["role"])
-            stats = _main_output(c["outputs"])
+        for c in entry.components:
+            result = by_role.get(c.role)
+            stats = c.main_output
             if result is None or stats is None:
                 continue
-            quality = 1.0 - float(stats["rel_l2"])
+            quality = 1.0 - float(stats.rel_l2)
             result.quality = quality if result.quality is None else min(result.quality, quality)
-            cosine = float(stats["cosine"])
+            cosine = float(stats.cosine)
             result.cosine = cosine if result.cosine is None else min(result.cosine, cosine)
     latency = report.latency.get(ENGINE_BACKEND, {})
     for result in variant.components:
         if result.name in latency:
-            result.latency_ms = latency[result.name]["median_ms"]
-
-
-def _main_output(outputs: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
-    """The first float output (the component's result; lengths and decisions are integer)."""
-    return next((s for s in outputs.values() if not s["integer"]), None)
+            result.latency_ms = latency[result.name].median_ms
 
 
 def _smoke(variant: VariantResult, bundle: Path) -> None:
@@ -473,54 +307,11 @@ def _smoke(variant: VariantResult, bundle: Path) -> None:
         result.latency_ms = (time.perf_counter() - start) * 1e3
 
 
-def rank(variants: list[VariantResult]) -> list[str]:
-    """Best first: variants that pass the gate, then by end-to-end quality, then CER, then
-    size (the smaller wins a tie)."""
-
-    def key(v: VariantResult) -> tuple[float, float, float, int]:
-        quality = v.quality()
-        return (
-            0.0 if v.passed in (True, None) else 1.0,
-            -(quality if quality is not None else 0.0),
-            v.cer if v.cer is not None else 0.0,
-            v.bytes,
-        )
-
-    return [v.name for v in sorted(variants, key=key)]
-
-
-def pareto_front(variants: list[VariantResult]) -> list[str]:
-    """Variants no other beats on both size (smaller) and end-to-end quality (higher); by
-    size when nothing was scored."""
-    scored = [v for v in variants if v.quality() is not None]
-    if not scored:
-        return [min(variants, key=lambda v: v.bytes).name] if variants else []
-    front = []
-    for v in scored:
-        q = v.quality() or 0.0
-        dominated = any(
-            (o.bytes <= v.bytes and (o.quality() or 0.0) >= q)
-            and (o.bytes < v.bytes or (o.quality() or 0.0) > q)
-            for o in scored
-        )
-        if not dominated:
-            front.append(v.name)
-    return sorted(front, key=lambda n: next(v.bytes for v in scored if v.name == n))
-
-
 def _recipe_text(recipe: Recipe) -> str:
     if recipe.is_baseline:
         return "nothing (the bundle as it is)"
     return ", ".join(f"{role} {s.name}" for role, s in recipe.per_component.items())
 
 
-def _progress_line(v: VariantResult) -> str:
-    text = f"{v.bytes / 1e6:.2f} MB ({v.ratio:.2f}x)"
-    if v.token_agreement is not None:
-        text += (
-            f", token agreement {v.token_agreement:.4f}, CER {v.cer:.4f}, "
-            f"{v.token_exact_files}/{v.files} files token-exact"
-        )
-    if v.max_prob_diff is not None:
-        text += f", max |dp| {v.max_prob_diff:.2e}"
-    return text
+def _progress_line(v: VariantResult, task: Task) -> str:
+    return f"{v.bytes / 1e6:.2f} MB ({v.ratio:.2f}x)" + task.variant_text(v)

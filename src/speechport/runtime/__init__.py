@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from speechport.errors import BackendError
+from speechport.errors import BackendError, BundleError
 from speechport.manifest import FORMATS, read_manifest
 from speechport.runtime.base import Backend, Component, LoadedBundle
 
@@ -37,6 +37,13 @@ def load_bundle(bundle: str | Path, backend: str | Backend = "onnx") -> LoadedBu
     bundle = Path(bundle)
     manifest = read_manifest(bundle)
     engine = make_backend(backend) if isinstance(backend, str) else backend
+    if engine.name in FORMATS and engine.name not in manifest.formats:
+        raise BundleError(
+            f"this bundle has no {engine.name} files; it has: "
+            f"{', '.join(manifest.formats) or 'none'}",
+            path=bundle,
+            hint=f"pick a backend it has files for, or convert with --format {engine.name}",
+        )
     components = {
         role: engine.load(bundle, manifest, role)
         for role, spec in manifest.components.items()

@@ -1,10 +1,11 @@
 """The Backend protocol: an inference engine that turns a manifest component into a callable.
 
 A loaded component is called with its canonical inputs, positionally, as numpy arrays, and
-returns its canonical outputs, positionally. Each role has a fixed calling convention:
+returns its canonical outputs, positionally. Each kind has a fixed calling convention:
 
 - ``encoder(features, length) -> (encoded | log_probs, encoded_len)``
-- ``decoder(token, *state_inputs) -> (dec_out, *state_outputs)`` (state pairs in manifest order)
+- ``decoder_step(token, *state_inputs) -> (dec_out, *state_outputs)`` (state pairs in
+  manifest order)
 - ``joint(enc_t, dec_t) -> (logits,)``
 """
 
@@ -54,6 +55,34 @@ class LoadedBundle:
             return self.components[role]
         except KeyError:
             raise BundleError(f"bundle has no {role!r} component", path=self.path) from None
+
+    def has_kind(self, kind: str) -> bool:
+        """Whether a loaded component is of ``kind`` (see ``manifest.COMPONENT_KINDS``)."""
+        return any(c.spec.kind == kind for c in self.components.values())
+
+    def of_kind(self, kind: str) -> Component:
+        """The loaded component of ``kind``; an error naming what the bundle has otherwise
+        (including components that exist only in another format)."""
+        for component in self.components.values():
+            if component.spec.kind == kind:
+                return component
+        elsewhere = [
+            f"{c.name} ({', '.join(c.files) or 'no files'})"
+            for c in self.manifest.components.values()
+            if c.kind == kind
+        ]
+        if elsewhere:
+            raise BundleError(
+                f"the {kind} component has no {self.backend} file: {', '.join(elsewhere)}",
+                path=self.path,
+                hint=f"run it with a backend it has files for, or convert with "
+                f"--format {self.backend}",
+            )
+        raise BundleError(
+            f"this bundle has no {kind} component (it has "
+            f"{', '.join(sorted(c.spec.kind for c in self.components.values()))})",
+            path=self.path,
+        )
 
 
 @dataclass(frozen=True)

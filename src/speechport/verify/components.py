@@ -14,67 +14,23 @@ one carried in from upstream of it:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
-
 import numpy as np
 
 from speechport.manifest import is_length
 from speechport.pipelines.transcriber import Transcriber, predictor_for
+from speechport.runtime.base import Component
+from speechport.verify.report import TOP_K, ComponentResult
 from speechport.verify.stats import TensorStats, compare, merge, topk_agreement
-
-TOP_K = 5
-
-
-@dataclass
-class ComponentParity:
-    """One component of one backend against the reference, over one audio file."""
-
-    component: str
-    role: str
-    calls: int
-    outputs: dict[str, TensorStats]
-    failures: list[str] = field(default_factory=list)
-    times: list[float] = field(default_factory=list)  # seconds, per compared frame or pair
-    top1: list[bool] = field(default_factory=list)
-    topk: list[float] = field(default_factory=list)
-
-    @property
-    def passed(self) -> bool:
-        return not self.failures
-
-    def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "component": self.component,
-            "role": self.role,
-            "calls": self.calls,
-            "passed": self.passed,
-            "failures": self.failures,
-            "outputs": {k: v.to_dict() for k, v in self.outputs.items()},
-        }
-        if self.times:
-            out["times"] = self.times
-        if self.top1:
-            out["top1_agreement"] = float(np.mean(self.top1))
-            out[f"top{TOP_K}_agreement"] = float(np.mean(self.topk))
-            out["top1"] = self.top1
-            out[f"top{TOP_K}"] = self.topk
-        return out
-
-
-def _time_major(encoder_out: np.ndarray, algorithm: str) -> np.ndarray:
-    """Encoder output as [frames, features]: CTC log-probs are [1, T, V], encodings [1, D, T]."""
-    return encoder_out[0] if algorithm == "ctc_greedy" else encoder_out[0].T
 
 
 def asr_component_parity(
     reference: Transcriber, candidate: Transcriber, audio: np.ndarray
-) -> list[ComponentParity]:
+) -> list[ComponentResult]:
     """Compare every component of ``candidate`` with ``reference`` on ``audio``."""
     decoding = reference.decoding
-    algorithm = decoding.algorithm
-    enc_ref_c = reference.bundle.component("encoder")
-    enc_got_c = candidate.bundle.component("encoder")
+    algorithm = reference.algorithm
+    enc_ref_c = reference.bundle.of_kind("encoder")
+    enc_got_c = candidate.bundle.of_kind("encoder")
     out_names = [t.name for t in enc_ref_c.spec.outputs]
     sr = reference.sample_rate
     enc_stats: list[TensorStats] = []
@@ -104,13 +60,13 @@ def asr_component_parity(
                 f"reference {valid} (window at {window.start / sr:.2f} s, "
                 f"{int(inputs[1].reshape(-1)[0])} feature frames)"
             )
-        ref_tm = _time_major(want[0], algorithm)
-        got_tm = _time_major(got[0], algorithm)
+        ref_tm = algorithm.time_major(want[0])
+        got_tm = algorithm.time_major(got[0])
         enc_stats.append(compare(ref_tm[:valid], got_tm[:valid], frames=True))
         shift = reference.frame_shift(window.end - window.start, valid)
         offset = window.start / sr
         enc_times += [offset + t * shift for t in range(valid)]
-        if algorithm == "ctc_greedy":
+        if not algorithm.transducer:
             for t in range(valid):
                 agree, share = topk_agreement(ref_tm[t], got_tm[t], TOP_K)
                 top1.append(agree)
@@ -122,9 +78,9 @@ def asr_component_parity(
         for name, s in dec_w.items():
             dec.setdefault(name, []).append(s)
         pairs = _joint_pairs(hypothesis.frames, valid)
-        n_durations = len(decoding.durations) if algorithm == "tdt_greedy" else 0
-        joint_ref = reference.bundle.component("joint")
-        joint_got = candidate.bundle.component("joint")
+        n_durations = len(decoding.durations) if algorithm.transducer else 0
+        joint_ref = reference.bundle.of_kind("joint")
+        joint_got = candidate.bundle.of_kind("joint")
         logits_ref, logits_got = [], []
         for t, k in pairs:
             enc_t, dec_k = ref_tm[t][None, :], dec_ref[k][None, :]
@@ -142,25 +98,31 @@ def asr_component_parity(
         context_tokens = [blank, *hypothesis.token_ids]
         extras.decisions(want[0], valid, dec_ref)
         extras.pairs(ref_tm, pairs, dec_ref, context_tokens, states_before)
-    encoder = ComponentParity(
+    encoder = ComponentResult(
         enc_ref_c.spec.name,
-        "encoder",
+        enc_ref_c.spec.role,
+        enc_ref_c.spec.kind,
         len(enc_stats),
         {out_names[0]: merge(enc_stats), out_names[1]: merge(len_stats)},
         failures=length_failures,
         times=enc_times,
     )
-    if algorithm == "ctc_greedy":
+    if not algorithm.transducer:
         encoder.top1, encoder.topk = top1, topk
         return [encoder, *extras.results()]
-    decoder_spec = reference.bundle.component("decoder").spec
-    joint_spec = reference.bundle.component("joint").spec
-    decoder = ComponentParity(
-        decoder_spec.name, "decoder", dec_calls, {k: merge(v) for k, v in dec.items()}
+    decoder_spec = reference.bundle.of_kind("decoder_step").spec
+    joint_spec = reference.bundle.of_kind("joint").spec
+    decoder = ComponentResult(
+        decoder_spec.name,
+        decoder_spec.role,
+        decoder_spec.kind,
+        dec_calls,
+        {k: merge(v) for k, v in dec.items()},
     )
-    joint = ComponentParity(
+    joint = ComponentResult(
         joint_spec.name,
-        "joint",
+        joint_spec.role,
+        joint_spec.kind,
         len(top1),
         {joint_spec.outputs[0].name: merge(joint_stats)},
         times=pair_times,
@@ -176,8 +138,8 @@ def _rollout(
     """Feed blank then ``tokens`` to both decoders, each threading its own state. Returns
     the reference's decoder outputs and states before each step (one per context length)
     and the statistics per output (the decoder output and every state)."""
-    ref_c = reference.bundle.component("decoder")
-    got_c = candidate.bundle.component("decoder")
+    ref_c = reference.bundle.of_kind("decoder_step")
+    got_c = candidate.bundle.of_kind("decoder_step")
     predict_ref, state_ref = predictor_for(ref_c)
     predict_got, state_got = predictor_for(got_c)
     blank = reference.decoding.blank_id
@@ -235,12 +197,13 @@ def _normalized(logits: np.ndarray, n_durations: int) -> np.ndarray:
 
 
 class _Extras:
-    """The components decoding does not call but a bundle ships (a Preprocessor, a fused
-    MelEncoder, decision heads, onnx-asr's decoder+joint), checked on the same inputs as
-    the ones it does: audio windows, the reference's encodings and decoder rollout."""
+    """The components decoding does not call but a bundle ships (a front end, a fused front
+    end and encoder, decision heads, a fused decoder and joint), checked on the same inputs
+    as the ones it does: audio windows, the reference's encodings and decoder rollout.
+    Components are picked by kind; the keys below are roles (one per component)."""
 
-    AUDIO_ROLES = ("preprocessor", "mel_encoder")
-    PAIR_ROLES = ("joint_decision_frame", "decoder_joint")
+    AUDIO_KINDS = ("frontend", "frontend_encoder")
+    PAIR_KINDS = ("joint_decision_frame", "decoder_joint")
 
     def __init__(self, reference: Transcriber, candidate: Transcriber) -> None:
         ref, got = reference.bundle.components, candidate.bundle.components
@@ -249,6 +212,11 @@ class _Extras:
         self.stats: dict[str, dict[str, list[TensorStats]]] = {}
         self.calls: dict[str, int] = {}
         self.failures: dict[str, list[str]] = {}
+
+    def _of_kind(self, kinds: tuple[str, ...]) -> list[tuple[str, Component, Component]]:
+        """(role, reference, candidate) of every shared component whose kind is in
+        ``kinds``."""
+        return [(r, self.ref[r], self.got[r]) for r in self.roles if self.ref[r].spec.kind in kinds]
 
     def _add(self, role: str, inputs: list[np.ndarray], valid_axis: int | None, where: str) -> None:
         """Call both; compare every output (trimmed to the valid frames along
@@ -272,10 +240,8 @@ class _Extras:
             self.stats.setdefault(role, {}).setdefault(name, []).append(stats)
 
     def audio_components(self, samples: np.ndarray, *, where: str) -> None:
-        for role in self.AUDIO_ROLES:
-            if role not in self.roles:
-                continue
-            shape = self.ref[role].spec.inputs[0].shape
+        for role, ref, _ in self._of_kind(self.AUDIO_KINDS):
+            shape = ref.spec.inputs[0].shape
             padded = np.zeros(shape, dtype=np.float32)
             padded.reshape(-1)[: samples.size] = samples
             length = np.array([samples.size], dtype=np.int32)
@@ -283,18 +249,13 @@ class _Extras:
 
     def decisions(self, encoded: np.ndarray, valid: int, dec_ref: list[np.ndarray]) -> None:
         """The whole-window decision head, once per decoder context of the rollout."""
-        if "joint_decision" not in self.roles:
-            return
-        for dec_k in dec_ref:
-            want, got = (
-                c(encoded, dec_k[None, :])
-                for c in (self.ref["joint_decision"], self.got["joint_decision"])
-            )
-            spec = self.ref["joint_decision"].spec
-            self.calls["joint_decision"] = self.calls.get("joint_decision", 0) + 1
-            for t, a, b in zip(spec.outputs, want, got, strict=True):
-                stats = compare(a[0][:valid], b[0][:valid])
-                self.stats.setdefault("joint_decision", {}).setdefault(t.name, []).append(stats)
+        for role, ref, got in self._of_kind(("joint_decision",)):
+            for dec_k in dec_ref:
+                want, have = (c(encoded, dec_k[None, :]) for c in (ref, got))
+                self.calls[role] = self.calls.get(role, 0) + 1
+                for t, a, b in zip(ref.spec.outputs, want, have, strict=True):
+                    stats = compare(a[0][:valid], b[0][:valid])
+                    self.stats.setdefault(role, {}).setdefault(t.name, []).append(stats)
 
     def pairs(
         self,
@@ -305,15 +266,13 @@ class _Extras:
         states_before: list[tuple[np.ndarray, ...]],
     ) -> None:
         """Per-frame heads on every (frame, context) pair decoding visits: the one-frame
-        decision head on (encoding, decoder output); onnx-asr's decoder+joint on (encoding,
-        the context's last token, the state before it)."""
-        for role in self.PAIR_ROLES:
-            if role not in self.roles:
-                continue
-            spec = self.ref[role].spec
+        decision head on (encoding, decoder output); the fused decoder and joint on
+        (encoding, the context's last token, the state before it)."""
+        for role, ref, _ in self._of_kind(self.PAIR_KINDS):
+            spec = ref.spec
             for t, k in pairs:
                 enc_t = encoded_tm[t][None, :]
-                if role == "joint_decision_frame":
+                if spec.kind == "joint_decision_frame":
                     inputs = [enc_t, dec_ref[k][None, :]]
                 else:
                     token = np.array([[context_tokens[k]]], dtype=np.int32)
@@ -322,11 +281,12 @@ class _Extras:
                     break
                 self._add(role, inputs, valid_axis=None, where=f"frame {t}")
 
-    def results(self) -> list[ComponentParity]:
+    def results(self) -> list[ComponentResult]:
         return [
-            ComponentParity(
+            ComponentResult(
                 self.ref[role].spec.name,
                 role,
+                self.ref[role].spec.kind,
                 self.calls[role],
                 {name: merge(v) for name, v in self.stats[role].items()},
                 failures=self.failures.get(role, []),

@@ -7,26 +7,12 @@ Components are timed on the inputs they really received during a run (recorded b
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
-from typing import Any
 
 import numpy as np
 
 from speechport.manifest import ComponentSpec
 from speechport.runtime.base import Component, LoadedBundle
-
-
-@dataclass
-class Latency:
-    """Milliseconds: the first call (it includes any lazy set-up), warm median and p90."""
-
-    first_ms: float
-    median_ms: float
-    p90_ms: float
-    runs: int
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+from speechport.verify.report import Latency
 
 
 class Recorder:

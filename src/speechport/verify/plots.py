@@ -13,6 +13,7 @@ from typing import Any
 
 from speechport.fsutil import atomic_write_bytes
 
+MAX_FILES_PLOTTED = 4  # more lines than this make a plot unreadable; the JSON has them all
 Series = Mapping[str, tuple[Sequence[float], Sequence[float]]]
 
 

@@ -42,6 +42,11 @@ class TensorStats:
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "worst_frame": self.worst_frame}
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TensorStats:
+        """The inverse of ``to_dict`` (derived figures are recomputed, not read)."""
+        return cls(**{k: v for k, v in data.items() if k != "worst_frame"})
+
 
 def compare(reference: np.ndarray, candidate: np.ndarray, *, frames: bool = False) -> TensorStats:
     """Statistics of ``candidate`` against ``reference`` (same shape); with ``frames`` the

@@ -1,0 +1,7 @@
+"""``python -m speechport``: the command line."""
+
+import sys
+
+from speechport.cli import main
+
+sys.exit(main())

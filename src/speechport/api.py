@@ -1,0 +1,255 @@
+"""The Python API: ``load`` a bundle as its task's runtime object; ``convert``, ``verify``
+and ``quantize`` as the CLI does them, with options as frozen dataclasses.
+
+Library calls print nothing unless asked (``verbose=True``, or a ``progress`` callback
+that receives each progress line).
+
+>>> import speechport
+>>> speechport.load("bundles/parakeet").transcribe("talk.wav").text
+>>> speechport.load("bundles/silero-vad").segments("talk.wav")
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from speechport.manifest import read_manifest
+from speechport.progress import Progress
+from speechport.tasks import get_task
+
+if TYPE_CHECKING:
+    from speechport.manifest import Manifest
+    from speechport.quantize.results import QuantizeSummary
+    from speechport.verify.report import ParityReport
+
+ProgressCallback = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class ConvertOptions:
+    """How ``convert`` builds a bundle.
+
+    ``formats``: ``coreml`` and/or ``onnx``; ``precision``: the Core ML compute precision
+    (``fp16`` or ``fp32``; ONNX is fp32); ``window_seconds``: the ASR encoder window
+    (default: the family's); ``tokenizer``: a SentencePiece model where the checkpoint has
+    none (GigaAM e2e variants); ``overwrite``: replace an existing bundle. With
+    ``verify_audio``, the new bundle is verified on those files with ``gate`` before it is
+    kept (a bundle that fails is not written).
+    """
+
+    formats: tuple[str, ...] = ("coreml", "onnx")
+    precision: str = "fp16"
+    window_seconds: float | None = None
+    tokenizer: Path | None = None
+    overwrite: bool = False
+    verify_audio: tuple[Path, ...] = ()
+    gate: VerifyOptions | None = None
+
+
+@dataclass(frozen=True)
+class VerifyOptions:
+    """What ``verify`` compares and how strictly.
+
+    ``backends``: engines to check against the torch reference (``onnx``, ``coreml``);
+    ``reference``: the source checkpoint (default: the one the bundle's provenance names);
+    ``max_cer``: speech recognition passes when tokens are exact or the CER is at most this;
+    ``max_prob_diff``: voice activity passes within this speech-probability difference;
+    ``latency_runs``: warm calls timed per component; ``write``: store the report, plots
+    and model-card tables in the bundle.
+    """
+
+    backends: tuple[str, ...] = ("onnx",)
+    reference: Path | None = None
+    max_cer: float = 0.0
+    max_prob_diff: float = 1e-3
+    latency_runs: int = 20
+    write: bool = True
+
+
+@dataclass(frozen=True)
+class QuantizeOptions:
+    """What ``quantize`` sweeps and how it scores.
+
+    ``strategies``: names from the catalogue, presets or inline recipes such as
+    ``encoder=pal6-kmeans+joint=int8-channel`` (default: every catalogue strategy and
+    preset); ``components``: restrict plain strategies to these components (role or name);
+    ``emit``: copy that variant to ``OUT/NAME`` as a bundle if it passes the gate; the
+    rest as in ``VerifyOptions`` (scoring runs the Core ML engine).
+    """
+
+    strategies: tuple[str, ...] | None = None
+    components: tuple[str, ...] | None = None
+    reference: Path | None = None
+    weight_threshold: int | None = None  # None: coremltools' default (2048 elements)
+    max_cer: float = 0.0
+    max_prob_diff: float = 1e-3
+    latency_runs: int = 5
+    emit: str | None = None
+    overwrite: bool = False
+
+
+def load(
+    bundle: str | Path,
+    backend: str = "onnx",
+    *,
+    checkpoint: str | Path | None = None,
+    **options: Any,
+) -> Any:
+    """Open a bundle as the runtime object of its task.
+
+    Args:
+        bundle: a bundle directory (written by ``convert``).
+        backend: ``onnx`` (ONNX Runtime), ``coreml`` (the Core ML framework on macOS,
+            speechport's Core ML program interpreter elsewhere) or ``torch`` (the fp32
+            reference; needs the source checkpoint).
+        checkpoint: the source checkpoint for ``torch`` (default: the provenance's).
+        options: the task's options: for speech recognition ``overlap``,
+            ``window_seconds``, ``vad`` (a VAD bundle's path or detector); for voice
+            activity the segmentation parameters (``threshold``, ``min_silence_ms``, ...).
+
+    Returns:
+        A ``Transcriber`` for speech recognition (``.transcribe(path_or_array)``), a
+        ``VoiceActivityDetector`` for voice activity (``.segments(...)``, ``.stream()``).
+
+    Example:
+        >>> speechport.load("bundles/v3_e2e_rnnt").transcribe("talk.wav").text
+    """
+    from speechport.runtime import load_bundle, make_backend
+
+    task = get_task(read_manifest(bundle).task)
+    engine_options = {} if checkpoint is None else {"checkpoint": Path(checkpoint)}
+    loaded = load_bundle(bundle, make_backend(backend, **engine_options))
+    return task.open(loaded, **options)
+
+
+def convert(
+    family: str,
+    out: str | Path,
+    checkpoint: str | Path | None = None,
+    options: ConvertOptions = ConvertOptions(),
+    *,
+    verbose: bool = False,
+    progress: ProgressCallback | None = None,
+) -> Manifest:
+    """Convert an upstream checkpoint into a bundle at ``out``; returns its manifest.
+
+    Args:
+        family: ``gigaam``, ``parakeet`` or ``silero-vad`` (``speechport.families``).
+        out: the bundle directory to write (assembled aside, renamed into place at the end).
+        checkpoint: the upstream checkpoint (``None``: the family's default source, e.g. the
+            installed ``silero-vad`` package's weights).
+        options: see ``ConvertOptions``.
+        verbose, progress: print progress to stderr, or pass each line to ``progress``.
+
+    Example:
+        >>> speechport.convert("silero-vad", "bundles/silero-vad")
+    """
+    from speechport.convert import convert as run_convert
+    from speechport.verify.parity import Gate
+
+    gate = None
+    if options.verify_audio:
+        from speechport.audio import collect_audio
+
+        g = options.gate or VerifyOptions()
+        gate = Gate(
+            collect_audio(list(options.verify_audio)),
+            list(g.backends),
+            max_cer=g.max_cer,
+            max_prob_diff=g.max_prob_diff,
+            latency_runs=g.latency_runs,
+        )
+    return run_convert(
+        family,
+        None if checkpoint is None else Path(checkpoint),
+        Path(out),
+        tokenizer=options.tokenizer,
+        formats=options.formats,
+        precision=options.precision,
+        window_seconds=options.window_seconds,
+        overwrite=options.overwrite,
+        gate=gate,
+        progress=_progress(verbose, progress),
+    )
+
+
+def verify(
+    bundle: str | Path,
+    audio: Sequence[str | Path],
+    options: VerifyOptions = VerifyOptions(),
+) -> ParityReport:
+    """Compare a bundle with its torch reference on real audio; returns the typed report
+    (``report.passed``, ``report.files``, ``report.components``, ``report.latency``).
+
+    Args:
+        bundle: the bundle directory.
+        audio: audio files or directories of them.
+        options: see ``VerifyOptions``.
+
+    Example:
+        >>> report = speechport.verify("bundles/v3_e2e_rnnt", ["clips/"])
+        >>> report.passed, [f.cer for f in report.files]
+    """
+    from speechport.audio import collect_audio
+    from speechport.verify.parity import verify_bundle, write_report
+
+    report = verify_bundle(
+        Path(bundle),
+        collect_audio([Path(a) for a in audio]),
+        backends=list(options.backends),
+        checkpoint=options.reference,
+        max_cer=options.max_cer,
+        max_prob_diff=options.max_prob_diff,
+        latency_runs=options.latency_runs,
+    )
+    if options.write:
+        write_report(report, Path(bundle))
+    return report
+
+
+def quantize(
+    bundle: str | Path,
+    out: str | Path,
+    audio: Sequence[str | Path] = (),
+    options: QuantizeOptions = QuantizeOptions(),
+    *,
+    verbose: bool = False,
+    progress: ProgressCallback | None = None,
+) -> QuantizeSummary:
+    """Compress a bundle's Core ML components with every strategy and score each variant
+    against the fp32 reference on ``audio``; returns the summary (also written to
+    ``out/quantization_summary.json`` with its plots).
+
+    Example:
+        >>> summary = speechport.quantize("bundles/v3_e2e_rnnt", "sweep", ["clips/"],
+        ...     speechport.QuantizeOptions(strategies=("int8-channel", "pal6-kmeans")))
+        >>> summary.ranking[0]
+    """
+    from speechport.audio import collect_audio
+    from speechport.quantize.strategies import DEFAULT_WEIGHT_THRESHOLD
+    from speechport.quantize.sweep import quantize_sweep
+
+    threshold = options.weight_threshold
+
+    return quantize_sweep(
+        Path(bundle),
+        Path(out),
+        strategies=",".join(options.strategies) if options.strategies else None,
+        components=list(options.components) if options.components else None,
+        audio=collect_audio([Path(a) for a in audio]) if audio else None,
+        reference=options.reference,
+        weight_threshold=DEFAULT_WEIGHT_THRESHOLD if threshold is None else threshold,
+        max_cer=options.max_cer,
+        max_prob_diff=options.max_prob_diff,
+        latency_runs=options.latency_runs,
+        emit=options.emit,
+        overwrite=options.overwrite,
+        progress=_progress(verbose, progress),
+    )
+
+
+def _progress(verbose: bool, callback: ProgressCallback | None) -> Progress:
+    return Progress(0, quiet=not (verbose or callback), on_line=callback)

@@ -1,0 +1,28 @@
+"""Tasks as plug-ins: the registry that maps a manifest's ``task`` to what runs, verifies,
+reports and scores bundles of that task (see ``tasks/base.py``).
+
+A new task is one module here with a ``Task`` subclass, and one line in ``TASKS``.
+"""
+
+from __future__ import annotations
+
+from speechport.errors import BundleError
+from speechport.tasks.asr import AsrTask
+from speechport.tasks.base import GateLimits, Task
+from speechport.tasks.vad import VadTask
+
+TASKS: dict[str, Task] = {task.name: task for task in (AsrTask(), VadTask())}
+
+
+def get_task(name: str) -> Task:
+    """The plug-in for task ``name``; a clear error naming the known tasks otherwise."""
+    try:
+        return TASKS[name]
+    except KeyError:
+        raise BundleError(
+            f"unknown task {name!r}; this speechport runs: {', '.join(TASKS)}",
+            hint="upgrade speechport, or check the manifest's task",
+        ) from None
+
+
+__all__ = ["TASKS", "GateLimits", "Task", "get_task"]
