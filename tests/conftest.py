@@ -51,7 +51,7 @@ def tokenizer_for(variant: str) -> Path | None:
 
 def convert_gigaam_variants(root: Path, **options: Any) -> dict[str, Path]:
     """Every v3 variant converted into ``root/<variant>`` with ``options`` for convert."""
-    from speechport.convert import convert
+    from speechport.conversion import convert
 
     out = {}
     for variant in VARIANTS:
@@ -76,7 +76,7 @@ def gigaam_bundles(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 @pytest.fixture(scope="session")
 def vad_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Silero VAD from the installed silero-vad package, Core ML and ONNX."""
-    from speechport.convert import convert
+    from speechport.conversion import convert
 
     pytest.importorskip("silero_vad")
     out = tmp_path_factory.mktemp("vad") / "silero"

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-from speechport.convert import convert
+from speechport.conversion import convert
 from speechport.errors import CheckpointError, ExportError, SpeechportError
 from speechport.families.gigaam import GigaAMFamily
 from speechport.families.omegaconf_compat import omegaconf_globals, to_plain

@@ -124,7 +124,7 @@ def test_backend_options_and_errors(gigaam_bundles: dict[str, Path], tmp_path: P
 
 @pytest.fixture(scope="module")
 def vad32_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from speechport.convert import convert
+    from speechport.conversion import convert
 
     pytest.importorskip("silero_vad")
     out = tmp_path_factory.mktemp("vad32") / "silero"
@@ -157,7 +157,7 @@ def test_vad_fp32_coreml_matches_onnx(vad_bundle: Path, vad32_bundle: Path) -> N
 @pytest.fixture(scope="module")
 def vad_fp16_stft_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Silero VAD with its STFT in fp16 too (the family keeps it fp32 by default)."""
-    from speechport.convert import convert
+    from speechport.conversion import convert
     from speechport.families.silero_vad import bundle as silero_bundle
 
     pytest.importorskip("silero_vad")

@@ -316,7 +316,7 @@ def test_frontend_equals_upstream_features() -> None:
 
 
 def test_fp32_core_ml_conversion(tmp_path: Path) -> None:
-    from speechport.convert import convert
+    from speechport.conversion import convert
 
     out = tmp_path / "fp32"
     manifest = convert(

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from speechport.convert import convert
+from speechport.conversion import convert
 from speechport.pipelines.transcriber import Transcriber
 from speechport.pipelines.vad import VoiceActivityDetector
 from speechport.runtime import load_bundle

@@ -29,7 +29,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from speechport.convert import convert
+from speechport.conversion import convert
 from speechport.errors import SpeechportError
 from speechport.pipelines.transcriber import Transcriber, Transcript, WordTiming
 from speechport.pipelines.windowing import Window

@@ -71,7 +71,7 @@ def clip(variant: str, index: int) -> tuple[np.ndarray, dict[str, np.ndarray], d
 @pytest.fixture(scope="module")
 def bundles(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Both fixtures converted to Core ML (fp16) and ONNX, once per module."""
-    from speechport.convert import convert
+    from speechport.conversion import convert
 
     root = tmp_path_factory.mktemp("parakeet")
     out = {}
@@ -412,7 +412,7 @@ def test_verify_checks_every_component(bundles: dict[str, Path]) -> None:
     """``verify`` covers the components decoding does not call too: the Preprocessor and
     the fused MelEncoder on the audio windows, the decision heads and onnx-asr's
     decoder+joint along the reference's rollout; every length is exact."""
-    from speechport.verify.parity import verify_bundle
+    from speechport.parity.run import verify_bundle
 
     audio = NEMO / "audio" / "clip1.wav"
     report = verify_bundle(

@@ -31,7 +31,7 @@ import pytest
 import torch
 from scripts.transducer_loss import rnnt_loss, tdt_loss
 
-from speechport.convert import convert
+from speechport.conversion import convert
 from speechport.pipelines.transcriber import Transcriber, Transcript
 from speechport.runtime import load_bundle
 from tests.conftest import DATA

@@ -14,15 +14,15 @@ from pathlib import Path
 import pytest
 
 from speechport.cli import main
-from speechport.convert import convert
+from speechport.compression import CATALOGUE, parse_recipes, quantize_sweep
+from speechport.compression.results import SUMMARY_FILE, QuantizeSummary
+from speechport.compression.strategies import BASELINE, IOS18
+from speechport.conversion import convert
 from speechport.errors import GateError, SpeechportError
 from speechport.fsutil import path_size
 from speechport.manifest import read_manifest
-from speechport.quantize import CATALOGUE, parse_recipes, quantize_sweep
-from speechport.quantize.results import SUMMARY_FILE, QuantizeSummary
-from speechport.quantize.strategies import BASELINE, IOS18
-from speechport.verify.parity import verify_bundle
-from speechport.verify.report import AsrFileResult
+from speechport.parity.report import AsrFileResult
+from speechport.parity.run import verify_bundle
 from tests.conftest import GIGAAM, checkpoint
 
 AUDIO = sorted((GIGAAM / "audio").glob("clip*.wav"))[:2]  # two clips keep the sweep quick
@@ -200,6 +200,7 @@ def test_recipes() -> None:
         "int8-channel,preprocessor=int8-channel",
         roles=["preprocessor", *roles],
         names={},
+        front_ends=["preprocessor"],
     )
     assert set(with_front_end[1].per_component) == set(roles)  # front ends only when named
     assert set(with_front_end[2].per_component) == {"preprocessor"}

@@ -16,14 +16,14 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from speechport.convert import convert
+from speechport.conversion import convert
 from speechport.errors import AudioError, CheckpointError
 from speechport.export.coreml import package_io
 from speechport.manifest import read_manifest
+from speechport.parity.report import ParityReport, VadFileResult
 from speechport.pipelines.vad import VadParams, VoiceActivityDetector, speech_segments
 from speechport.runtime import load_bundle
 from speechport.runtime.torch_backend import TorchBackend
-from speechport.verify.report import ParityReport, VadFileResult
 
 silero_vad = pytest.importorskip("silero_vad")
 

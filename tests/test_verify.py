@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from speechport.errors import AudioError
-from speechport.verify.components import _joint_pairs, _normalized
-from speechport.verify.report import AsrFileResult, ParityReport
-from speechport.verify.stats import compare, merge, topk_agreement
+from speechport.parity.components import _joint_pairs, _normalized
+from speechport.parity.report import AsrFileResult, ParityReport
+from speechport.parity.stats import compare, merge, topk_agreement
 from tests.conftest import GIGAAM, checkpoint, gigaam_index, tokenizer_for
 
 AUDIO = GIGAAM / "audio"
@@ -134,7 +134,7 @@ def test_verify_reports_latency_host_versions_and_plots(
 def test_ctc_bundle_compares_the_per_frame_distribution(
     gigaam_bundles: dict[str, Path], tmp_path: Path
 ) -> None:
-    from speechport.verify.parity import verify_bundle
+    from speechport.parity.run import verify_bundle
 
     report = verify_bundle(
         gigaam_bundles["v3_ctc"], [AUDIO / "clip1.wav"], backends=["onnx"], latency_runs=1
@@ -151,8 +151,8 @@ def test_a_wrong_length_fails_the_gate_even_with_equal_tokens(
 ) -> None:
     """An encoder whose length is one short still decodes the same tokens on a clip with
     trailing silence: verify fails it on the length, and names the window."""
+    from speechport.parity.run import verify_bundle
     from speechport.runtime.onnx_backend import OnnxComponent
-    from speechport.verify.parity import verify_bundle
 
     original = OnnxComponent.__call__
 

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from speechport.verify.parity import verify_bundle
-from speechport.verify.report import ParityReport
+from speechport.parity.report import ParityReport
+from speechport.parity.run import verify_bundle
 from tests.conftest import GIGAAM, checkpoint, tokenizer_for
 
 # 2800 feature frames (hop 160, n_fft 320, no centring): 2799 is odd and above 2048, so fp16
@@ -38,7 +38,7 @@ def long_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_fp16_length_bug_is_caught(
     long_clip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from speechport.convert import convert
+    from speechport.conversion import convert
     from speechport.export import compat
 
     # Plant the bug: convert without the patch that keeps integer floor division in int32.

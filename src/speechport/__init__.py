@@ -29,6 +29,7 @@ from speechport.api import (
     verify,
 )
 from speechport.errors import SpeechportError
+from speechport.parity.report import ParityReport
 from speechport.pipelines.transcriber import (
     Segment,
     Transcriber,
@@ -36,7 +37,6 @@ from speechport.pipelines.transcriber import (
     WordTiming,
 )
 from speechport.pipelines.vad import SpeechSegment, VoiceActivityDetector
-from speechport.verify.report import ParityReport
 
 __all__ = [
     "ConvertOptions",

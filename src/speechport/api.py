@@ -21,9 +21,9 @@ from speechport.progress import Progress
 from speechport.tasks import get_task
 
 if TYPE_CHECKING:
+    from speechport.compression.results import QuantizeSummary
     from speechport.manifest import Manifest
-    from speechport.quantize.results import QuantizeSummary
-    from speechport.verify.report import ParityReport
+    from speechport.parity.report import ParityReport
 
 ProgressCallback = Callable[[str], None]
 
@@ -147,8 +147,8 @@ def convert(
     Example:
         >>> speechport.convert("silero-vad", "bundles/silero-vad")
     """
-    from speechport.convert import convert as run_convert
-    from speechport.verify.parity import Gate
+    from speechport.conversion import convert as run_convert
+    from speechport.parity.run import Gate
 
     gate = None
     if options.verify_audio:
@@ -194,7 +194,7 @@ def verify(
         >>> report.passed, [f.cer for f in report.files]
     """
     from speechport.audio import collect_audio
-    from speechport.verify.parity import verify_bundle, write_report
+    from speechport.parity.run import verify_bundle, write_report
 
     report = verify_bundle(
         Path(bundle),
@@ -229,8 +229,8 @@ def quantize(
         >>> summary.ranking[0]
     """
     from speechport.audio import collect_audio
-    from speechport.quantize.strategies import DEFAULT_WEIGHT_THRESHOLD
-    from speechport.quantize.sweep import quantize_sweep
+    from speechport.compression.strategies import DEFAULT_WEIGHT_THRESHOLD
+    from speechport.compression.sweep import quantize_sweep
 
     threshold = options.weight_threshold
 

@@ -20,7 +20,7 @@ from speechport.errors import GateError, SpeechportError
 from speechport.families import FAMILIES
 
 if TYPE_CHECKING:
-    from speechport.verify.report import ParityReport
+    from speechport.parity.report import ParityReport
 
 OUTPUTS = ("text", "json", "srt", "vtt")
 
@@ -259,12 +259,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _convert(args: argparse.Namespace) -> int:
-    from speechport.convert import convert
+    from speechport.conversion import convert
 
     gate = None
     if args.verify:
         from speechport.audio import collect_audio
-        from speechport.verify.parity import Gate
+        from speechport.parity.run import Gate
 
         gate = Gate(
             collect_audio(list(args.verify)),
@@ -413,7 +413,7 @@ def _vad(args: argparse.Namespace) -> int:
 
 def _verify(args: argparse.Namespace) -> int:
     from speechport.audio import collect_audio
-    from speechport.verify.parity import verify_bundle, write_report
+    from speechport.parity.run import verify_bundle, write_report
 
     report = verify_bundle(
         args.bundle,
@@ -435,7 +435,7 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def _strategies_epilog() -> str:
-    from speechport.quantize.strategies import CATALOGUE, PRESETS
+    from speechport.compression.strategies import CATALOGUE, PRESETS
 
     lines = ["strategies:"]
     lines += [f"  {name:<16} {s.description}" for name, s in CATALOGUE.items()]
@@ -445,9 +445,9 @@ def _strategies_epilog() -> str:
 
 def _quantize(args: argparse.Namespace) -> int:
     from speechport.audio import collect_audio
+    from speechport.compression import quantize_sweep
+    from speechport.compression.results import SUMMARY_FILE
     from speechport.progress import Progress
-    from speechport.quantize import quantize_sweep
-    from speechport.quantize.results import SUMMARY_FILE
 
     summary = quantize_sweep(
         args.bundle,

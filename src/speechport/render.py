@@ -9,9 +9,9 @@ from typing import TYPE_CHECKING
 from speechport.tasks import get_task
 
 if TYPE_CHECKING:
-    from speechport.quantize.results import QuantizeSummary
-    from speechport.verify.report import ParityReport
-    from speechport.verify.stats import TensorStats
+    from speechport.compression.results import QuantizeSummary
+    from speechport.parity.report import ParityReport
+    from speechport.parity.stats import TensorStats
 
 
 def report_lines(report: ParityReport) -> list[str]:

@@ -118,10 +118,29 @@ def _tdt(
 DECODERS: dict[str, DecodingAlgorithm] = {
     a.name: a
     for a in (
-        DecodingAlgorithm("ctc_greedy", False, True, _ctc, "greedy CTC (collapse, drop blanks)"),
-        DecodingAlgorithm("rnnt_greedy", True, False, _rnnt, "greedy RNN-T"),
         DecodingAlgorithm(
-            "tdt_greedy", True, False, _tdt, "greedy TDT (token and duration per step)"
+            "ctc_greedy",
+            False,
+            True,
+            _ctc,
+            "Greedy CTC: argmax per frame, collapse repeats, drop blanks.",
+        ),
+        DecodingAlgorithm(
+            "rnnt_greedy",
+            True,
+            False,
+            _rnnt,
+            "Greedy RNN-T: start from the blank token with zero state; per encoder frame, "
+            "argmax of the joint; a blank moves to the next frame, any other token is emitted "
+            "and fed to the decoder step (at most max_symbols_per_frame per frame).",
+        ),
+        DecodingAlgorithm(
+            "tdt_greedy",
+            True,
+            False,
+            _tdt,
+            "Greedy TDT: per step the joint gives a token and a duration; the duration "
+            "(at least one frame after a blank) says how many frames to skip.",
         ),
     )
 }

@@ -99,9 +99,9 @@ def bench_decode_loop(
             progress.start(f"reuse {bundle}")
         progress.start("load with onnxruntime")
         loaded_bundle = load_bundle(bundle, "onnx")
-        timers = {role: _Timer() for role in loaded_bundle.components}
+        timers = {c.spec.kind: _Timer() for c in loaded_bundle.components.values()}
         loaded_bundle.components = {
-            role: _Timed(c, timers[role]) for role, c in loaded_bundle.components.items()
+            role: _Timed(c, timers[c.spec.kind]) for role, c in loaded_bundle.components.items()
         }
         transcriber = Transcriber(loaded_bundle)
         audio = synthetic_speech(seconds)
@@ -116,7 +116,7 @@ def bench_decode_loop(
         progress.finish()
     enc = timers["encoder"]
     steps = timers["joint"].calls if "joint" in timers else 0
-    loop_seconds = sum(t.seconds for role, t in timers.items() if role != "encoder")
+    loop_seconds = sum(t.seconds for kind, t in timers.items() if kind != "encoder")
     return {
         "variant": variant,
         "engine": loaded_bundle.engine,
@@ -128,7 +128,7 @@ def bench_decode_loop(
         "encoder_seconds_per_window": round(enc.seconds / max(enc.calls, 1), 3),
         "share_outside_encoder": round(1.0 - enc.seconds / wall, 4),
         "decode_steps": steps,
-        "decoder_calls": timers["decoder"].calls if "decoder" in timers else 0,
+        "decoder_calls": timers["decoder_step"].calls if "decoder_step" in timers else 0,
         "emitted_tokens": len(transcript.token_ids),
         "decode_steps_per_second": round(steps / max(wall - enc.seconds, 1e-9), 1),
         "component_seconds_in_loop": round(loop_seconds, 3),

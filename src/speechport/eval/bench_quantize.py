@@ -29,12 +29,12 @@ def bench_quantize(
     progress: Progress | None = None,
 ) -> dict[str, Any]:
 
+    from speechport.compression import quantize_sweep
+    from speechport.compression.strategies import CATALOGUE
     from speechport.eval.random_models import random_gigaam
     from speechport.export.bundle import write_bundle
     from speechport.families.gigaam.bundle import plan_bundle
     from speechport.fsutil import path_size
-    from speechport.quantize import quantize_sweep
-    from speechport.quantize.strategies import CATALOGUE
 
     progress = progress or Progress(0)
     results: dict[str, Any] = {"variant": variant, "window_seconds": window_seconds}
@@ -58,7 +58,7 @@ def bench_quantize(
         summary = quantize_sweep(bundle, root / "sweep", strategies=strategies, progress=progress)
         rows = []
         for v in summary.variants:
-            encoder = next(c for c in v.components if c.role == "encoder")
+            encoder = next(c for c in v.components if c.kind == "encoder")
             bits = CATALOGUE[encoder.strategy].bits if encoder.strategy in CATALOGUE else None
             rows.append(
                 {

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from speechport.decoding import decoding_algorithm
 from speechport.errors import BundleError
 from speechport.fsutil import human_size, path_size
 from speechport.manifest import (
@@ -17,9 +18,9 @@ from speechport.manifest import (
     TokenizerSpec,
     VadSpec,
 )
+from speechport.parity.report import PARITY_FILE, FileComponents, ParityReport
+from speechport.parity.stats import TensorStats
 from speechport.tasks import get_task
-from speechport.verify.report import PARITY_FILE, FileComponents, ParityReport
-from speechport.verify.stats import TensorStats
 
 FORMAT_TITLES = {"coreml": "Core ML", "onnx": "ONNX"}
 
@@ -187,18 +188,11 @@ def _shape_summary(m: Manifest) -> str:
 
 
 def _decoding_text(d: DecodingSpec, tokenizer: TokenizerSpec) -> str:
-    text = {
-        "rnnt_greedy": (
-            f"Greedy RNN-T: start from token {d.blank_id} (blank) with zero state; per encoder "
-            f"frame, argmax of the joint; a blank moves to the next frame, any other token is "
-            f"emitted and fed to the decoder step (at most {d.max_symbols_per_frame} per frame)."
-        ),
-        "tdt_greedy": (
-            f"Greedy TDT with durations {list(d.durations)}, at most "
-            f"{d.max_symbols_per_frame} symbols per frame."
-        ),
-        "ctc_greedy": "Greedy CTC: argmax per frame, collapse repeats, drop blanks.",
-    }[d.algorithm]
+    algorithm = decoding_algorithm(d.algorithm)
+    numbers = f" Blank id {d.blank_id}; at most {d.max_symbols_per_frame} symbols per frame"
+    if d.durations:
+        numbers += f"; durations {list(d.durations)}"
+    text = algorithm.description + numbers + "."
     timing = (
         f"Timestamps: encoder frame t starts at t × {d.frame_duration:g} s"
         if d.timestamps == "nominal"
@@ -206,7 +200,7 @@ def _decoding_text(d: DecodingSpec, tokenizer: TokenizerSpec) -> str:
         f"encoded_len (≈ t × {d.frame_duration:g} s)"
     )
     return (
-        f"{text} Blank id {d.blank_id}; {d.vocab_size} tokens in "
+        f"{text} {d.vocab_size} tokens in "
         f"`{tokenizer.tokens_file}` ({tokenizer.kind}). {timing}, plus the window offset."
     )
 

@@ -10,9 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from speechport.pipelines.transcriber import Transcriber
-from speechport.tasks.base import GateLimits, Task
-from speechport.verify.report import (
+from speechport.parity.report import (
     TOP_K,
     AsrFileResult,
     Divergence,
@@ -20,12 +18,14 @@ from speechport.verify.report import (
     FileResult,
     ParityReport,
 )
+from speechport.pipelines.transcriber import Transcriber
+from speechport.tasks.base import GateLimits, Task
 
 if TYPE_CHECKING:
+    from speechport.compression.results import VariantResult
+    from speechport.parity.run import VerifyRun
     from speechport.pipelines.transcriber import TokenTiming
-    from speechport.quantize.results import VariantResult
     from speechport.runtime.base import LoadedBundle
-    from speechport.verify.parity import VerifyRun
 
 
 class AsrTask(Task):
@@ -54,7 +54,7 @@ class AsrTask(Task):
 
     def verify_file(self, run: VerifyRun, audio: np.ndarray, path: str) -> None:
         from speechport.eval.metrics import character_error_rate, token_agreement
-        from speechport.verify.components import asr_component_parity
+        from speechport.parity.components import asr_component_parity
 
         max_cer = run.limits.max_cer
         ref_tr = Transcriber(run.reference)
@@ -117,7 +117,7 @@ class AsrTask(Task):
         return [*lines, *component_table(report.components)]
 
     def draw_plots(self, report: ParityReport, out: Path) -> list[Path]:
-        from speechport.verify import plots
+        from speechport.parity import plots
 
         l2: dict[str, tuple[list[float], list[float]]] = {}
         topk: dict[str, tuple[list[float], list[float]]] = {}

@@ -22,12 +22,12 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from speechport.manifest import Manifest, require_sections
-from speechport.verify.report import FileResult, ParityReport
+from speechport.parity.report import FileResult, ParityReport
 
 if TYPE_CHECKING:
-    from speechport.quantize.results import VariantResult
+    from speechport.compression.results import VariantResult
+    from speechport.parity.run import VerifyRun
     from speechport.runtime.base import LoadedBundle
-    from speechport.verify.parity import VerifyRun
 
 
 @dataclass(frozen=True)

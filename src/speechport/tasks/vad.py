@@ -10,15 +10,15 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from speechport.parity.report import FileResult, ParityReport, VadFileResult, VadFormResult
 from speechport.pipelines.vad import ONE_CHUNK, VoiceActivityDetector, speech_segments
 from speechport.tasks.base import GateLimits, Task
-from speechport.verify.report import FileResult, ParityReport, VadFileResult, VadFormResult
 
 if TYPE_CHECKING:
+    from speechport.compression.results import VariantResult
+    from speechport.parity.run import VerifyRun
     from speechport.pipelines.vad import SpeechSegment
-    from speechport.quantize.results import VariantResult
     from speechport.runtime.base import LoadedBundle
-    from speechport.verify.parity import VerifyRun
 
 
 class VadTask(Task):
@@ -120,7 +120,7 @@ class VadTask(Task):
         return lines
 
     def draw_plots(self, report: ParityReport, out: Path) -> list[Path]:
-        from speechport.verify import plots
+        from speechport.parity import plots
 
         series = {}
         for f in report.files[: plots.MAX_FILES_PLOTTED * max(len(report.engines), 1)]:

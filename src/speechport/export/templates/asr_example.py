@@ -191,7 +191,7 @@ def decode_window(
         labels = out[0, :length].argmax(axis=-1)
         keep = (labels != blank) & np.concatenate([[True], labels[1:] != labels[:-1]])
         return [int(k) for k in labels[keep]]
-    decoder, joint = parts["decoder"], parts["joint"]
+    decoder, joint = parts["decoder_step"], parts["joint"]
     shapes = {t["name"]: t["shape"] for t in decoder.spec["inputs"]}
     state = [np.zeros(shapes[pair["input"]], dtype=np.float32) for pair in decoder.spec["state"]]
     durations = dec["durations"]
@@ -238,10 +238,10 @@ def main() -> None:
     parser.add_argument("--backend", choices=["onnx", "coreml"], default=DEFAULT_BACKEND)
     args = parser.parse_args()
     manifest = json.loads((HERE / "speechport.json").read_text("utf-8"))
-    parts = {  # the roles the decoding below uses (a bundle may hold fused variants too)
-        role: Component(spec, args.backend)
-        for role, spec in manifest["components"].items()
-        if role in ("encoder", "decoder", "joint")
+    parts = {  # the kinds the decoding below uses (a bundle may hold fused variants too)
+        spec["kind"]: Component(spec, args.backend)
+        for spec in manifest["components"].values()
+        if spec["kind"] in ("encoder", "decoder_step", "joint")
     }
     samples = read_wav(args.audio, manifest["sample_rate"])
     size = manifest["window"]["samples"]

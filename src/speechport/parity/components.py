@@ -17,10 +17,10 @@ from __future__ import annotations
 import numpy as np
 
 from speechport.manifest import is_length
+from speechport.parity.report import TOP_K, ComponentResult
+from speechport.parity.stats import TensorStats, compare, merge, topk_agreement
 from speechport.pipelines.transcriber import Transcriber, predictor_for
 from speechport.runtime.base import Component
-from speechport.verify.report import TOP_K, ComponentResult
-from speechport.verify.stats import TensorStats, compare, merge, topk_agreement
 
 
 def asr_component_parity(

@@ -5,10 +5,10 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from speechport.compression.layout import VARIANTS_DIR, write_manifest
 from speechport.errors import SpeechportError
 from speechport.fsutil import atomic_directory
 from speechport.manifest import MANIFEST_NAME, read_manifest
-from speechport.quantize.layout import VARIANTS_DIR, write_manifest
 
 
 def emit_variant(

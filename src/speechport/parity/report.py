@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from speechport.errors import BundleError
-from speechport.verify.stats import TensorStats
+from speechport.parity.stats import TensorStats
 
 REPORT_SCHEMA_VERSION = 1
 PARITY_FILE = Path("verify") / "parity.json"

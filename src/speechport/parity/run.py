@@ -4,7 +4,7 @@ For speech recognition, per file and backend:
 
 - end to end: token-exact flag, character error rate and the first divergence (time,
   expected and got);
-- per component (``verify/components.py``): max abs, max rel, mean abs, cosine and L2 per
+- per component (``parity/components.py``): max abs, max rel, mean abs, cosine and L2 per
   frame over time, on the reference's inputs; integer outputs (lengths) must be exact;
 - latency per component (first call, warm median and p90) and end-to-end RTFx.
 
@@ -25,12 +25,12 @@ from pathlib import Path
 from speechport.audio import load_audio
 from speechport.environment import host_info, package_versions
 from speechport.errors import GateError, SpeechportError
+from speechport.parity.latency import Recorder, measure, record
+from speechport.parity.report import PARITY_FILE, Latency, ParityReport
 from speechport.progress import Progress
 from speechport.runtime import load_bundle, make_backend
 from speechport.runtime.base import LoadedBundle
 from speechport.tasks import GateLimits, get_task
-from speechport.verify.latency import Recorder, measure, record
-from speechport.verify.report import PARITY_FILE, Latency, ParityReport
 
 REFERENCE = "torch"
 _VERSIONS = ("numpy", "onnxruntime", "coremltools", "torch", "onnx")
@@ -127,7 +127,7 @@ def write_report(report: ParityReport, bundle: Path) -> Path:
 def draw_plots(report: ParityReport, bundle: Path) -> list[Path]:
     """The task's plots and the latency bars, into the bundle's ``verify/`` folder (none
     without matplotlib)."""
-    from speechport.verify import plots
+    from speechport.parity import plots
 
     if not plots.available():
         return []

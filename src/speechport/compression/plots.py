@@ -6,11 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from speechport.parity import plots
 from speechport.tasks import get_task
-from speechport.verify import plots
 
 if TYPE_CHECKING:
-    from speechport.quantize.results import QuantizeSummary
+    from speechport.compression.results import QuantizeSummary
 
 PLOT_DIR = Path("plots")
 

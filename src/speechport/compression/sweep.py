@@ -25,14 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
-from speechport.environment import host_info, package_versions
-from speechport.errors import GateError, SpeechportError
-from speechport.fsutil import atomic_directory, path_size
-from speechport.manifest import Manifest, is_length, read_manifest
-from speechport.progress import Progress
-from speechport.quantize.apply import compress_package
-from speechport.quantize.layout import NOT_COPIED, VARIANTS_DIR, link_tree, write_manifest
-from speechport.quantize.results import (
+from speechport.compression.apply import compress_package
+from speechport.compression.layout import NOT_COPIED, VARIANTS_DIR, link_tree, write_manifest
+from speechport.compression.results import (
     CompressedComponent,
     QuantizeSummary,
     VariantResult,
@@ -40,12 +35,18 @@ from speechport.quantize.results import (
     rank,
     write_summary,
 )
-from speechport.quantize.strategies import (
+from speechport.compression.strategies import (
     DEFAULT_WEIGHT_THRESHOLD,
+    FRONT_END_KINDS,
     IOS18,
     Recipe,
     parse_recipes,
 )
+from speechport.environment import host_info, package_versions
+from speechport.errors import GateError, SpeechportError
+from speechport.fsutil import atomic_directory, path_size
+from speechport.manifest import Manifest, is_length, read_manifest
+from speechport.progress import Progress
 from speechport.tasks import GateLimits, Task, get_task
 
 ENGINE_BACKEND = "coreml"
@@ -88,7 +89,10 @@ def quantize_sweep(
     task = get_task(manifest.task)
     roles = coreml_roles(manifest, bundle)
     names = {name: role for role, name in roles.items()}
-    recipes = parse_recipes(strategies, roles=list(roles), names=names, only=components)
+    front_ends = [r for r in roles if manifest.components[r].kind in FRONT_END_KINDS]
+    recipes = parse_recipes(
+        strategies, roles=list(roles), names=names, only=components, front_ends=front_ends
+    )
     if emit is not None and emit not in {r.name for r in recipes}:
         raise SpeechportError(
             f"--emit {emit!r} is not one of the variants this sweep builds",
@@ -137,7 +141,7 @@ def quantize_sweep(
     summary.ranking = rank(summary.variants)
     summary.pareto = pareto_front(summary.variants)
     progress.start("summary and plots")
-    from speechport.quantize.plots import draw_sweep_plots
+    from speechport.compression.plots import draw_sweep_plots
 
     summary.plots = [p.relative_to(out).as_posix() for p in draw_sweep_plots(summary, out)]
     write_summary(summary, out)
@@ -151,7 +155,7 @@ def quantize_sweep(
                 hint="choose a variant that passes (see the ranking), or loosen the gate "
                 "(--max-cer) if that loss is acceptable",
             )
-        from speechport.quantize.emit import emit_variant
+        from speechport.compression.emit import emit_variant
 
         progress.start(f"emit {emit} as a bundle")
         summary.emitted = str(emit_variant(out, emit, overwrite=overwrite))
@@ -184,7 +188,7 @@ def build_variant(
             source = bundle / file.path
             chosen = recipe.per_component.get(role)
             size = path_size(source)
-            result = CompressedComponent(role, comp.name, file.path, None, size, size)
+            result = CompressedComponent(role, comp.kind, comp.name, file.path, None, size, size)
             if chosen is not None:
                 done = compress_package(
                     source, tmp / file.path, chosen, weight_threshold=weight_threshold
@@ -247,7 +251,7 @@ def _score(
     max_prob_diff: float,
     latency_runs: int,
 ) -> None:
-    from speechport.verify.parity import verify_bundle, write_report
+    from speechport.parity.run import verify_bundle, write_report
 
     report = verify_bundle(
         bundle,

@@ -122,15 +122,16 @@ CATALOGUE: dict[str, Strategy] = {
     )
 }
 
-# Named mixed recipes. Seed 001 shipped encoder and joint palettized to 8 bits, the decoder
-# (an LSTM step, latency-bound and small) in fp16.
+# Named mixed recipes. mixed-pal8: encoder and joint palettized to 8 bits, the decoder (an
+# LSTM step, latency-bound and small) in fp16, as shipped Core ML keyword spotters do.
 PRESETS: dict[str, str] = {"mixed-pal8": "encoder=pal8-kmeans+joint=pal8-kmeans"}
 
 BASELINE = "baseline"
-# Front ends whose few weights are the signal processing itself (a mel filterbank, an STFT
-# basis): compressing them saves nothing worth having and changes every feature (int8 costs
-# the tiny Parakeet Preprocessor 7 % of its output's L2). Compressed only when named.
-FRONT_END_ROLES = frozenset({"preprocessor", "vad_stft"})
+# Components of these kinds are front ends whose few weights are the signal processing itself
+# (a mel filterbank, an STFT basis): compressing them saves nothing worth having and changes
+# every feature (int8 costs the tiny Parakeet Preprocessor 7 % of its output's L2). They are
+# compressed only when named.
+FRONT_END_KINDS = frozenset({"frontend"})
 
 
 @dataclass(frozen=True)
@@ -172,13 +173,15 @@ def parse_recipes(
     roles: Sequence[str],
     names: dict[str, str],
     only: Iterable[str] | None = None,
+    front_ends: Iterable[str] = (),
 ) -> list[Recipe]:
     """The recipes of ``--strategies`` for a bundle whose Core ML components have ``roles``
     (``names`` maps a component name to its role). A plain strategy applies to every
-    component in ``only`` (default: all but the front ends, ``FRONT_END_ROLES``). The
-    baseline (the bundle as it is) comes first."""
+    component in ``only`` (default: all but the ``front_ends``, the roles of components of
+    a kind in ``FRONT_END_KINDS``). The baseline (the bundle as it is) comes first."""
+    skipped = set(front_ends)
     selected = (
-        [r for r in roles if r not in FRONT_END_ROLES]
+        [r for r in roles if r not in skipped]
         if only is None
         else [_role(c, roles, names) for c in only]
     )

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from speechport.compression.strategies import IOS18, Strategy
 from speechport.errors import SpeechportError
-from speechport.quantize.strategies import IOS18, Strategy
 
 _SPEC_VERSION = {IOS18: 9}  # Core ML specification version of each deployment target
 

@@ -17,6 +17,7 @@ SUMMARY_FILE = "quantization_summary.json"
 @dataclass
 class CompressedComponent:
     role: str
+    kind: str
     name: str
     path: str
     strategy: str | None

@@ -13,8 +13,8 @@ from speechport.manifest import Manifest
 from speechport.progress import Progress
 
 if TYPE_CHECKING:
-    from speechport.verify.parity import Gate
-    from speechport.verify.report import ParityReport
+    from speechport.parity.report import ParityReport
+    from speechport.parity.run import Gate
 
 MAX_WINDOW_SECONDS = 3600.0
 
@@ -54,7 +54,7 @@ def convert(
     progress.total = 2 + exports + (gate is not None)
     check = None
     if gate is not None:
-        from speechport.verify.parity import gate_check
+        from speechport.parity.run import gate_check
 
         check = gate_check(gate, Path(out), on_report=on_report, progress=progress)
     manifest = write_bundle(

@@ -11,8 +11,8 @@ import time
 import numpy as np
 
 from speechport.manifest import ComponentSpec
+from speechport.parity.report import Latency
 from speechport.runtime.base import Component, LoadedBundle
-from speechport.verify.report import Latency
 
 
 class Recorder:
