@@ -52,8 +52,9 @@ def _integer_floor_division() -> Iterator[None]:
 
     coremltools 9 converts every ``aten::div`` by casting both operands to fp32; in an fp16
     program that cast becomes fp16, which cannot hold every integer above 2048, so a length
-    like 2052 // 2 comes out as 514 instead of 513 (the off-by-one ``encoded_len`` that shipped fp16 GigaAM ports have).
-    MIL's ``floor_div`` takes int32 operands, so integer floor division is converted as that.
+    like 2052 // 2 comes out as 514 instead of 513 (the off-by-one ``encoded_len`` of fp16
+    GigaAM ports made without this). MIL's ``floor_div`` takes int32 operands, so integer
+    floor division is converted as that.
     """
     from coremltools.converters.mil import Builder as mb  # noqa: N813 (coremltools idiom)
     from coremltools.converters.mil.frontend.torch.ops import _get_inputs
