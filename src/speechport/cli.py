@@ -617,7 +617,7 @@ def _info(args: argparse.Namespace) -> int:
 def _bench(args: argparse.Namespace) -> int:
     result: dict[str, Any]
     if args.bench == "convert-parakeet":
-        from speechport.eval.bench_parakeet import bench_convert_parakeet
+        from speechport.bench.convert_parakeet import bench_convert_parakeet
         from speechport.export.bundle import parse_formats
 
         result = bench_convert_parakeet(
@@ -626,14 +626,14 @@ def _bench(args: argparse.Namespace) -> int:
             work_dir=args.work_dir,
         )
     elif args.bench == "coreml-encoder":
-        from speechport.eval.bench_coreml import bench_coreml_encoder
+        from speechport.bench.coreml_encoder import bench_coreml_encoder
 
         precisions = ("fp16", "fp32") if args.precision == "both" else (args.precision,)
         result = bench_coreml_encoder(
             args.variant, precisions=precisions, runs=args.runs, work_dir=args.work_dir
         )
     elif args.bench == "quantize":
-        from speechport.eval.bench_quantize import bench_quantize, table
+        from speechport.bench.quantize import bench_quantize, table
 
         result = bench_quantize(
             args.variant,
@@ -645,7 +645,7 @@ def _bench(args: argparse.Namespace) -> int:
             print("\n".join(table(result)))
             return 0
     else:
-        from speechport.eval.bench import bench_decode_loop
+        from speechport.bench.decode_loop import bench_decode_loop
 
         result = bench_decode_loop(args.variant, seconds=args.seconds, work_dir=args.work_dir)
     if args.json:

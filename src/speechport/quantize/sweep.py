@@ -31,10 +31,10 @@ import numpy as np
 
 from speechport.environment import host_info, package_versions
 from speechport.errors import GateError, SpeechportError
-from speechport.eval.metrics import character_error_rate
 from speechport.export.card import render_card
 from speechport.fsutil import atomic_directory, atomic_write_text, path_size
 from speechport.manifest import MANIFEST_NAME, Manifest, is_length, read_manifest
+from speechport.metrics import character_error_rate
 from speechport.progress import Progress
 from speechport.quantize.apply import compress_package
 from speechport.quantize.strategies import (

@@ -29,7 +29,7 @@ import numpy as np
 from speechport.audio import load_audio
 from speechport.environment import host_info, package_versions
 from speechport.errors import GateError, SpeechportError
-from speechport.eval.metrics import character_error_rate, edit_distance
+from speechport.metrics import character_error_rate, edit_distance
 from speechport.progress import Progress
 from speechport.runtime import load_bundle, make_backend
 from speechport.runtime.base import LoadedBundle
