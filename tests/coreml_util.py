@@ -51,7 +51,7 @@ def flag(value: bool) -> np.ndarray:
 
 def save_mil_program(program: Any, path: Path, *, target: Any = None, fp16: bool = False) -> Path:
     """Convert a ``mb.program`` to an ML Program package at ``path``."""
-    from speechport.export.compat import quiet_coremltools
+    from speechport.coreml.quiet import quiet_coremltools
 
     quiet_coremltools()
     import coremltools as ct
@@ -73,7 +73,8 @@ def save_torch_module(
     """Trace a torch module and convert it as speechport's exporter does (iOS 17, fp32 I/O)."""
     import torch
 
-    from speechport.export.compat import coreml_conversion_patches, quiet_coremltools
+    from speechport.coreml.quiet import quiet_coremltools
+    from speechport.export.compat import coreml_conversion_patches
 
     quiet_coremltools()
     import coremltools as ct

@@ -27,9 +27,7 @@ def test_round_trip(gigaam_bundles: dict[str, Path]) -> None:
 @pytest.mark.parametrize(
     ("edit", "message"),
     [
-        (lambda d: d.pop("decoding"), "missing field.*decoding"),
         (lambda d: d.update(schema_version=99), "newer than this speechport reads"),
-        (lambda d: d.update(task="translate"), "unknown task 'translate'"),
         (lambda d: d["decoding"].update(algorithm="beam"), "unknown decoding algorithm 'beam'"),
         (
             lambda d: d["components"]["joint"]["inputs"][0].update(dtype="complex64"),
@@ -55,6 +53,28 @@ def test_invalid_manifests_name_the_problem(
     (tmp_path / MANIFEST_NAME).write_text(json.dumps(data), encoding="utf-8")
     with pytest.raises(BundleError, match=message) as err:
         read_manifest(tmp_path)
+    assert str(tmp_path / MANIFEST_NAME) in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda d: d.pop("decoding"), "asr manifest: missing field.*decoding"),
+        (lambda d: d.update(task="translate"), "unknown task 'translate'; this speechport runs"),
+    ],
+)
+def test_what_a_task_needs_is_checked_when_a_bundle_is_opened(
+    gigaam_bundles: dict[str, Path], tmp_path: Path, edit: Any, message: str
+) -> None:
+    """The manifest is plain data; its task's plug-in says what the task needs, and
+    ``speechport.load`` (and every command) refuses a bundle that lacks it."""
+    import speechport
+
+    data = _manifest_dict(gigaam_bundles)
+    edit(data)
+    (tmp_path / MANIFEST_NAME).write_text(json.dumps(data), encoding="utf-8")
+    with pytest.raises(BundleError, match=message) as err:
+        speechport.load(tmp_path)
     assert str(tmp_path / MANIFEST_NAME) in str(err.value)
 
 

@@ -37,6 +37,7 @@ from speechport.pipelines.transcriber import (
     WordTiming,
 )
 from speechport.pipelines.vad import SpeechSegment, VoiceActivityDetector
+from speechport.version import __version__
 
 __all__ = [
     "ConvertOptions",

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from speechport.manifest import read_manifest
 from speechport.progress import Progress
-from speechport.tasks import get_task
+from speechport.tasks import task_for
 
 if TYPE_CHECKING:
     from speechport.compression.results import QuantizeSummary
@@ -119,7 +119,7 @@ def load(
     """
     from speechport.runtime import load_bundle, make_backend
 
-    task = get_task(read_manifest(bundle).task)
+    task = task_for(read_manifest(bundle), bundle)
     engine_options = {} if checkpoint is None else {"checkpoint": Path(checkpoint)}
     loaded = load_bundle(bundle, make_backend(backend, **engine_options))
     return task.open(loaded, **options)

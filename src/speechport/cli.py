@@ -15,9 +15,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from speechport import __version__
 from speechport.errors import GateError, SpeechportError
 from speechport.families import FAMILIES
+from speechport.version import __version__
 
 if TYPE_CHECKING:
     from speechport.parity.report import ParityReport
@@ -486,11 +486,11 @@ def _open(
     another task is refused before anything is loaded, naming both."""
     from speechport.api import load
     from speechport.manifest import read_manifest
-    from speechport.tasks import get_task
+    from speechport.tasks import get_task, task_for
 
     manifest = read_manifest(bundle)
     wanted = get_task(task_name)
-    if get_task(manifest.task) is not wanted:
+    if task_for(manifest, bundle) is not wanted:
         raise manifest.wrong_task(wanted.title, bundle)
     reference = checkpoint if backend == "torch" else None
     return load(bundle, backend, checkpoint=reference, **options)
@@ -550,7 +550,7 @@ def _info(args: argparse.Namespace) -> int:
 def _bench(args: argparse.Namespace) -> int:
     result: dict[str, Any]
     if args.bench == "convert-parakeet":
-        from speechport.eval.bench_parakeet import bench_convert_parakeet
+        from speechport.bench.convert_parakeet import bench_convert_parakeet
         from speechport.export.bundle import parse_formats
 
         result = bench_convert_parakeet(
@@ -559,14 +559,14 @@ def _bench(args: argparse.Namespace) -> int:
             work_dir=args.work_dir,
         )
     elif args.bench == "coreml-encoder":
-        from speechport.eval.bench_coreml import bench_coreml_encoder
+        from speechport.bench.coreml_encoder import bench_coreml_encoder
 
         precisions = ("fp16", "fp32") if args.precision == "both" else (args.precision,)
         result = bench_coreml_encoder(
             args.variant, precisions=precisions, runs=args.runs, work_dir=args.work_dir
         )
     elif args.bench == "quantize":
-        from speechport.eval.bench_quantize import bench_quantize, table
+        from speechport.bench.quantize import bench_quantize, table
 
         result = bench_quantize(
             args.variant,
@@ -578,7 +578,7 @@ def _bench(args: argparse.Namespace) -> int:
             print("\n".join(table(result)))
             return 0
     else:
-        from speechport.eval.bench import bench_decode_loop
+        from speechport.bench.decode_loop import bench_decode_loop
 
         result = bench_decode_loop(args.variant, seconds=args.seconds, work_dir=args.work_dir)
     if args.json:

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from importlib import metadata
 from typing import Any
 
-from speechport import __version__
+from speechport.version import __version__
 
 
 def package_versions(packages: Iterable[str]) -> dict[str, str]:

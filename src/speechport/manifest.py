@@ -416,10 +416,6 @@ class Manifest:
             provenance=dict(data["provenance"]),
             extras=dict(data.get("extras", {})),
         )
-        # The task registry says which tasks this speechport runs and what each needs.
-        from speechport.tasks import get_task
-
-        get_task(manifest.task).check_manifest(manifest)
         return manifest
 
 

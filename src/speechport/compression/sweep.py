@@ -47,7 +47,7 @@ from speechport.errors import GateError, SpeechportError
 from speechport.fsutil import atomic_directory, path_size
 from speechport.manifest import Manifest, is_length, read_manifest
 from speechport.progress import Progress
-from speechport.tasks import GateLimits, Task, get_task
+from speechport.tasks import GateLimits, Task, get_task, task_for
 
 ENGINE_BACKEND = "coreml"
 
@@ -86,7 +86,7 @@ def quantize_sweep(
     the summary is written). Returns the summary."""
     bundle, out = Path(bundle), Path(out)
     manifest = read_manifest(bundle)
-    task = get_task(manifest.task)
+    task = task_for(manifest, bundle)
     roles = coreml_roles(manifest, bundle)
     names = {name: role for role, name in roles.items()}
     front_ends = [r for r in roles if manifest.components[r].kind in FRONT_END_KINDS]

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from speechport.coreml.quiet import quiet_coremltools
 from speechport.coreml.values import BlobFiles, TensorType, decode_value, tensor_type
 from speechport.errors import BackendError
 
@@ -95,8 +96,6 @@ class Program:
 
 def load_program(path: str | Path) -> Program:
     """Read an ``.mlpackage`` (or a bare ``.mlmodel`` ML Program with its weights beside it)."""
-    from speechport.export.compat import quiet_coremltools
-
     quiet_coremltools()
     path = Path(path)
     if not path.exists():

@@ -13,7 +13,6 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from speechport import __version__
 from speechport.environment import package_versions
 from speechport.errors import ExportError
 from speechport.families.base import BundlePlan, LoadedCheckpoint
@@ -21,6 +20,7 @@ from speechport.fsutil import atomic_directory
 from speechport.manifest import FORMATS, MANIFEST_NAME, ComponentFile, ComponentSpec, Manifest
 from speechport.progress import Progress
 from speechport.tasks import get_task
+from speechport.version import __version__
 
 EXAMPLE_SCRIPTS = {"coreml": "example_infer.py", "onnx": "example_infer_onnx.py"}
 

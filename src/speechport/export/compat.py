@@ -7,7 +7,6 @@ conversion (a context manager), so importing speechport changes nothing globally
 from __future__ import annotations
 
 import io
-import logging
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager, redirect_stderr
@@ -15,11 +14,9 @@ from typing import Any
 
 import numpy as np
 
+from speechport.coreml.quiet import quiet_coremltools  # re-exported: it moved to the runtime side
 
-def quiet_coremltools() -> None:
-    """coremltools logs at import that its native predictor is missing (always true off
-    macOS) and that this torch version is untested; neither concerns conversion."""
-    logging.getLogger("coremltools").setLevel(logging.ERROR)
+__all__ = ["coreml_conversion_patches", "quiet_coremltools"]
 
 
 @contextmanager

@@ -9,8 +9,9 @@ from typing import Any
 
 import torch
 
+from speechport.coreml.quiet import quiet_coremltools
 from speechport.errors import ExportError
-from speechport.export.compat import coreml_conversion_patches, quiet_coremltools
+from speechport.export.compat import coreml_conversion_patches
 from speechport.families.base import ExportableComponent
 from speechport.manifest import NP_DTYPES, TensorSpec
 

@@ -2,8 +2,8 @@
 
 Plain data (dataclasses, no engine, no plotting), read by attribute everywhere: the CLI,
 the quantize sweep, the model card, the plots and the tests. Each task has its own
-per-file result type (``AsrFileResult``, ``VadFileResult``), chosen through the task
-registry when a report is loaded. ``load(save(report)) == report``.
+per-file result type (``AsrFileResult``, ``VadFileResult``; ``FILE_RESULTS``), chosen by
+the report's task when it is loaded. ``load(save(report)) == report``.
 """
 
 from __future__ import annotations
@@ -161,6 +161,10 @@ class VadFileResult(FileResult):
         return cls(**values)
 
 
+# The per-file result type of each task's report (the task's plug-in names it too).
+FILE_RESULTS: dict[str, type[FileResult]] = {"asr": AsrFileResult, "vad": VadFileResult}
+
+
 @dataclass
 class ParityReport:
     """Everything one ``verify`` run measured."""
@@ -199,15 +203,18 @@ class ParityReport:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], *, where: str = "verify report") -> ParityReport:
-        from speechport.tasks import get_task
-
         version = data.get("schema_version")
         if version != cls.SCHEMA:
             raise BundleError(
                 f"{where}: report schema {version!r}, this speechport reads {cls.SCHEMA}",
                 hint="run `speechport verify` again to rewrite it",
             )
-        file_type = get_task(str(data.get("task"))).file_result
+        task = data.get("task")
+        if task not in FILE_RESULTS:
+            raise BundleError(
+                f"{where}: no report type for task {task!r}; known: {', '.join(FILE_RESULTS)}"
+            )
+        file_type = FILE_RESULTS[task]
         values = {k: v for k, v in data.items() if k not in ("schema_version", "passed")}
         values["files"] = [file_type.from_dict(f) for f in data.get("files", [])]
         values["components"] = [FileComponents.from_dict(c) for c in data.get("components", [])]

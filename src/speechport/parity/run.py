@@ -25,12 +25,13 @@ from pathlib import Path
 from speechport.audio import load_audio
 from speechport.environment import host_info, package_versions
 from speechport.errors import GateError, SpeechportError
+from speechport.manifest import read_manifest
 from speechport.parity.latency import Recorder, measure, record
 from speechport.parity.report import PARITY_FILE, Latency, ParityReport
 from speechport.progress import Progress
 from speechport.runtime import load_bundle, make_backend
 from speechport.runtime.base import LoadedBundle
-from speechport.tasks import GateLimits, get_task
+from speechport.tasks import GateLimits, get_task, task_for
 
 REFERENCE = "torch"
 _VERSIONS = ("numpy", "onnxruntime", "coremltools", "torch", "onnx")
@@ -73,8 +74,8 @@ def verify_bundle(
         )
     if not audio_files:
         raise SpeechportError("no audio to verify on", hint="pass --audio FILES or a directory")
+    task = task_for(read_manifest(bundle), bundle)
     reference = load_bundle(bundle, make_backend(REFERENCE, checkpoint=checkpoint))
-    task = get_task(reference.manifest.task)
     loaded = {name: load_bundle(bundle, name) for name in backends}
     recorders = {REFERENCE: record(reference)} if time_reference else {}
     recorders.update({name: record(b) for name, b in loaded.items()})
@@ -116,7 +117,6 @@ def write_report(report: ParityReport, bundle: Path) -> Path:
     the model card's fidelity and latency sections. Returns the report's path."""
     from speechport.export.card import render_card
     from speechport.fsutil import atomic_write_text
-    from speechport.manifest import read_manifest
 
     report.plots = [p.relative_to(bundle).as_posix() for p in draw_plots(report, bundle)]
     target = report.save(bundle / PARITY_FILE)

@@ -117,7 +117,7 @@ class CoreMLBackend:
         return interpreter.run
 
     def _framework(self, path: Path) -> Any:  # pragma: no cover - macOS only
-        from speechport.export.compat import quiet_coremltools
+        from speechport.coreml.quiet import quiet_coremltools
 
         quiet_coremltools()
         import coremltools as ct

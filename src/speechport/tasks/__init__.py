@@ -6,7 +6,10 @@ A new task is one module here with a ``Task`` subclass, and one line in ``TASKS`
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from speechport.errors import BundleError
+from speechport.manifest import MANIFEST_NAME, Manifest
 from speechport.tasks.asr import AsrTask
 from speechport.tasks.base import GateLimits, Task
 from speechport.tasks.vad import VadTask
@@ -25,4 +28,16 @@ def get_task(name: str) -> Task:
         ) from None
 
 
-__all__ = ["TASKS", "GateLimits", "Task", "get_task"]
+def task_for(manifest: Manifest, path: str | Path | None = None) -> Task:
+    """The plug-in of a bundle's task, after checking that its manifest (read from
+    ``path``) has the sections the task needs; errors name the file."""
+    try:
+        task = get_task(manifest.task)
+        task.check_manifest(manifest)
+    except BundleError as exc:
+        where = None if path is None else Path(path) / MANIFEST_NAME
+        raise BundleError(exc.message, path=where, hint=exc.hint) from None
+    return task
+
+
+__all__ = ["TASKS", "GateLimits", "Task", "get_task", "task_for"]

@@ -42,9 +42,10 @@ class AsrTask(Task):
         ``vad`` (a VAD bundle's path or a loaded detector) and ``vad_params``."""
         vad = options.pop("vad", None)
         if isinstance(vad, (str, Path)):
-            from speechport.api import load
+            from speechport.pipelines.vad import VoiceActivityDetector
+            from speechport.runtime import load_bundle
 
-            vad = load(vad)
+            vad = VoiceActivityDetector(load_bundle(vad, "onnx"))
         return Transcriber(bundle, vad=vad, **options)
 
     # --- verify --------------------------------------------------------------------------
@@ -53,7 +54,7 @@ class AsrTask(Task):
         return {"max_cer": limits.max_cer}
 
     def verify_file(self, run: VerifyRun, audio: np.ndarray, path: str) -> None:
-        from speechport.eval.metrics import character_error_rate, token_agreement
+        from speechport.metrics import character_error_rate, token_agreement
         from speechport.parity.components import asr_component_parity
 
         max_cer = run.limits.max_cer
@@ -100,7 +101,7 @@ class AsrTask(Task):
         return line
 
     def card_fidelity(self, report: ParityReport) -> list[str]:
-        from speechport.export.card import component_table
+        from speechport.export.tables import component_table
 
         lines = [
             "| audio | backend | transcript | CER | first divergence |",
@@ -154,7 +155,7 @@ class AsrTask(Task):
     # --- quantize ------------------------------------------------------------------------
 
     def score_variant(self, variant: VariantResult, report: ParityReport) -> None:
-        from speechport.eval.metrics import character_error_rate
+        from speechport.metrics import character_error_rate
 
         results = [_asr(f) for f in report.files]
         variant.token_exact_files = sum(r.token_exact for r in results)

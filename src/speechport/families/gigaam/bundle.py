@@ -23,10 +23,16 @@ from speechport.families.gigaam.model import (
     UpstreamJointLayout,
 )
 from speechport.families.sentencepiece import SPM_BOUNDARY, sentencepiece_pieces
+from speechport.families.transducer_specs import (
+    decoder_step_spec,
+    encoder_inputs,
+    encoder_outputs,
+    joint_step_spec,
+    lstm_state_shape,
+)
 from speechport.manifest import (
     ComponentSpec,
     DecodingSpec,
-    StatePair,
     TensorSpec,
     TokenizerSpec,
     WindowSpec,
@@ -127,10 +133,7 @@ def _components(
     example_len32 = torch.tensor([wf], dtype=torch.int32)
     example_len64 = torch.tensor([wf], dtype=torch.int64)
     name = config.model_name
-    enc_in = (
-        TensorSpec("features", (1, f, wf), "float32", "log-mel features, zero-padded right"),
-        TensorSpec("length", (1,), "int32", "valid feature frames"),
-    )
+    enc_in = encoder_inputs(f, wf)
     if config.head == "ctc":
         assert isinstance(model.head, CTCHead)
         module = EncoderCTC(model.encoder, model.head).eval()
@@ -163,10 +166,7 @@ def _components(
     assert isinstance(model.head, RNNTHead)
     d, h, layers = config.d_model, config.pred_hidden, config.pred_rnn_layers
     encoder = EncoderStep(model.encoder).eval()
-    enc_out = (
-        TensorSpec("encoded", (1, d, we), "float32", "encoder frames; zero past encoded_len"),
-        TensorSpec("encoded_len", (1,), "int32", "valid frames (integer ops)"),
-    )
+    enc_out = encoder_outputs(d, we)
     enc_component = ExportableComponent(
         ComponentSpec("Encoder", "encoder", "Conformer encoder, fixed window", enc_in, enc_out),
         encoder,
@@ -193,24 +193,9 @@ def _components(
         ),
     )
     predictor = model.head.decoder
-    state_shape = (layers, 1, h)
+    state_shape = lstm_state_shape(layers, h)
     dec_component = ExportableComponent(
-        ComponentSpec(
-            "DecoderStep",
-            "decoder",
-            "prediction network, one LSTM step with explicit state",
-            (
-                TensorSpec("token", (1, 1), "int32", "previous token; blank at the start"),
-                TensorSpec("h_in", state_shape, "float32"),
-                TensorSpec("c_in", state_shape, "float32"),
-            ),
-            (
-                TensorSpec("dec_out", (1, h), "float32"),
-                TensorSpec("h_out", state_shape, "float32"),
-                TensorSpec("c_out", state_shape, "float32"),
-            ),
-            state=(StatePair("h_in", "h_out"), StatePair("c_in", "c_out")),
-        ),
+        decoder_step_spec(layers, h),
         DecoderStep(predictor).eval(),
         (
             torch.tensor([[config.blank_id]], dtype=torch.int32),
@@ -239,12 +224,8 @@ def _components(
     )
     joint = model.head.joint
     joint_component = ExportableComponent(
-        ComponentSpec(
-            "JointStep",
-            "joint",
-            "joint network on one encoder frame and one decoder output, raw logits",
-            (TensorSpec("enc_t", (1, d), "float32"), TensorSpec("dec_t", (1, h), "float32")),
-            (TensorSpec("logits", (1, c), "float32", "tokens + blank (blank last)"),),
+        joint_step_spec(
+            d, h, TensorSpec("logits", (1, c), "float32", "tokens + blank (blank last)")
         ),
         JointStep(joint).eval(),
         (torch.zeros(1, d), torch.zeros(1, h)),

@@ -31,12 +31,23 @@ from speechport.families.parakeet.model import (
     Preprocessor,
 )
 from speechport.families.sentencepiece import SPM_BOUNDARY
+from speechport.families.transducer_specs import (
+    DECODER_STATE_PAIRS,
+    TOKEN_INPUT,
+    decoder_state_inputs,
+    decoder_state_outputs,
+    decoder_step_spec,
+    encoder_inputs,
+    encoder_outputs,
+    joint_inputs,
+    joint_step_spec,
+    lstm_state_shape,
+)
 from speechport.features.torch_frontend import TorchLogMel
 from speechport.manifest import (
     ComponentSpec,
     ConstantInput,
     DecodingSpec,
-    StatePair,
     TensorSpec,
     TokenizerSpec,
     WindowSpec,
@@ -173,37 +184,82 @@ def sherpa_metadata(config: ParakeetConfig) -> dict[str, str]:
     }
 
 
+@dataclass(frozen=True)
+class _Parts:
+    """What the component builders share: sizes on the window, example tensors, and the
+    modules used by more than one component (the front end, the windowed encoder)."""
+
+    config: ParakeetConfig
+    model: ParakeetModel
+    window: WindowSpec
+    frontend: TorchLogMel
+    encoder: FastConformerEncoder  # the window's position table only
+    decision: Decision
+
+    @property
+    def state_shape(self) -> tuple[int, int, int]:
+        return lstm_state_shape(self.config.pred_rnn_layers, self.config.pred_hidden)
+
+    def audio(self) -> tuple[torch.Tensor, torch.Tensor]:
+        n = self.window.samples
+        return torch.zeros(1, n), torch.tensor([n], dtype=torch.int32)
+
+    def blank(self) -> torch.Tensor:
+        return torch.tensor([[self.config.blank_id]], dtype=torch.int32)
+
+    def zero_state(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return torch.zeros(self.state_shape), torch.zeros(self.state_shape)
+
+    def audio_inputs(self) -> tuple[TensorSpec, ...]:
+        n = self.window.samples
+        return (
+            TensorSpec("audio", (1, n), "float32", "16 kHz mono samples, zero-padded right"),
+            TensorSpec("audio_length", (1,), "int32", "valid samples"),
+        )
+
+    def logits(self) -> TensorSpec:
+        return TensorSpec(
+            "logits",
+            (1, self.config.num_outputs),
+            "float32",
+            "raw: tokens + blank (blank last)"
+            + (", then one per duration" if self.config.durations else ""),
+        )
+
+
 def _components(
     config: ParakeetConfig, model: ParakeetModel, window: WindowSpec
 ) -> list[ExportableComponent]:
-    f, wf, we = config.feat_in, window.feature_frames, window.encoder_frames
-    d, h, layers = config.d_model, config.pred_hidden, config.pred_rnn_layers
-    c = config.num_outputs
-    n = window.samples
-    frontend = TorchLogMel(config.frontend).eval()
-    encoder = model.encoder.with_positions(we)  # the window's position table only
-    int32 = torch.int32
-    audio, audio_len = torch.zeros(1, n), torch.tensor([n], dtype=int32)
-    features, feat_len = torch.zeros(1, f, wf), torch.tensor([wf - 1], dtype=int32)
-    state = (layers, 1, h)
-    zeros_state = (torch.zeros(state), torch.zeros(state))
-    blank = torch.tensor([[config.blank_id]], dtype=int32)
-    one = torch.tensor([1], dtype=int32)
+    parts = _Parts(
+        config,
+        model,
+        window,
+        TorchLogMel(config.frontend).eval(),
+        model.encoder.with_positions(window.encoder_frames),
+        Decision(config.vocab_size + 1, config.durations, TOP_K).eval(),
+    )
+    builders = (  # in the manifest's order
+        _preprocessor,
+        _encoder,
+        _mel_encoder,
+        _decoder_step,
+        _joint_step,
+        _joint_decision,
+        _joint_decision_single_step,
+        _decoder_joint,
+    )
+    return [build(parts) for build in builders]
 
-    audio_in = (
-        TensorSpec("audio", (1, n), "float32", "16 kHz mono samples, zero-padded right"),
-        TensorSpec("audio_length", (1,), "int32", "valid samples"),
-    )
-    enc_out = (
-        TensorSpec("encoded", (1, d, we), "float32", "encoder frames; zero past encoded_len"),
-        TensorSpec("encoded_len", (1,), "int32", "valid frames (integer ops)"),
-    )
+
+def _preprocessor(parts: _Parts) -> ExportableComponent:
+    f, wf = parts.config.feat_in, parts.window.feature_frames
+    audio_in = parts.audio_inputs()
     mel_out = (
         TensorSpec("mel", (1, f, wf), "float32", "normalised log-mel; zero past mel_length"),
         TensorSpec("mel_length", (1,), "int32", "valid frames"),
     )
-    preprocessor = Preprocessor(frontend).eval()
-    pre = ExportableComponent(
+    preprocessor = Preprocessor(parts.frontend).eval()
+    return ExportableComponent(
         ComponentSpec(
             "Preprocessor",
             "preprocessor",
@@ -212,19 +268,31 @@ def _components(
             mel_out,
         ),
         preprocessor,
-        (audio, audio_len),
-        _canonical_layout("Preprocessor.onnx", preprocessor, (audio, audio_len), audio_in, mel_out),
+        parts.audio(),
+        _canonical_layout("Preprocessor.onnx", preprocessor, parts.audio(), audio_in, mel_out),
         coreml_precision="fp32",  # float16 overflows the power spectrum and the statistics
     )
 
-    enc_in = (
-        TensorSpec("features", (1, f, wf), "float32", "log-mel features, zero-padded right"),
-        TensorSpec("length", (1,), "int32", "valid feature frames"),
+
+def _encoder(parts: _Parts) -> ExportableComponent:
+    config, model = parts.config, parts.model
+    f, wf, we, d = (
+        config.feat_in,
+        parts.window.feature_frames,
+        parts.window.encoder_frames,
+        config.d_model,
     )
+    features, feat_len = torch.zeros(1, f, wf), torch.tensor([wf - 1], dtype=torch.int32)
     onnx_encoder = EncoderStep(model.encoder, length_dtype=torch.int64).eval()
-    enc = ExportableComponent(
-        ComponentSpec("Encoder", "encoder", "FastConformer encoder, fixed window", enc_in, enc_out),
-        EncoderStep(encoder).eval(),
+    return ExportableComponent(
+        ComponentSpec(
+            "Encoder",
+            "encoder",
+            "FastConformer encoder, fixed window",
+            encoder_inputs(f, wf),
+            encoder_outputs(d, we),
+        ),
+        EncoderStep(parts.encoder).eval(),
         (features, feat_len),
         OnnxLayout(
             "encoder-model.onnx",
@@ -246,8 +314,12 @@ def _components(
         ),
     )
 
-    mel_encoder = MelEncoder(frontend, encoder).eval()
-    mel_enc = ExportableComponent(
+
+def _mel_encoder(parts: _Parts) -> ExportableComponent:
+    audio_in = parts.audio_inputs()
+    enc_out = encoder_outputs(parts.config.d_model, parts.window.encoder_frames)
+    mel_encoder = MelEncoder(parts.frontend, parts.encoder).eval()
+    return ExportableComponent(
         ComponentSpec(
             "MelEncoder",
             "mel_encoder",
@@ -256,43 +328,30 @@ def _components(
             enc_out,
         ),
         mel_encoder,
-        (audio, audio_len),
-        _canonical_layout("MelEncoder.onnx", mel_encoder, (audio, audio_len), audio_in, enc_out),
+        parts.audio(),
+        _canonical_layout("MelEncoder.onnx", mel_encoder, parts.audio(), audio_in, enc_out),
         formats=("coreml",),  # ONNX has the split pair; a fused copy would double the weights
         coreml_precision="fp32",
     )
 
-    dec_step = DecoderStep(model.decoder).eval()
-    dec = ExportableComponent(
-        ComponentSpec(
-            "DecoderStep",
-            "decoder",
-            "prediction network, one LSTM step with explicit state",
-            (
-                TensorSpec("token", (1, 1), "int32", "previous token; blank at the start"),
-                TensorSpec("h_in", state, "float32"),
-                TensorSpec("c_in", state, "float32"),
-            ),
-            (
-                TensorSpec("dec_out", (1, h), "float32"),
-                TensorSpec("h_out", state, "float32"),
-                TensorSpec("c_out", state, "float32"),
-            ),
-            state=(StatePair("h_in", "h_out"), StatePair("c_in", "c_out")),
-        ),
-        dec_step,
-        (blank, *zeros_state),
+
+def _decoder_step(parts: _Parts) -> ExportableComponent:
+    config, model, state = parts.config, parts.model, parts.state_shape
+    return ExportableComponent(
+        decoder_step_spec(config.pred_rnn_layers, config.pred_hidden),
+        DecoderStep(model.decoder).eval(),
+        (parts.blank(), *parts.zero_state()),
         OnnxLayout(
             "decoder.onnx",
             NemoDecoderLayout(model.decoder).eval(),
-            (blank, one, *zeros_state),
+            (parts.blank(), _target_length(), *parts.zero_state()),
             (
                 TensorSpec("targets", (1, 1), "int32", dynamic_axes=B),
                 TensorSpec("input_states_1", state, "float32", dynamic_axes={1: "batch"}),
                 TensorSpec("input_states_2", state, "float32", dynamic_axes={1: "batch"}),
             ),
             (
-                TensorSpec("outputs", (1, h, 1), "float32", dynamic_axes=B),
+                TensorSpec("outputs", (1, config.pred_hidden, 1), "float32", dynamic_axes=B),
                 TensorSpec("output_states_1", state, "float32", dynamic_axes={1: "batch"}),
                 TensorSpec("output_states_2", state, "float32", dynamic_axes={1: "batch"}),
             ),
@@ -303,24 +362,12 @@ def _components(
         ),
     )
 
-    joint_in = (TensorSpec("enc_t", (1, d), "float32"), TensorSpec("dec_t", (1, h), "float32"))
-    logits_out = (
-        TensorSpec(
-            "logits",
-            (1, c),
-            "float32",
-            "raw: tokens + blank (blank last)"
-            + (", then one per duration" if config.durations else ""),
-        ),
-    )
-    joint = ExportableComponent(
-        ComponentSpec(
-            "JointStep",
-            "joint",
-            "joint network on one encoder frame and one decoder output, raw logits",
-            joint_in,
-            logits_out,
-        ),
+
+def _joint_step(parts: _Parts) -> ExportableComponent:
+    config, model = parts.config, parts.model
+    d, h, c = config.d_model, config.pred_hidden, config.num_outputs
+    return ExportableComponent(
+        joint_step_spec(d, h, parts.logits()),
         JointStep(model.joint).eval(),
         (torch.zeros(1, d), torch.zeros(1, h)),
         OnnxLayout(
@@ -335,76 +382,80 @@ def _components(
         ),
     )
 
-    decision = Decision(config.vocab_size + 1, config.durations, TOP_K).eval()
-    frame_module = JointDecisionFrame(model.joint, decision).eval()
-    frame_out = _decision_outputs(config, ())
-    frame = ExportableComponent(
-        ComponentSpec(
-            "JointDecisionSingleStep",
-            "joint_decision_frame",
-            "joint and greedy decision on one frame",
-            joint_in,
-            frame_out,
-        ),
-        frame_module,
-        (torch.zeros(1, d), torch.zeros(1, h)),
-        _canonical_layout(
-            "JointDecisionSingleStep.onnx",
-            frame_module,
-            (torch.zeros(1, d), torch.zeros(1, h)),
-            joint_in,
-            frame_out,
-        ),
-    )
-    window_module = JointDecisionWindow(model.joint, decision).eval()
-    window_in = (
+
+def _joint_decision(parts: _Parts) -> ExportableComponent:
+    config, we = parts.config, parts.window.encoder_frames
+    d, h = config.d_model, config.pred_hidden
+    module = JointDecisionWindow(parts.model.joint, parts.decision).eval()
+    inputs = (
         TensorSpec("encoded", (1, d, we), "float32", "the Encoder's output"),
         TensorSpec("dec_t", (1, h), "float32", "one decoder output for every frame"),
     )
-    window_out = _decision_outputs(config, (we,))
-    window_decision = ExportableComponent(
+    outputs = _decision_outputs(config, (we,))
+    return ExportableComponent(
         ComponentSpec(
             "JointDecision",
             "joint_decision",
             "joint and greedy decision on every frame of the window, one decoder output",
-            window_in,
-            window_out,
+            inputs,
+            outputs,
         ),
-        window_module,
+        module,
         (torch.zeros(1, d, we), torch.zeros(1, h)),
         _canonical_layout(
             "JointDecision.onnx",
-            window_module,
+            module,
             (torch.zeros(1, d, we), torch.zeros(1, h)),
-            window_in,
-            window_out,
+            inputs,
+            outputs,
         ),
     )
 
-    decoder_joint = ExportableComponent(
+
+def _joint_decision_single_step(parts: _Parts) -> ExportableComponent:
+    config = parts.config
+    d, h = config.d_model, config.pred_hidden
+    module = JointDecisionFrame(parts.model.joint, parts.decision).eval()
+    inputs = joint_inputs(d, h)
+    outputs = _decision_outputs(config, ())
+    return ExportableComponent(
+        ComponentSpec(
+            "JointDecisionSingleStep",
+            "joint_decision_frame",
+            "joint and greedy decision on one frame",
+            inputs,
+            outputs,
+        ),
+        module,
+        (torch.zeros(1, d), torch.zeros(1, h)),
+        _canonical_layout(
+            "JointDecisionSingleStep.onnx",
+            module,
+            (torch.zeros(1, d), torch.zeros(1, h)),
+            inputs,
+            outputs,
+        ),
+    )
+
+
+def _decoder_joint(parts: _Parts) -> ExportableComponent:
+    config, model, state = parts.config, parts.model, parts.state_shape
+    d, c = config.d_model, config.num_outputs
+    return ExportableComponent(
         ComponentSpec(
             "DecoderJoint",
             "decoder_joint",
             "one prediction step and the joint (onnx-asr's decoder_joint)",
-            (
-                TensorSpec("enc_t", (1, d), "float32"),
-                TensorSpec("token", (1, 1), "int32", "previous token; blank at the start"),
-                TensorSpec("h_in", state, "float32"),
-                TensorSpec("c_in", state, "float32"),
-            ),
-            (
-                *logits_out,
-                TensorSpec("h_out", state, "float32"),
-                TensorSpec("c_out", state, "float32"),
-            ),
-            state=(StatePair("h_in", "h_out"), StatePair("c_in", "c_out")),
+            (TensorSpec("enc_t", (1, d), "float32"), TOKEN_INPUT, *decoder_state_inputs(state)),
+            (parts.logits(), *decoder_state_outputs(state)),
+            state=DECODER_STATE_PAIRS,
         ),
         DecoderJointStep(model.decoder, model.joint).eval(),
-        (torch.zeros(1, d), blank, *zeros_state),
+        (torch.zeros(1, d), parts.blank(), *parts.zero_state()),
         OnnxLayout(
             "decoder_joint-model.onnx",
             NemoDecoderJointLayout(model.decoder, model.joint).eval(),
-            (torch.zeros(1, d, 1), blank, one, *zeros_state),
+            (torch.zeros(1, d, 1), parts.blank(), _target_length(), *parts.zero_state()),
             (
                 TensorSpec("encoder_outputs", (1, d, 1), "float32", dynamic_axes=B),
                 TensorSpec("targets", (1, 1), "int32", dynamic_axes=B),
@@ -429,7 +480,10 @@ def _components(
         ),
         formats=("onnx",),  # onnx-asr's layout; Core ML has the split pair
     )
-    return [pre, enc, mel_enc, dec, joint, window_decision, frame, decoder_joint]
+
+
+def _target_length() -> torch.Tensor:
+    return torch.tensor([1], dtype=torch.int32)  # NeMo's target_length
 
 
 def _decision_outputs(config: ParakeetConfig, frames: tuple[int, ...]) -> tuple[TensorSpec, ...]:

@@ -33,7 +33,7 @@ def bench_coreml_encoder(
     """For each precision: conversion time, package size, interpreter load time, time per
     window (best of ``runs``), real-time factor and peak RSS of the interpreter process."""
 
-    from speechport.eval.random_models import random_gigaam
+    from speechport.bench.random_models import random_gigaam
     from speechport.export.coreml import export_coreml
     from speechport.families.gigaam.bundle import plan_bundle
     from speechport.fsutil import path_size
@@ -103,7 +103,7 @@ def _interpret(package: str, inputs: list[tuple[str, list[int], str]], runs: int
     }
 
 
-def main() -> None:  # pragma: no cover - manual use: python -m speechport.eval.bench_coreml
+def main() -> None:  # pragma: no cover - manual use: python -m speechport.bench.coreml_encoder
     print(json.dumps(bench_coreml_encoder(), indent=2))
 
 

@@ -1,4 +1,4 @@
-"""Benchmarks that print figures measured side by side in one run (not timed tests)."""
+"""The decode-loop benchmark: figures measured side by side in one run (not timed tests)."""
 
 from __future__ import annotations
 
@@ -70,7 +70,7 @@ def bench_decode_loop(
     """Full-size GigaAM v3 with random weights, exported to ONNX, transcribing ``seconds`` of
     synthetic speech: decode-loop steps per second and the share of wall time outside the
     encoder (front end, decoder and joint steps, host loop)."""
-    from speechport.eval.random_models import random_gigaam
+    from speechport.bench.random_models import random_gigaam
     from speechport.families.gigaam.bundle import plan_bundle
     from speechport.pipelines.transcriber import Transcriber
     from speechport.runtime import load_bundle

@@ -1,4 +1,4 @@
-"""Error rates: edit distance over characters (CER) or words (WER)."""
+"""Error rates: edit distance over characters (CER) or words (WER); plain Python, no model."""
 
 from __future__ import annotations
 

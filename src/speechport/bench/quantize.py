@@ -29,9 +29,9 @@ def bench_quantize(
     progress: Progress | None = None,
 ) -> dict[str, Any]:
 
+    from speechport.bench.random_models import random_gigaam
     from speechport.compression import quantize_sweep
     from speechport.compression.strategies import CATALOGUE
-    from speechport.eval.random_models import random_gigaam
     from speechport.export.bundle import write_bundle
     from speechport.families.gigaam.bundle import plan_bundle
     from speechport.fsutil import path_size

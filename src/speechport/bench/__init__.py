@@ -1,0 +1,1 @@
+"""Benchmarks that print figures: decode loop, Core ML encoder, conversion, quantization."""

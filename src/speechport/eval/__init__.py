@@ -1,1 +1,0 @@
-"""Evaluation: error rates, datasets, benchmarks."""
