@@ -47,7 +47,8 @@ COMPONENT_KINDS: dict[str, str] = {
     "vad_encoder": "a VAD's encoder stage: features and state -> state",
     "vad_decoder": "a VAD's decoder stage: state -> speech probability",
 }
-# Manifests written before components declared a kind: the kind of each role they used.
+# Manifests written before components declared a kind: the kind of each role they used
+# (the other roles of those manifests were named as their kind).
 _LEGACY_KINDS = {
     "preprocessor": "frontend",
     "mel_encoder": "frontend_encoder",

@@ -67,6 +67,7 @@ def decoder_step_spec(layers: int, hidden: int) -> ComponentSpec:
         (TOKEN_INPUT, *decoder_state_inputs(state)),
         (TensorSpec("dec_out", (1, hidden), "float32"), *decoder_state_outputs(state)),
         state=DECODER_STATE_PAIRS,
+        kind="decoder_step",
     )
 
 
@@ -86,4 +87,5 @@ def joint_step_spec(d_model: int, hidden: int, logits: TensorSpec) -> ComponentS
         "joint network on one encoder frame and one decoder output, raw logits",
         joint_inputs(d_model, hidden),
         (logits,),
+        kind="joint",
     )

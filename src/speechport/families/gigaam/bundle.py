@@ -142,7 +142,12 @@ def _components(
             TensorSpec("encoded_len", (1,), "int32", "valid frames (integer ops)"),
         )
         spec = ComponentSpec(
-            "Encoder", "encoder", "Conformer encoder and CTC head, fixed window", enc_in, outputs
+            "Encoder",
+            "encoder",
+            "Conformer encoder and CTC head, fixed window",
+            enc_in,
+            outputs,
+            kind="encoder",
         )
         onnx = OnnxLayout(
             f"{name}.onnx",
@@ -168,7 +173,9 @@ def _components(
     encoder = EncoderStep(model.encoder).eval()
     enc_out = encoder_outputs(d, we)
     enc_component = ExportableComponent(
-        ComponentSpec("Encoder", "encoder", "Conformer encoder, fixed window", enc_in, enc_out),
+        ComponentSpec(
+            "Encoder", "encoder", "Conformer encoder, fixed window", enc_in, enc_out, kind="encoder"
+        ),
         encoder,
         (features, example_len32),
         OnnxLayout(

@@ -105,6 +105,7 @@ def plan_bundle(loaded: LoadedCheckpoint) -> BundlePlan:
             (audio, state_in),
             (prob, state_out),
             pair,
+            kind="vad",
         ),
         model,
         (example_audio, zeros),
@@ -134,6 +135,7 @@ def plan_bundle(loaded: LoadedCheckpoint) -> BundlePlan:
             (long_audio, state_in),
             long_outputs,
             pair,
+            kind="vad_batch",
         ),
         long_model,
         (example_long, zeros),
@@ -158,6 +160,7 @@ def plan_bundle(loaded: LoadedCheckpoint) -> BundlePlan:
         (
             "SileroVadStft",
             "vad_stft",
+            "frontend",
             "STFT magnitude (a convolution with the model's basis)",
             model.stft,
             (audio,),
@@ -167,6 +170,7 @@ def plan_bundle(loaded: LoadedCheckpoint) -> BundlePlan:
         ),
         (
             "SileroVadEncoder",
+            "vad_encoder",
             "vad_encoder",
             "four convolutions with ReLU",
             model.encoder,
@@ -178,6 +182,7 @@ def plan_bundle(loaded: LoadedCheckpoint) -> BundlePlan:
         (
             "SileroVadDecoder",
             "vad_decoder",
+            "vad_decoder",
             "LSTM cell and sigmoid head",
             model.decoder,
             (features, state_in),
@@ -187,15 +192,15 @@ def plan_bundle(loaded: LoadedCheckpoint) -> BundlePlan:
         ),
     ]
     modular = []
-    for name, role, description, module, inputs, outputs, state, example in stages:
+    for name, role, kind, description, module, inputs, outputs, state, example in stages:
         file_name = f"silero_vad_{role.removeprefix('vad_')}.onnx"
         modular.append(
             ExportableComponent(
-                ComponentSpec(name, role, description, inputs, outputs, state),
+                ComponentSpec(name, role, description, inputs, outputs, state, kind=kind),
                 module,
                 example,
                 OnnxLayout(file_name, module, example, inputs, outputs),
-                coreml_precision=STFT_COREML_PRECISION if role == "vad_stft" else None,
+                coreml_precision=STFT_COREML_PRECISION if kind == "frontend" else None,
             )
         )
 
