@@ -94,7 +94,7 @@ class ParakeetConfig:
             raise fail("tied pos_bias_u/v (untie_biases: false) is not supported")
         if bool(enc.get("causal_downsampling", False)):
             raise fail("causal_downsampling is not supported")
-        frontend = _frontend(pre, fail)
+        frontend = nemo_frontend(pre, fail)
         decoding = cfg.get("decoding", {}) or {}
         model_type = str(decoding.get("model_type", "rnnt"))
         durations = tuple(int(d) for d in (decoding.get("durations") or ()))
@@ -185,7 +185,7 @@ class ParakeetConfig:
             )
 
 
-def _frontend(pre: dict[str, Any], fail: Any) -> LogMelSpec:
+def nemo_frontend(pre: dict[str, Any], fail: Any) -> LogMelSpec:
     """NeMo's ``AudioToMelSpectrogramPreprocessor`` in eval mode (no dither), as a spec."""
     target = str(pre.get("_target_", "")).rsplit(".", 1)[-1]
     if target != "AudioToMelSpectrogramPreprocessor":
