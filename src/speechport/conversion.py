@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from speechport.errors import SpeechportError
 from speechport.export.bundle import parse_formats, write_bundle
@@ -33,6 +33,7 @@ def convert(
     gate: Gate | None = None,
     on_report: Callable[[ParityReport], None] | None = None,
     progress: Progress | None = None,
+    plan_options: Mapping[str, Any] | None = None,
 ) -> Manifest:
     """Convert ``checkpoint`` of ``family_name`` into a bundle at ``out`` (``checkpoint``
     None: the family's default source, where it has one). With ``gate``, the new bundle is
@@ -49,7 +50,7 @@ def convert(
     loaded = family.load(None if checkpoint is None else Path(checkpoint), tokenizer=tokenizer)
     for note in loaded.notes:
         progress.note(note)
-    plan = family.plan(loaded, window_seconds=window_seconds)
+    plan = family.plan(loaded, window_seconds=window_seconds, **dict(plan_options or {}))
     exports = sum(len(set(c.formats) & set(chosen)) for c in plan.components)
     progress.total = 2 + exports + (gate is not None)
     check = None

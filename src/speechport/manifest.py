@@ -46,6 +46,7 @@ COMPONENT_KINDS: dict[str, str] = {
     "vad_batch": "several audio chunks per call -> one speech probability each",
     "vad_encoder": "a VAD's encoder stage: features and state -> state",
     "vad_decoder": "a VAD's decoder stage: state -> speech probability",
+    "encoder_chunk": "one chunk of mel frames and every cache -> its encoder frames, next caches",
 }
 # Manifests written before components declared a kind: the kind of each role they used
 # (the other roles of those manifests were named as their kind).
@@ -295,6 +296,79 @@ class VadSpec:
         return self.context_samples + self.chunk_samples
 
 
+@dataclass(frozen=True)
+class ChunkingSpec:
+    """How a streaming encoder at one lookahead is fed: its component (``encoder``, a
+    role), the first chunk's and every later chunk's mel frames, the mel history placed
+    before each later chunk, the component's fixed window (``history + step``) and the
+    encoder frames one chunk yields."""
+
+    lookahead: int
+    encoder: str
+    first_frames: int
+    step_frames: int
+    history_frames: int
+    window_frames: int
+    frames_per_chunk: int
+
+
+@dataclass(frozen=True)
+class StreamingSpec:
+    """A cache-aware streaming bundle: one chunking per exported lookahead (the first is the
+    default), the attention's left context in encoder frames, the language prompts (name ->
+    index into a one-hot of ``num_prompts``; empty without), and the end-of-utterance and
+    end-of-backchannel token ids where the model emits them."""
+
+    chunkings: tuple[ChunkingSpec, ...]
+    left_context: int
+    num_prompts: int = 0
+    prompts: dict[str, int] = field(default_factory=dict)
+    end_of_utterance: int | None = None
+    end_of_backchannel: int | None = None
+
+    def chunking(self, lookahead: int | None) -> ChunkingSpec:
+        """The chunking at ``lookahead`` (``None``: the default); a clear error listing the
+        exported ones otherwise."""
+        if lookahead is None:
+            return self.chunkings[0]
+        for c in self.chunkings:
+            if c.lookahead == lookahead:
+                return c
+        raise BundleError(
+            f"this bundle has no lookahead {lookahead}; it has: "
+            f"{', '.join(str(c.lookahead) for c in self.chunkings)}",
+            hint="pick one of those (--lookahead), or convert with that lookahead",
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "chunkings": [asdict(c) for c in self.chunkings],
+            "left_context": self.left_context,
+            "num_prompts": self.num_prompts,
+            "prompts": dict(self.prompts),
+            "end_of_utterance": self.end_of_utterance,
+            "end_of_backchannel": self.end_of_backchannel,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> StreamingSpec:
+        _require(data, ("chunkings", "left_context"), "streaming")
+        if not isinstance(data["chunkings"], list) or not data["chunkings"]:
+            raise BundleError("streaming: chunkings must be a non-empty list")
+        return cls(
+            chunkings=tuple(ChunkingSpec(**c) for c in data["chunkings"]),
+            left_context=int(data["left_context"]),
+            num_prompts=int(data.get("num_prompts", 0)),
+            prompts={str(k): int(v) for k, v in dict(data.get("prompts", {})).items()},
+            end_of_utterance=_optional_int(data.get("end_of_utterance")),
+            end_of_backchannel=_optional_int(data.get("end_of_backchannel")),
+        )
+
+
+def _optional_int(value: Any) -> int | None:
+    return None if value is None else int(value)
+
+
 @dataclass
 class Manifest:
     family: str
@@ -308,6 +382,7 @@ class Manifest:
     decoding: DecodingSpec | None = None
     tokenizer: TokenizerSpec | None = None
     vad: VadSpec | None = None
+    streaming: StreamingSpec | None = None
     extras: dict[str, Any] = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
 
@@ -369,6 +444,8 @@ class Manifest:
             out["tokenizer"] = asdict(self.tokenizer)
         if self.vad is not None:
             out["vad"] = asdict(self.vad)
+        if self.streaming is not None:
+            out["streaming"] = self.streaming.to_dict()
         out["provenance"] = self.provenance
         out["extras"] = self.extras
         return out
@@ -414,6 +491,7 @@ class Manifest:
             decoding=DecodingSpec(**decoding) if decoding is not None else None,
             tokenizer=_tokenizer_from_dict(data["tokenizer"]) if "tokenizer" in data else None,
             vad=VadSpec(**data["vad"]) if "vad" in data else None,
+            streaming=StreamingSpec.from_dict(data["streaming"]) if "streaming" in data else None,
             provenance=dict(data["provenance"]),
             extras=dict(data.get("extras", {})),
         )

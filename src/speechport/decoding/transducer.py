@@ -11,10 +11,23 @@ repeated recomputations removed: no extra call at the end, none when ``length`` 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Generic
 
 import numpy as np
 
 from speechport.decoding.types import Hypothesis, JointFn, PredictFn, S
+
+
+@dataclass
+class Carry(Generic[S]):
+    """Where a greedy transducer search stands between two calls: the last token fed to
+    the prediction network, its state before that token, and its output (``None`` until
+    the network has seen the token). A stream decoded chunk by chunk carries it over."""
+
+    token: int
+    state: S
+    dec_out: np.ndarray | None = None
 
 
 def rnnt_greedy(
@@ -35,14 +48,39 @@ def rnnt_greedy(
     and fed to the predictor. After ``max_symbols_per_frame`` emissions on one frame the loop
     moves to the next frame without asking the joint again.
     """
+    hypothesis, _ = rnnt_greedy_resume(
+        encoded,
+        length,
+        predict,
+        joint,
+        blank_id=blank_id,
+        carry=Carry(blank_id, initial_state),
+        max_symbols_per_frame=max_symbols_per_frame,
+    )
+    return hypothesis
+
+
+def rnnt_greedy_resume(
+    encoded: np.ndarray,
+    length: int,
+    predict: PredictFn[S],
+    joint: JointFn,
+    *,
+    blank_id: int,
+    carry: Carry[S],
+    max_symbols_per_frame: int = 10,
+) -> tuple[Hypothesis, Carry[S]]:
+    """`rnnt_greedy` from where ``carry`` left off (streaming: one chunk of frames per call,
+    the decoder state carried across chunks, as NeMo's streaming greedy does with its
+    previous hypotheses). Frames in the result are indices into ``encoded``."""
     _check_common(encoded, length, max_symbols_per_frame)
     token_ids: list[int] = []
     frames: list[int] = []
     emit_token = token_ids.append
     emit_frame = frames.append
-    token = blank_id
-    state = initial_state
-    dec_out: np.ndarray | None = None  # None: the predictor has not seen `token` yet
+    token = carry.token
+    state = carry.state
+    dec_out = carry.dec_out  # None: the predictor has not seen `token` yet
     for t in range(length):
         enc_t = encoded[t]
         for _ in range(max_symbols_per_frame):
@@ -55,7 +93,7 @@ def rnnt_greedy(
             emit_frame(t)
             token = k
             dec_out = None
-    return Hypothesis(token_ids=token_ids, frames=frames)
+    return Hypothesis(token_ids=token_ids, frames=frames), Carry(token, state, dec_out)
 
 
 def tdt_greedy(

@@ -6,6 +6,7 @@ only when every file is written and checked, so a failed conversion leaves nothi
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import os
 from collections.abc import Callable, Sequence
@@ -98,16 +99,7 @@ def write_bundle(
                 )
             if not files:
                 continue  # a component only other formats have
-            spec = comp.spec
-            components[spec.role] = ComponentSpec(
-                spec.name,
-                spec.role,
-                spec.description,
-                spec.inputs,
-                spec.outputs,
-                spec.state,
-                files,
-            )
+            components[comp.spec.role] = dataclasses.replace(comp.spec, files=files)
 
         progress.start("manifest, tokenizer, model card, examples")
         extra = dict(plan.files)
@@ -126,6 +118,7 @@ def write_bundle(
             decoding=plan.decoding,
             tokenizer=plan.tokenizer,
             vad=plan.vad,
+            streaming=plan.streaming,
             provenance=_provenance(loaded, Path(out), formats, precision),
             extras={**plan.extras, "description": plan.description},
         )

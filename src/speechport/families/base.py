@@ -22,6 +22,7 @@ from speechport.manifest import (
     ComponentSpec,
     ConstantInput,
     DecodingSpec,
+    StreamingSpec,
     TensorSpec,
     TokenizerSpec,
     VadSpec,
@@ -89,6 +90,7 @@ class BundlePlan:
     decoding: DecodingSpec | None = None
     tokenizer: TokenizerSpec | None = None
     vad: VadSpec | None = None
+    streaming: StreamingSpec | None = None
     tokens: list[str] = field(default_factory=list)
     # Files copied or written into the bundle, by name. ``onnx_files`` only with ONNX.
     files: dict[str, bytes] = field(default_factory=dict)
@@ -128,9 +130,21 @@ class Family(Protocol):
         family has a default source (an installed package's weights)."""
         ...
 
-    def plan(self, loaded: LoadedCheckpoint, *, window_seconds: float | None = None) -> BundlePlan:
-        """Describe the bundle (for a fixed window, where the family has one)."""
+    def plan(
+        self, loaded: LoadedCheckpoint, *, window_seconds: float | None = None, **options: Any
+    ) -> BundlePlan:
+        """Describe the bundle (for a fixed window, where the family has one; ``options``
+        are the family's own, e.g. which lookaheads a streaming bundle exports)."""
         ...
+
+
+def refuse_options(family: str, options: dict[str, Any]) -> None:
+    """A family that takes no plan options says so when given some."""
+    if options:
+        raise CheckpointError(
+            f"the {family} family takes no option {', '.join(sorted(options))}",
+            hint="leave it out for this family",
+        )
 
 
 def load_weights(

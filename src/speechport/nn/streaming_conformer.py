@@ -34,13 +34,15 @@ from torch import Tensor, nn
 
 from speechport.nn.attention import MASK_VALUE, MultiHeadAttention
 from speechport.nn.conformer import FeedForward
-from speechport.nn.relpos_attention import relative_positions_table, rel_shift
+from speechport.nn.relpos_attention import rel_shift, relative_positions_table
 
 
 def _span_mask(start: Tensor, length: Tensor, size: int, like: Tensor) -> Tensor:
     """``[B, size]`` bool: true for positions in ``[start, length)``."""
     time = torch.arange(size, device=like.device, dtype=torch.int32).unsqueeze(0)
-    return (time >= start.to(torch.int32).unsqueeze(1)) & (time < length.to(torch.int32).unsqueeze(1))
+    return (time >= start.to(torch.int32).unsqueeze(1)) & (
+        time < length.to(torch.int32).unsqueeze(1)
+    )
 
 
 class CausalStridingSubsampling(nn.Module):
@@ -79,7 +81,9 @@ class CausalStridingSubsampling(nn.Module):
             frames = (frames + self.left + self.right - self.kernel_size) // self.stride + 1
         return frames
 
-    def forward(self, features: Tensor, start: Tensor, length: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def forward(
+        self, features: Tensor, start: Tensor, length: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor]:
         start = start.to(torch.int32)
         length = length.to(torch.int32)
         x = features.transpose(1, 2).unsqueeze(1)  # [B, 1, T, F]
@@ -89,7 +93,14 @@ class CausalStridingSubsampling(nn.Module):
                 x = nn.functional.pad(x, (self.left, self.right, self.left, self.right))
                 x = module(x)
                 start = torch.div(start, self.stride, rounding_mode="floor")
-                length = torch.div(length + (self.left + self.right - self.kernel_size), self.stride, rounding_mode="floor") + 1
+                length = (
+                    torch.div(
+                        length + (self.left + self.right - self.kernel_size),
+                        self.stride,
+                        rounding_mode="floor",
+                    )
+                    + 1
+                )
                 x = _mask_outside(x, start, length)
             else:
                 x = _mask_outside(module(x), start, length)

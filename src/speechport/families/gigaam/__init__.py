@@ -10,9 +10,10 @@ and ``v3_e2e_ctc`` (SentencePiece, punctuated text), ``v3_rnnt`` and ``v3_ctc`` 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from speechport.errors import CheckpointError
-from speechport.families.base import BundlePlan, LoadedCheckpoint
+from speechport.families.base import BundlePlan, LoadedCheckpoint, refuse_options
 from speechport.families.gigaam.bundle import FAMILY, plan_bundle
 from speechport.families.gigaam.config import GigaAMConfig, full_size_config
 from speechport.families.gigaam.model import GigaAMASR, build_model
@@ -100,7 +101,10 @@ class GigaAMFamily:
             hint="pass --tokenizer PATH (upstream names it <variant>_tokenizer.model)",
         )
 
-    def plan(self, loaded: LoadedCheckpoint, *, window_seconds: float | None = None) -> BundlePlan:
+    def plan(
+        self, loaded: LoadedCheckpoint, *, window_seconds: float | None = None, **options: Any
+    ) -> BundlePlan:
+        refuse_options(self.name, options)
         return plan_bundle(
             loaded, window_seconds=30.0 if window_seconds is None else window_seconds
         )

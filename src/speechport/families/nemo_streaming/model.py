@@ -153,11 +153,7 @@ def build_model(
     if state_dict is not None:
         load_weights(
             model,
-            {
-                _rename(k): v
-                for k, v in state_dict.items()
-                if not k.startswith("preprocessor.")
-            },
+            {_rename(k): v for k, v in state_dict.items() if not k.startswith("preprocessor.")},
             source=source,
             architecture="the architecture the config describes",
             hint="the archive is corrupt or its config and weights belong to different models",

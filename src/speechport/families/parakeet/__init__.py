@@ -11,9 +11,10 @@ from __future__ import annotations
 import hashlib
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from speechport.errors import CheckpointError
-from speechport.families.base import BundlePlan, LoadedCheckpoint
+from speechport.families.base import BundlePlan, LoadedCheckpoint, refuse_options
 from speechport.families.nemo_archive import NemoArchive, read_nemo_archive
 from speechport.families.parakeet.bundle import (
     DEFAULT_WINDOW_SECONDS,
@@ -77,7 +78,10 @@ class ParakeetFamily:
             notes=notes,
         )
 
-    def plan(self, loaded: LoadedCheckpoint, *, window_seconds: float | None = None) -> BundlePlan:
+    def plan(
+        self, loaded: LoadedCheckpoint, *, window_seconds: float | None = None, **options: Any
+    ) -> BundlePlan:
+        refuse_options(self.name, options)
         return plan_bundle(
             loaded,
             window_seconds=DEFAULT_WINDOW_SECONDS if window_seconds is None else window_seconds,

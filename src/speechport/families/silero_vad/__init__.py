@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from speechport.errors import CheckpointError
-from speechport.families.base import BundlePlan, LoadedCheckpoint
+from speechport.families.base import BundlePlan, LoadedCheckpoint, refuse_options
 from speechport.families.safetensors_reader import read_safetensors
 from speechport.families.silero_vad.bundle import plan_bundle
 from speechport.families.silero_vad.model import CONTEXT, HOP, N_FFT, SAMPLE_RATE, SileroVAD
@@ -97,7 +97,10 @@ class SileroVadFamily:
             notes=notes,
         )
 
-    def plan(self, loaded: LoadedCheckpoint, *, window_seconds: float | None = None) -> BundlePlan:
+    def plan(
+        self, loaded: LoadedCheckpoint, *, window_seconds: float | None = None, **options: Any
+    ) -> BundlePlan:
+        refuse_options(self.name, options)
         return plan_bundle(loaded)
 
 
