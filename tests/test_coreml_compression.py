@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from speechport.coreml import Interpreter, load_program
-from tests.coreml_util import i32, run_op
+from tests.helpers import i32, run_op
 
 rng = np.random.default_rng(0)
 W1 = rng.standard_normal((64, 32)).astype(np.float32)

@@ -19,7 +19,7 @@ from speechport.coreml import Interpreter, load_program
 from speechport.errors import BackendError
 from speechport.export import compat
 from speechport.nn.subsampling import Conv1dSubsampling
-from tests.coreml_util import save_torch_module
+from tests.helpers import save_torch_module
 
 
 class ParakeetLikeBlock(nn.Module):

@@ -16,22 +16,33 @@ from speechport.pipelines.transcriber import Transcriber
 from speechport.pipelines.vad import VoiceActivityDetector
 from speechport.runtime import load_bundle, make_backend
 from speechport.runtime.coreml_backend import CoreMLBackend
-from tests.conftest import (
+from tests.helpers import (
     CLIPS,
     DATA,
     VARIANTS,
-    convert_gigaam_variants,
+    BundleCache,
+    checkpoint,
+    copy_bundle,
     gigaam_clip,
+    tokenizer_for,
 )
 
 ENCODER_ATOL, ENCODER_RTOL = 2e-4, 1e-5  # as the ONNX encoder test (test_gigaam.py)
 
 
 @pytest.fixture(scope="module")
-def fp32_bundles(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    return convert_gigaam_variants(
-        tmp_path_factory.mktemp("coreml32"), formats=("coreml",), precision="fp32"
-    )
+def fp32_bundles(bundle_cache: BundleCache) -> dict[str, Path]:
+    return {
+        variant: bundle_cache.get(
+            "gigaam",
+            checkpoint(variant),
+            variant,
+            tokenizer=tokenizer_for(variant),
+            formats="coreml",
+            precision="fp32",
+        )
+        for variant in VARIANTS
+    }
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
@@ -112,8 +123,7 @@ def test_backend_options_and_errors(gigaam_bundles: dict[str, Path], tmp_path: P
         CoreMLBackend(compute_units="npu")
     with pytest.raises(BackendError, match="runs only on macOS"):
         CoreMLBackend(engine="framework")
-    broken = tmp_path / "bundle"
-    shutil.copytree(gigaam_bundles["v3_ctc"], broken)
+    broken = copy_bundle(gigaam_bundles["v3_ctc"], tmp_path / "bundle")
     shutil.rmtree(broken / "Encoder.mlpackage")
     with pytest.raises(BundleError, match="Core ML package listed in the manifest is missing"):
         load_bundle(broken, "coreml")
@@ -123,13 +133,9 @@ def test_backend_options_and_errors(gigaam_bundles: dict[str, Path], tmp_path: P
 
 
 @pytest.fixture(scope="module")
-def vad32_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from speechport.convert import convert
-
+def vad32_bundle(bundle_cache: BundleCache) -> Path:
     pytest.importorskip("silero_vad")
-    out = tmp_path_factory.mktemp("vad32") / "silero"
-    convert("silero-vad", None, out, formats=("coreml",), precision="fp32", quiet=True)
-    return out
+    return bundle_cache.get("silero-vad", None, "silero", formats="coreml", precision="fp32")
 
 
 def _audio() -> dict[str, np.ndarray]:

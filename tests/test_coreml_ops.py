@@ -20,7 +20,7 @@ from hypothesis.extra.numpy import array_shapes, arrays, mutually_broadcastable_
 
 from speechport.coreml import Interpreter
 from speechport.errors import BackendError
-from tests.coreml_util import f32, flag, i32, op_program, run_op
+from tests.helpers import f32, flag, i32, op_program, run_op
 
 SETTINGS = settings(max_examples=20, deadline=None, derandomize=True)
 EW = {"rtol": 1e-5, "atol": 1e-6}

@@ -31,12 +31,12 @@ import pytest
 import torch
 from scripts.transducer_loss import rnnt_loss, tdt_loss
 
-from speechport.convert import convert
 from speechport.pipelines.transcriber import Transcriber, Transcript
 from speechport.runtime import load_bundle
-from tests.conftest import DATA
-from tests.test_overlap_longform import (
+from tests.helpers import (
+    DATA,
     SR,
+    BundleCache,
     Recording,
     edges_in_speech,
     lay_out,
@@ -189,10 +189,8 @@ def test_tdt_loss_gradients_reach_every_input() -> None:
 
 
 @pytest.fixture(scope="module")
-def bundle_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("parakeet_words") / "tdt_words"
-    convert("parakeet", MODEL, out, formats="onnx", quiet=True)
-    return out
+def bundle_dir(bundle_cache: BundleCache) -> Path:
+    return bundle_cache.get("parakeet", MODEL, "tdt_words", formats="onnx")
 
 
 @pytest.fixture(scope="module")

@@ -9,12 +9,12 @@ bundle stands alone and passes ``verify``; a failing variant is not emitted.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from speechport.cli import main
-from speechport.convert import convert
 from speechport.errors import GateError, SpeechportError
 from speechport.fsutil import path_size
 from speechport.manifest import read_manifest
@@ -22,25 +22,22 @@ from speechport.quantize import CATALOGUE, parse_recipes, quantize_sweep
 from speechport.quantize.strategies import BASELINE, IOS18
 from speechport.quantize.sweep import SUMMARY_FILE, QuantizeSummary
 from speechport.verify.parity import verify_bundle
-from tests.conftest import GIGAAM, checkpoint
+from tests.helpers import GIGAAM, BundleCache, checkpoint
 
 AUDIO = sorted((GIGAAM / "audio").glob("clip*.wav"))[:2]  # two clips keep the sweep quick
 THRESHOLD = 256  # the fixture's tensors are small; coremltools' 2048 would skip most
 
 
 @pytest.fixture(scope="module")
-def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("quantize") / "rnnt"
-    convert(
+def bundle(bundle_cache: BundleCache) -> Path:
+    return bundle_cache.get(
         "gigaam",
         checkpoint("v3_rnnt"),
-        out,
+        "rnnt",
         formats="coreml,onnx",
         precision="fp16",
         window_seconds=6.0,
-        quiet=True,
     )
-    return out
 
 
 @pytest.fixture(scope="module")
@@ -206,12 +203,11 @@ def test_recipes() -> None:
         parse_recipes("predictor=pal8-kmeans", roles=roles, names=names)
 
 
-def test_bad_input(bundle: Path, tmp_path: Path) -> None:
+def test_bad_input(bundle: Path, gigaam_onnx: Callable[[str], Path], tmp_path: Path) -> None:
     with pytest.raises(SpeechportError, match="'pal5' is not one of the variants"):
         quantize_sweep(bundle, tmp_path / "a", strategies="int8-channel", emit="pal5")
     assert not (tmp_path / "a").exists()
-    onnx_only = tmp_path / "onnx"
-    convert("gigaam", checkpoint("v3_ctc"), onnx_only, formats="onnx", quiet=True)
+    onnx_only = gigaam_onnx("v3_ctc")
     with pytest.raises(SpeechportError, match="no Core ML components") as info:
         quantize_sweep(onnx_only, tmp_path / "b")
     assert str(onnx_only) in str(info.value)

@@ -12,7 +12,7 @@ import pytest
 from speechport.errors import AudioError
 from speechport.verify.components import _joint_pairs, _normalized
 from speechport.verify.stats import compare, merge, topk_agreement
-from tests.conftest import GIGAAM, checkpoint, gigaam_index, tokenizer_for
+from tests.helpers import GIGAAM, checkpoint, copy_bundle, gigaam_index, tokenizer_for
 
 AUDIO = GIGAAM / "audio"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -69,12 +69,9 @@ def test_normalized_joint_outputs_ignore_how_they_are_normalised() -> None:
 def rnnt_report(
     gigaam_bundles: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
 ) -> tuple[Path, dict[str, object], str]:
-    import shutil
-
     from speechport.cli import main
 
-    bundle = tmp_path_factory.mktemp("verify") / "rnnt"
-    shutil.copytree(gigaam_bundles["v3_e2e_rnnt"], bundle)
+    bundle = copy_bundle(gigaam_bundles["v3_e2e_rnnt"], tmp_path_factory.mktemp("verify") / "rnnt")
     argv = ["verify", str(bundle), "--audio", str(AUDIO / "clip0.wav"), str(AUDIO / "clip3.wav")]
     code = main([*argv, "--latency-runs", "3"])
     assert code == 0

@@ -12,7 +12,7 @@ import pytest
 import soundfile as sf
 
 from speechport.verify.parity import verify_bundle
-from tests.conftest import GIGAAM, checkpoint, tokenizer_for
+from tests.helpers import GIGAAM, checkpoint, copy_bundle, tokenizer_for
 
 # 2800 feature frames (hop 160, n_fft 320, no centring): 2799 is odd and above 2048, so fp16
 # rounds it to 2800 and the first stride-2 stage gives 1401 instead of 1400; the encoder
@@ -77,12 +77,9 @@ def test_integer_length_path_passes(gigaam_bundles: dict[str, Path], long_clip: 
 def test_verify_cli_runs_both_backends(
     gigaam_bundles: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import shutil
-
     from speechport.cli import main
 
-    bundle = tmp_path / "ctc"
-    shutil.copytree(gigaam_bundles["v3_ctc"], bundle)
+    bundle = copy_bundle(gigaam_bundles["v3_ctc"], tmp_path / "ctc")
     clip = GIGAAM / "audio" / "clip0.wav"
     argv = [
         "verify", str(bundle), "--audio", str(clip), "--backends", "coreml,onnx",
