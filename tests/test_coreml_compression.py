@@ -1,8 +1,8 @@
-"""Compressed weights: every coremltools.optimize.coreml strategy that issue #4 sweeps (linear
-int8 per-channel / per-tensor, iOS 18 per-block int8 / int4, palettization 8/6/4/2 bits,
-k-means and uniform, per-tensor, grouped-channel, vector and per-channel-scaled; pruning;
-joint sparse + palettized / quantized) decompresses in the interpreter to exactly the
-weights of coremltools' own ``decompress_weights``, and runs to exactly its outputs.
+"""Compressed weights: every coremltools.optimize.coreml weight compression (linear int8
+per-channel / per-tensor, iOS 18 per-block int8 / int4, palettization 8/6/4/2 bits, k-means
+and uniform, per-tensor, grouped-channel, vector and per-channel-scaled; pruning; joint
+sparse + palettized / quantized) decompresses in the interpreter to exactly the weights of
+coremltools' own ``decompress_weights``, and runs to exactly its outputs.
 The ops' documented examples are checked on their own."""
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
-"""``verify`` with the Core ML backend (the MIL interpreter here), and seed 000's pitfall: an
-``encoded_len`` computed in fp16 is caught."""
+"""``verify`` with the Core ML backend (the MIL interpreter here) catches an encoder whose
+``encoded_len`` is computed in fp16 (off by one on long windows: fp16 cannot hold every
+integer above 2048), and passes the bundle that computes it with integer ops."""
 
 from __future__ import annotations
 
