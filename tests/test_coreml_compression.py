@@ -154,6 +154,7 @@ def _compressed(name: str, precision: str, root: Path) -> tuple[Path, Path]:
     return paths
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("precision", ["fp16", "fp32"])
 @pytest.mark.parametrize("name", sorted(STRATEGIES))
 def test_decompressed_weights_equal_coremltools(name: str, precision: str, tmp_path: Path) -> None:

@@ -45,6 +45,7 @@ def fp32_bundles(bundle_cache: BundleCache) -> dict[str, Path]:
     }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_fp32_coreml_bundle_is_token_exact_with_upstream(
     fp32_bundles: dict[str, Path], variant: str
@@ -63,6 +64,7 @@ def test_fp32_coreml_bundle_is_token_exact_with_upstream(
         assert words == ref.expected["words"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("variant", ["v3_e2e_rnnt", "v3_ctc"])
 def test_fp32_coreml_encoder_equals_upstream(fp32_bundles: dict[str, Path], variant: str) -> None:
     encoder = load_bundle(fp32_bundles[variant], "coreml").component("encoder")
@@ -87,6 +89,7 @@ def test_fp32_coreml_encoder_equals_upstream(fp32_bundles: dict[str, Path], vari
 KNOWN_FP16_FRAME_SHIFTS = {("v3_rnnt", 0): {14: (7, 13)}}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_fp16_coreml_bundle_tokens_equal_upstream(
     gigaam_bundles: dict[str, Path], variant: str
@@ -107,6 +110,7 @@ def test_fp16_coreml_bundle_tokens_equal_upstream(
         assert shifts == KNOWN_FP16_FRAME_SHIFTS.get((variant, clip), {})
 
 
+@pytest.mark.slow
 def test_fp16_encoder_length_is_exact_for_a_full_window(gigaam_bundles: dict[str, Path]) -> None:
     encoder = load_bundle(gigaam_bundles["v3_e2e_rnnt"], "coreml").component("encoder")
     features = np.zeros(encoder.spec.inputs[0].shape, dtype=np.float32)
@@ -147,6 +151,7 @@ def _audio() -> dict[str, np.ndarray]:
     }
 
 
+@pytest.mark.slow
 def test_vad_fp32_coreml_matches_onnx(vad_bundle: Path, vad32_bundle: Path) -> None:
     """Every form (576, 256 ms, three stages): probabilities within 1e-4 of ONNX Runtime
     (1.4e-5 seen), segments identical."""
@@ -174,6 +179,7 @@ def vad_fp16_stft_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+@pytest.mark.slow
 def test_default_vad_bundle_keeps_the_stft_in_fp32(vad_bundle: Path) -> None:
     """The default (fp16) bundle: components with the STFT are fp32 packages, the encoder
     and decoder stages fp16; every form then matches ONNX Runtime on quiet speech too."""
@@ -202,6 +208,7 @@ def test_default_vad_bundle_keeps_the_stft_in_fp32(vad_bundle: Path) -> None:
         assert ours.segments(audio, None) == onnx.segments(audio)
 
 
+@pytest.mark.slow
 def test_vad_fp16_stft_underflows_on_quiet_audio(
     vad_fp16_stft_bundle: Path, vad_bundle: Path, vad32_bundle: Path
 ) -> None:

@@ -56,6 +56,7 @@ def short_window_bundle(bundle_cache: BundleCache) -> Path:
     )
 
 
+@pytest.mark.slow
 def test_ninety_seconds_equal_their_windows_decoded_one_by_one(
     gigaam_bundles: dict[str, Path],
 ) -> None:
@@ -116,6 +117,7 @@ def test_every_clip_lands_whole_in_exactly_one_window(short_window_bundle: Path)
     assert transcript.text == " ".join(p for p in pieces if p)
 
 
+@pytest.mark.slow
 def test_vad_windows_never_cut_a_word(
     gigaam_bundles: dict[str, Path], short_window_bundle: Path, vad_bundle: Path
 ) -> None:

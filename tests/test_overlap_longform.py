@@ -96,6 +96,7 @@ def decoded(transcriber: Transcriber, audio: np.ndarray, window: Window) -> list
     return transcriber.transcribe(audio[window.start : window.end]).words
 
 
+@pytest.mark.slow
 def test_two_minutes_in_overlapping_windows(words_bundle: Path, recording: Recording) -> None:
     bundle = load_bundle(words_bundle, "onnx")
     alone = [Transcriber(bundle).transcribe(clip) for clip in read_clips(CLIPS)]

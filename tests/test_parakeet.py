@@ -85,7 +85,9 @@ def loaded(bundles: dict[str, Path]) -> dict[tuple[str, str], LoadedBundle]:
     return out
 
 
-@pytest.mark.parametrize("backend", ["torch", "onnx", "coreml"])
+@pytest.mark.parametrize(
+    "backend", ["torch", "onnx", pytest.param("coreml", marks=pytest.mark.slow)]
+)
 @pytest.mark.parametrize("index", CLIPS)
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_tokens_frames_and_durations_equal_nemo(
@@ -402,6 +404,7 @@ def test_example_script_transcribes_with_onnxruntime(bundles: dict[str, Path]) -
     assert result.stdout.strip() == entry["text"]
 
 
+@pytest.mark.slow
 def test_verify_checks_every_component(bundles: dict[str, Path]) -> None:
     """``verify`` covers the components decoding does not call too: the Preprocessor and
     the fused MelEncoder on the audio windows, the decision heads and onnx-asr's

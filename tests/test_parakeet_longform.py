@@ -216,6 +216,7 @@ def test_the_bundle_windows_long_audio_by_15_s_overlapping_by_2_s(bundle_dir: Pa
     assert transcriber.window_samples == 15 * SR
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("window", [15.0, 8.0, 5.0])
 def test_two_minutes_every_word_once(
     bundle_dir: Path, recording: Recording, alone: list[Transcript], window: float
@@ -237,6 +238,7 @@ def test_two_minutes_every_word_once(
     assert in_speech >= SEAMS_IN_SPEECH[window]
 
 
+@pytest.mark.slow
 def test_cut_at_quiet_points_for_contrast(
     bundle_dir: Path, recording: Recording, alone: list[Transcript]
 ) -> None:

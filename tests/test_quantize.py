@@ -55,6 +55,7 @@ def scored(bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> QuantizeSu
     )
 
 
+@pytest.mark.slow
 def test_every_strategy_runs_and_sizes_are_the_files(bundle: Path, tmp_path: Path) -> None:
     summary = quantize_sweep(bundle, tmp_path, weight_threshold=THRESHOLD)
     names = [v.name for v in summary.variants]
@@ -98,6 +99,7 @@ def test_every_strategy_runs_and_sizes_are_the_files(bundle: Path, tmp_path: Pat
     assert summary_file["variants"][1]["bytes"] == summary.variants[1].bytes
 
 
+@pytest.mark.slow
 def test_scores_separate_good_from_bad(scored: QuantizeSummary) -> None:
     v = {x.name: x for x in scored.variants}
     assert scored.engine.startswith("speechport MIL interpreter")
@@ -128,6 +130,7 @@ def test_scores_separate_good_from_bad(scored: QuantizeSummary) -> None:
     ]
 
 
+@pytest.mark.slow
 def test_emitted_bundle_stands_alone_and_passes_verify(
     scored: QuantizeSummary, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -148,6 +151,7 @@ def test_emitted_bundle_stands_alone_and_passes_verify(
     assert said and said == report.files[0].details["text"]
 
 
+@pytest.mark.slow
 def test_a_failing_variant_is_not_emitted(bundle: Path, tmp_path: Path) -> None:
     with pytest.raises(GateError, match="int4-tensor failed the gate"):
         quantize_sweep(
@@ -215,6 +219,7 @@ def test_bad_input(bundle: Path, gigaam_onnx: Callable[[str], Path], tmp_path: P
         quantize_sweep(bundle, tmp_path / "c", reference=tmp_path / "missing.ckpt")
 
 
+@pytest.mark.slow
 def test_cli_prints_the_ranking(
     bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -168,6 +168,7 @@ def test_a_wrong_length_fails_the_gate_even_with_equal_tokens(
     assert "Encoder encoded_len is" in failure and "window at 0.00 s" in failure
 
 
+@pytest.mark.slow
 def test_convert_verify_keeps_nothing_when_the_gate_fails(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -199,6 +200,7 @@ def test_convert_verify_keeps_nothing_when_the_gate_fails(
     assert not out.exists() and list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_convert_verify_writes_the_report_into_a_passing_bundle(tmp_path: Path) -> None:
     from speechport.cli import main
 

@@ -36,6 +36,7 @@ def long_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_fp16_length_bug_is_caught(
     long_clip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -63,6 +64,7 @@ def test_fp16_length_bug_is_caught(
     ]
 
 
+@pytest.mark.slow
 def test_integer_length_path_passes(gigaam_bundles: dict[str, Path], long_clip: Path) -> None:
     """The bundle converted with integer ops: the same window's length is exact."""
     report = verify_bundle(
@@ -75,6 +77,7 @@ def test_integer_length_path_passes(gigaam_bundles: dict[str, Path], long_clip: 
     assert "Encoder" not in " ".join(details["failures"])
 
 
+@pytest.mark.slow
 def test_verify_cli_runs_both_backends(
     gigaam_bundles: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
