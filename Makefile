@@ -48,8 +48,8 @@ lint: $(STAMP)
 # the 15 slowest tests and the share of speechport's lines the suite runs are printed.
 test: lint
 	mkdir -p build
-	COVERAGE_FILE=build/.coverage $(BIN)/python -m pytest -n 2 --dist loadfile \
-		--no-loadscope-reorder --durations=15 --cov=speechport --cov-report=
+	COVERAGE_FILE=build/.coverage $(BIN)/python -m pytest -n 2 --dist loadfile --durations=15 \
+		--cov=speechport --cov-report=
 	@echo "coverage: $$(COVERAGE_FILE=build/.coverage $(BIN)/coverage report --format=total)% of speechport's lines"
 
 clean:

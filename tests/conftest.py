@@ -10,28 +10,6 @@ import pytest
 
 from tests.helpers import VARIANTS, BundleCache, checkpoint, tokenizer_for
 
-# The modules that take longest, longest first (as measured with --durations on 2 cores):
-# `make test` runs them first (--dist loadfile --no-loadscope-reorder), so that the other
-# modules fill in behind them and the two workers finish at about the same time.
-LONGEST_FIRST = (
-    "test_quantize.py",
-    "test_coreml_models.py",
-    "test_parakeet.py",
-    "test_silero_vad.py",
-    "test_longform.py",
-    "test_coreml_compression.py",
-    "test_gigaam.py",
-    "test_verify_coreml.py",
-)
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    def rank(item: pytest.Item) -> int:
-        name = item.path.name
-        return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
-
-    items.sort(key=rank)  # a stable sort: the other modules keep their order
-
 
 @pytest.fixture(scope="session")
 def bundle_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BundleCache]:
