@@ -1,84 +1,56 @@
-"""Shared fixtures: the upstream GigaAM reference data and bundles converted once per run."""
+"""Shared fixtures: bundles converted once per test run (shared by the xdist workers)."""
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
+import os
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
-import numpy as np
 import pytest
-import soundfile as sf
 
-DATA = Path(__file__).parent / "data"
-GIGAAM = DATA / "gigaam"
-VARIANTS = ("v3_e2e_rnnt", "v3_rnnt", "v3_e2e_ctc", "v3_ctc")
-CLIPS = (0, 1, 2, 3)
+from tests.helpers import VARIANTS, BundleCache, checkpoint, tokenizer_for
 
 
-@dataclass(frozen=True)
-class Clip:
-    """One upstream reference: the audio, upstream's tensors and its transcript."""
-
-    variant: str
-    index: int
-    audio: np.ndarray
-    npz: dict[str, np.ndarray]
-    expected: dict[str, Any]
-
-
-def gigaam_index() -> dict[str, Any]:
-    return json.loads((GIGAAM / "index.json").read_text(encoding="utf-8"))
-
-
-def gigaam_clip(variant: str, index: int) -> Clip:
-    entry = gigaam_index()["variants"][variant]["clips"][index]
-    audio, rate = sf.read(GIGAAM / entry["audio"], dtype="float32")
-    assert rate == 16000
-    with np.load(GIGAAM / entry["reference_npz"]) as npz:
-        arrays = {k: npz[k] for k in npz.files}
-    return Clip(variant, index, audio, arrays, entry)
+@pytest.fixture(scope="session")
+def bundle_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BundleCache]:
+    """The run's bundle cache. Under xdist each worker's base temp directory sits in the
+    run's own directory, which all workers share; without xdist the base temp directory is
+    the run's."""
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent
+    cache = BundleCache(base / "bundle-cache")
+    yield cache
+    changed = cache.changed()
+    assert not changed, f"tests modified shared bundles (use copy_bundle): {changed}"
 
 
-def checkpoint(variant: str) -> Path:
-    return GIGAAM / f"{variant}.ckpt"
-
-
-def tokenizer_for(variant: str) -> Path | None:
-    return GIGAAM / "tokenizer.model" if "e2e" in variant else None
-
-
-def convert_gigaam_variants(root: Path, **options: Any) -> dict[str, Path]:
-    """Every v3 variant converted into ``root/<variant>`` with ``options`` for convert."""
-    from speechport.conversion import convert
-
-    out = {}
-    for variant in VARIANTS:
-        out[variant] = root / variant
-        convert(
-            "gigaam",
-            checkpoint(variant),
-            out[variant],
-            tokenizer=tokenizer_for(variant),
-            quiet=True,
-            **options,
+@pytest.fixture(scope="session")
+def gigaam_bundles(bundle_cache: BundleCache) -> dict[str, Path]:
+    """Every v3 variant converted to Core ML (fp16) and ONNX."""
+    return {
+        variant: bundle_cache.get(
+            "gigaam", checkpoint(variant), variant, tokenizer=tokenizer_for(variant)
         )
-    return out
+        for variant in VARIANTS
+    }
 
 
 @pytest.fixture(scope="session")
-def gigaam_bundles(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Every v3 variant converted to Core ML (fp16) and ONNX, once per test session."""
-    return convert_gigaam_variants(tmp_path_factory.mktemp("bundles"))
+def gigaam_onnx(bundle_cache: BundleCache) -> Callable[[str], Path]:
+    """A v3 variant converted to ONNX only: quicker, for tests that need some bundle and
+    no Core ML file."""
+
+    def get(variant: str) -> Path:
+        return bundle_cache.get(
+            "gigaam", checkpoint(variant), variant, tokenizer=tokenizer_for(variant), formats="onnx"
+        )
+
+    return get
 
 
 @pytest.fixture(scope="session")
-def vad_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def vad_bundle(bundle_cache: BundleCache) -> Path:
     """Silero VAD from the installed silero-vad package, Core ML and ONNX."""
-    from speechport.conversion import convert
-
     pytest.importorskip("silero_vad")
-    out = tmp_path_factory.mktemp("vad") / "silero"
-    convert("silero-vad", None, out, quiet=True)
-    return out
+    return bundle_cache.get("silero-vad", None, "silero")

@@ -3,9 +3,11 @@ what the CLI prints; tasks and decoding algorithms are found through their regis
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +20,7 @@ from speechport.decoding import DECODERS, decoding_algorithm
 from speechport.errors import BundleError
 from speechport.manifest import COMPONENT_KINDS, MANIFEST_NAME, read_manifest
 from speechport.tasks import TASKS
+from tests.helpers import BundleCache
 
 DATA = Path(__file__).parent / "data"
 GIGAAM_CLIP = DATA / "gigaam" / "audio" / "clip1.wav"
@@ -26,15 +29,36 @@ SAMPLE = Path(__file__).parents[1] / "samples" / "speech_with_pauses.wav"
 
 
 @pytest.fixture(scope="module")
-def parakeet_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("api") / "parakeet"
-    speechport.convert(
-        "parakeet",
-        out,
-        DATA / "nemo" / "parakeet_tdt.nemo",
-        speechport.ConvertOptions(formats=("onnx",)),
+def parakeet_bundle(bundle_cache: BundleCache) -> Path:
+    return bundle_cache.get(
+        "parakeet", DATA / "nemo" / "parakeet_tdt.nemo", "parakeet_tdt", formats="onnx"
     )
-    return out
+
+
+@pytest.fixture(scope="module")
+def rnnt(gigaam_onnx: Callable[[str], Path]) -> Path:
+    return gigaam_onnx("v3_e2e_rnnt")
+
+
+@pytest.fixture(scope="module")
+def ctc(gigaam_onnx: Callable[[str], Path]) -> Path:
+    return gigaam_onnx("v3_ctc")
+
+
+def test_convert_takes_frozen_options(tmp_path: Path) -> None:
+    """The library call prints nothing and returns the manifest; options are a dataclass."""
+    lines: list[str] = []
+    manifest = speechport.convert(
+        "gigaam",
+        tmp_path / "ctc",
+        DATA / "gigaam" / "v3_ctc.ckpt",
+        speechport.ConvertOptions(formats=("onnx",)),
+        progress=lines.append,
+    )
+    assert manifest.formats == ["onnx"] and (tmp_path / "ctc" / "v3_ctc.onnx").is_file()
+    assert any("ONNX" in line for line in lines)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        speechport.ConvertOptions().precision = "fp32"  # type: ignore[misc]
 
 
 def _python(code: str) -> str:
@@ -47,10 +71,10 @@ def _python(code: str) -> str:
 
 
 def test_load_transcribes_like_the_cli(
-    gigaam_bundles: dict[str, Path], parakeet_bundle: Path, capsys: pytest.CaptureFixture[str]
+    rnnt: Path, parakeet_bundle: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     for bundle, clip in (
-        (gigaam_bundles["v3_e2e_rnnt"], GIGAAM_CLIP),
+        (rnnt, GIGAAM_CLIP),
         (parakeet_bundle, NEMO_CLIP),
     ):
         code = f"print(speechport.load({str(bundle)!r}).transcribe({str(clip)!r}).text)"
@@ -73,8 +97,8 @@ def test_load_gives_vad_segments_like_the_cli(
     assert len(said.splitlines()) == 4
 
 
-def test_arrays_at_any_rate_are_resampled(gigaam_bundles: dict[str, Path]) -> None:
-    transcriber = speechport.load(gigaam_bundles["v3_ctc"])
+def test_arrays_at_any_rate_are_resampled(ctc: Path) -> None:
+    transcriber = speechport.load(ctc)
     assert isinstance(transcriber, speechport.Transcriber)
     samples = load_audio(GIGAAM_CLIP).samples
     from_path = transcriber.transcribe(GIGAAM_CLIP)
@@ -117,10 +141,8 @@ def test_public_names() -> None:
 
 
 @pytest.mark.parametrize("task", ["kws", "streaming-asr", "tts"])
-def test_a_task_without_a_plug_in_is_refused(
-    gigaam_bundles: dict[str, Path], tmp_path: Path, task: str
-) -> None:
-    data = json.loads((gigaam_bundles["v3_ctc"] / MANIFEST_NAME).read_text(encoding="utf-8"))
+def test_a_task_without_a_plug_in_is_refused(ctc: Path, tmp_path: Path, task: str) -> None:
+    data = json.loads((ctc / MANIFEST_NAME).read_text(encoding="utf-8"))
     data["task"] = task
     (tmp_path / MANIFEST_NAME).write_text(json.dumps(data), encoding="utf-8")
     with pytest.raises(BundleError, match=f"unknown task '{task}'; this speechport runs: asr, vad"):
@@ -128,7 +150,7 @@ def test_a_task_without_a_plug_in_is_refused(
     assert main(["transcribe", str(tmp_path), str(GIGAAM_CLIP)]) == 2
 
 
-def test_registries_cover_every_manifest_name(gigaam_bundles: dict[str, Path]) -> None:
+def test_registries_cover_every_manifest_name(rnnt: Path, ctc: Path, vad_bundle: Path) -> None:
     assert set(TASKS) == {"asr", "vad"}
     for name, task in TASKS.items():
         assert task.name == name and task.sections
@@ -137,7 +159,7 @@ def test_registries_cover_every_manifest_name(gigaam_bundles: dict[str, Path]) -
     assert decoding_algorithm("tdt_greedy").transducer
     with pytest.raises(BundleError, match="unknown decoding algorithm 'beam'"):
         decoding_algorithm("beam")
-    for bundle in gigaam_bundles.values():
+    for bundle in (rnnt, ctc, vad_bundle):
         for component in read_manifest(bundle).components.values():
             assert component.kind in COMPONENT_KINDS
 
@@ -149,13 +171,11 @@ def test_time_major_layouts() -> None:
     assert decoding_algorithm("rnnt_greedy").time_major(rnnt).shape == (4, 3)
 
 
-def test_reports_round_trip(
-    gigaam_bundles: dict[str, Path], vad_bundle: Path, tmp_path: Path
-) -> None:
+def test_reports_round_trip(rnnt: Path, vad_bundle: Path, tmp_path: Path) -> None:
     from speechport.parity.report import AsrFileResult, ParityReport, VadFileResult
     from speechport.parity.run import verify_bundle
 
-    asr = verify_bundle(gigaam_bundles["v3_e2e_rnnt"], [GIGAAM_CLIP], backends=["onnx"])
+    asr = verify_bundle(rnnt, [GIGAAM_CLIP], backends=["onnx"])
     vad = verify_bundle(vad_bundle, [SAMPLE], backends=["onnx"], latency_runs=2)
     for report, kind in ((asr, AsrFileResult), (vad, VadFileResult)):
         assert all(isinstance(f, kind) for f in report.files)

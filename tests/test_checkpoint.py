@@ -22,7 +22,7 @@ from speechport.errors import CheckpointError, ExportError, SpeechportError
 from speechport.families.gigaam import GigaAMFamily
 from speechport.families.omegaconf_compat import omegaconf_globals, to_plain
 from speechport.families.torch_checkpoint import load_torch_checkpoint
-from tests.conftest import GIGAAM, checkpoint
+from tests.helpers import GIGAAM, checkpoint
 
 
 class _RunsCode:

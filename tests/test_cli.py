@@ -12,7 +12,7 @@ import soundfile as sf
 
 from speechport.audio import resample
 from speechport.cli import main
-from tests.conftest import GIGAAM, checkpoint, gigaam_clip
+from tests.helpers import GIGAAM, checkpoint, gigaam_clip
 
 CLIP0 = GIGAAM / "audio" / "clip0.wav"
 

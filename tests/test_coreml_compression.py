@@ -1,8 +1,8 @@
-"""Compressed weights: every coremltools.optimize.coreml strategy that issue #4 sweeps (linear
-int8 per-channel / per-tensor, iOS 18 per-block int8 / int4, palettization 8/6/4/2 bits,
-k-means and uniform, per-tensor, grouped-channel, vector and per-channel-scaled; pruning;
-joint sparse + palettized / quantized) decompresses in the interpreter to exactly the
-weights of coremltools' own ``decompress_weights``, and runs to exactly its outputs.
+"""Compressed weights: every coremltools.optimize.coreml weight compression (linear int8
+per-channel / per-tensor, iOS 18 per-block int8 / int4, palettization 8/6/4/2 bits, k-means
+and uniform, per-tensor, grouped-channel, vector and per-channel-scaled; pruning; joint
+sparse + palettized / quantized) decompresses in the interpreter to exactly the weights of
+coremltools' own ``decompress_weights``, and runs to exactly its outputs.
 The ops' documented examples are checked on their own."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from speechport.coreml import Interpreter, load_program
-from tests.coreml_util import i32, run_op
+from tests.helpers import i32, run_op
 
 rng = np.random.default_rng(0)
 W1 = rng.standard_normal((64, 32)).astype(np.float32)
@@ -154,6 +154,7 @@ def _compressed(name: str, precision: str, root: Path) -> tuple[Path, Path]:
     return paths
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("precision", ["fp16", "fp32"])
 @pytest.mark.parametrize("name", sorted(STRATEGIES))
 def test_decompressed_weights_equal_coremltools(name: str, precision: str, tmp_path: Path) -> None:

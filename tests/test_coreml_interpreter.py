@@ -1,6 +1,7 @@
 """The MIL interpreter on real Core ML packages: torch modules converted fp32 and fp16 run
-like torch; fp16 programs round at op boundaries; the fp16 length pitfall is reproduced;
-compressed weights decompress exactly as coremltools does; unsupported ops are named."""
+like torch; fp16 programs round at op boundaries; an encoder length computed in fp16 is off
+by one above 2048 frames; compressed weights decompress exactly as
+coremltools does; unsupported ops are named."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from speechport.coreml import Interpreter, load_program
 from speechport.errors import BackendError
 from speechport.export import compat
 from speechport.nn.subsampling import Conv1dSubsampling
-from tests.coreml_util import save_torch_module
+from tests.helpers import save_torch_module
 
 
 class ParakeetLikeBlock(nn.Module):
@@ -132,7 +133,7 @@ def test_fp16_program_rounds_each_op_output(tmp_path: Path) -> None:
     np.testing.assert_array_equal(got["fp32"], np.full((1, 3), np.float32(1) + np.float32(1e-4)))
 
 
-# -- the fp16 length pitfall (seed 000) -------------------------------------------------------
+# -- an encoder length in fp16: off by one above 2048 frames --------------------------------
 
 
 class FloatLength(nn.Module):

@@ -16,24 +16,36 @@ from speechport.pipelines.transcriber import Transcriber
 from speechport.pipelines.vad import VoiceActivityDetector
 from speechport.runtime import load_bundle, make_backend
 from speechport.runtime.coreml_backend import CoreMLBackend
-from tests.conftest import (
+from tests.helpers import (
     CLIPS,
     DATA,
     VARIANTS,
-    convert_gigaam_variants,
+    BundleCache,
+    checkpoint,
+    copy_bundle,
     gigaam_clip,
+    tokenizer_for,
 )
 
 ENCODER_ATOL, ENCODER_RTOL = 2e-4, 1e-5  # as the ONNX encoder test (test_gigaam.py)
 
 
 @pytest.fixture(scope="module")
-def fp32_bundles(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    return convert_gigaam_variants(
-        tmp_path_factory.mktemp("coreml32"), formats=("coreml",), precision="fp32"
-    )
+def fp32_bundles(bundle_cache: BundleCache) -> dict[str, Path]:
+    return {
+        variant: bundle_cache.get(
+            "gigaam",
+            checkpoint(variant),
+            variant,
+            tokenizer=tokenizer_for(variant),
+            formats="coreml",
+            precision="fp32",
+        )
+        for variant in VARIANTS
+    }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_fp32_coreml_bundle_is_token_exact_with_upstream(
     fp32_bundles: dict[str, Path], variant: str
@@ -52,6 +64,7 @@ def test_fp32_coreml_bundle_is_token_exact_with_upstream(
         assert words == ref.expected["words"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("variant", ["v3_e2e_rnnt", "v3_ctc"])
 def test_fp32_coreml_encoder_equals_upstream(fp32_bundles: dict[str, Path], variant: str) -> None:
     encoder = load_bundle(fp32_bundles[variant], "coreml").component("encoder")
@@ -76,6 +89,7 @@ def test_fp32_coreml_encoder_equals_upstream(fp32_bundles: dict[str, Path], vari
 KNOWN_FP16_FRAME_SHIFTS = {("v3_rnnt", 0): {14: (7, 13)}}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_fp16_coreml_bundle_tokens_equal_upstream(
     gigaam_bundles: dict[str, Path], variant: str
@@ -96,6 +110,7 @@ def test_fp16_coreml_bundle_tokens_equal_upstream(
         assert shifts == KNOWN_FP16_FRAME_SHIFTS.get((variant, clip), {})
 
 
+@pytest.mark.slow
 def test_fp16_encoder_length_is_exact_for_a_full_window(gigaam_bundles: dict[str, Path]) -> None:
     encoder = load_bundle(gigaam_bundles["v3_e2e_rnnt"], "coreml").component("encoder")
     features = np.zeros(encoder.spec.inputs[0].shape, dtype=np.float32)
@@ -112,8 +127,7 @@ def test_backend_options_and_errors(gigaam_bundles: dict[str, Path], tmp_path: P
         CoreMLBackend(compute_units="npu")
     with pytest.raises(BackendError, match="runs only on macOS"):
         CoreMLBackend(engine="framework")
-    broken = tmp_path / "bundle"
-    shutil.copytree(gigaam_bundles["v3_ctc"], broken)
+    broken = copy_bundle(gigaam_bundles["v3_ctc"], tmp_path / "bundle")
     shutil.rmtree(broken / "Encoder.mlpackage")
     with pytest.raises(BundleError, match="Core ML package listed in the manifest is missing"):
         load_bundle(broken, "coreml")
@@ -123,13 +137,9 @@ def test_backend_options_and_errors(gigaam_bundles: dict[str, Path], tmp_path: P
 
 
 @pytest.fixture(scope="module")
-def vad32_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from speechport.conversion import convert
-
+def vad32_bundle(bundle_cache: BundleCache) -> Path:
     pytest.importorskip("silero_vad")
-    out = tmp_path_factory.mktemp("vad32") / "silero"
-    convert("silero-vad", None, out, formats=("coreml",), precision="fp32", quiet=True)
-    return out
+    return bundle_cache.get("silero-vad", None, "silero", formats="coreml", precision="fp32")
 
 
 def _audio() -> dict[str, np.ndarray]:
@@ -141,6 +151,7 @@ def _audio() -> dict[str, np.ndarray]:
     }
 
 
+@pytest.mark.slow
 def test_vad_fp32_coreml_matches_onnx(vad_bundle: Path, vad32_bundle: Path) -> None:
     """Every form (576, 256 ms, three stages): probabilities within 1e-4 of ONNX Runtime
     (1.4e-5 seen), segments identical."""
@@ -168,6 +179,7 @@ def vad_fp16_stft_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+@pytest.mark.slow
 def test_default_vad_bundle_keeps_the_stft_in_fp32(vad_bundle: Path) -> None:
     """The default (fp16) bundle: components with the STFT are fp32 packages, the encoder
     and decoder stages fp16; every form then matches ONNX Runtime on quiet speech too."""
@@ -196,6 +208,7 @@ def test_default_vad_bundle_keeps_the_stft_in_fp32(vad_bundle: Path) -> None:
         assert ours.segments(audio, None) == onnx.segments(audio)
 
 
+@pytest.mark.slow
 def test_vad_fp16_stft_underflows_on_quiet_audio(
     vad_fp16_stft_bundle: Path, vad_bundle: Path, vad32_bundle: Path
 ) -> None:

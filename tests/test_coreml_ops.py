@@ -20,7 +20,7 @@ from hypothesis.extra.numpy import array_shapes, arrays, mutually_broadcastable_
 
 from speechport.coreml import Interpreter
 from speechport.errors import BackendError
-from tests.coreml_util import f32, flag, i32, op_program, run_op
+from tests.helpers import f32, flag, i32, op_program, run_op
 
 SETTINGS = settings(max_examples=20, deadline=None, derandomize=True)
 EW = {"rtol": 1e-5, "atol": 1e-6}
@@ -922,7 +922,7 @@ def test_fp16_outputs_overflow_to_inf_and_are_reported() -> None:
 
 
 def test_integers_above_2048_are_not_exact_in_fp16() -> None:
-    """The arithmetic behind seed 000's off-by-one: 2999 is not an fp16 number."""
+    """Why an encoder length computed in fp16 is off by one: 2999 is not an fp16 number."""
     (as_half,) = run_op("cast", {"x": i32([2999, 2051, 2048]), "dtype": "fp16"}, ("fp16",))
     assert as_half.tolist() == [3000.0, 2052.0, 2048.0]
 

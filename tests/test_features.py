@@ -8,11 +8,11 @@ perturbs each DFT bin by about eps32 times the frame's spectral norm, so a mel e
 in a frame whose mel energies sum to ``S`` moves by about ``eps32 * sqrt(S * m)``: its log by
 ``eps32 * sqrt(S * m) / (m + guard)``, large only in bins some 100 dB below the frame (we
 see 4e-3 there; the numpy front end computes in float64, so this is the reference's own
-noise). `_tolerance` allows twice that, plus the worst-case float32 rounding of the mel
-projection (``n_freqs * eps32`` relative) and of the compared value itself, divided by the
-per-bin standard deviation when the features are normalised, plus a bound on what a
-difference between two filterbanks can change (`_filterbank_bound`). The largest fraction
-of this tolerance used on the reference clips is 0.95 of the noise term.
+noise). `feature_tolerance` (tests/helpers.py) allows twice that, plus the worst-case
+float32 rounding of the mel projection (``n_freqs * eps32`` relative) and of the compared
+value itself, divided by the per-bin standard deviation when the features are normalised,
+plus a bound on what a difference between two filterbanks can change (`_filterbank_bound`).
+The largest fraction of this tolerance used on the reference clips is 0.95 of the noise term.
 """
 
 from __future__ import annotations
@@ -45,12 +45,12 @@ from speechport.features import (
     window_array,
 )
 from speechport.features.torch_frontend import TorchLogMel
+from tests.helpers import assert_within, feature_tolerance
 
 DATA = Path(__file__).parent / "data"
 GIGAAM = DATA / "gigaam"
 NEMO = DATA / "nemo"
 CLIPS = [0, 1, 2, 3]
-EPS32 = float(np.finfo(np.float32).eps)
 
 
 def read_clip(path: Path) -> np.ndarray:
@@ -81,24 +81,6 @@ def checkpoint_tensor(path: Path, name: str) -> np.ndarray:
 # --- Tolerances ------------------------------------------------------------------------
 
 
-def _tolerance(spec: LogMelSpec, samples: np.ndarray, expected: np.ndarray) -> np.ndarray:
-    """Per-element tolerance ``[n_mels, valid]`` for a float32 reference (module docstring)."""
-    plain = dataclasses.replace(spec, normalize=None, pad_value=None)
-    valid = spec.num_frames(samples.shape[0])
-    log_mel = LogMelFrontend(plain)(samples).astype(np.float64)[:, :valid]
-    guard = spec.log_guard if spec.log == "add" else 0.0
-    mel = np.clip(np.exp(log_mel) - guard, 0.0, None)
-    frame_total = mel.sum(axis=0, keepdims=True)
-    stft_noise = 2.0 * EPS32 * np.sqrt(frame_total * mel) / (mel + guard)
-    projection = spec.n_freqs * EPS32
-    scale = 1.0
-    if spec.normalize == "per_feature":
-        scale = log_mel.std(axis=1, ddof=1, keepdims=True) + spec.normalize_eps
-    rounding = 2.0 * EPS32 * np.abs(expected[:, :valid])
-    result: np.ndarray = (stft_noise + projection) / scale + rounding
-    return result
-
-
 def _filterbank_bound(ours: np.ndarray, theirs: np.ndarray, power: np.ndarray) -> np.ndarray:
     """Largest change of log mel energy that the filterbank difference can cause.
 
@@ -121,17 +103,6 @@ def _power_spectrum(samples: np.ndarray, spec: LogMelSpec) -> np.ndarray:
     )
     power: np.ndarray = np.abs(stft.astype(np.complex128)) ** 2
     return power
-
-
-def assert_within(actual: np.ndarray, expected: np.ndarray, tolerance: np.ndarray) -> None:
-    valid = tolerance.shape[1]
-    difference = np.abs(actual[:, :valid].astype(np.float64) - expected[:, :valid])
-    excess = difference - tolerance
-    worst = np.unravel_index(int(np.argmax(excess)), excess.shape)
-    assert excess[worst] <= 0.0, (
-        f"|difference| {difference[worst]:.3g} > tolerance {tolerance[worst]:.3g} at "
-        f"(mel {worst[0]}, frame {worst[1]}); largest difference {difference.max():.3g}"
-    )
 
 
 # --- GigaAM ----------------------------------------------------------------------------
@@ -177,7 +148,7 @@ def test_gigaam_features_equal_upstream(index: int) -> None:
         GIGAAM / "v3_e2e_rnnt.ckpt", "preprocessor.featurizer.0.mel_scale.fb"
     )
     power = _power_spectrum(samples, GIGAAM_V3)
-    tolerance = _tolerance(GIGAAM_V3, samples, expected)
+    tolerance = feature_tolerance(GIGAAM_V3, samples, expected)
     tolerance += _filterbank_bound(frontend.filterbank, stored, power)
     assert_within(features, expected, tolerance)
 
@@ -210,7 +181,7 @@ def test_htk_features_agree_with_librosa(index: int) -> None:
         sr=spec.sample_rate, n_fft=spec.n_fft, n_mels=spec.n_mels, htk=True, norm=None
     ).T
     bound = _filterbank_bound(mel_filterbank(spec), librosa_bank, _power_spectrum(samples, spec))
-    assert_within(ours, expected, _tolerance(spec, samples, expected) + bound)
+    assert_within(ours, expected, feature_tolerance(spec, samples, expected) + bound)
 
 
 def test_htk_filterbank_close_to_librosa() -> None:
@@ -292,7 +263,7 @@ def test_torch_front_end_equals_numpy_for_spec_options(changes: dict[str, Any]) 
         features, length = TorchLogMel(spec)(torch.from_numpy(samples)[None], torch.tensor([9000]))
     assert length.tolist() == [spec.num_frames(9000)]
     assert features.shape[2] == expected.shape[1]
-    assert_within(features[0].numpy(), expected, _tolerance(spec, samples, expected))
+    assert_within(features[0].numpy(), expected, feature_tolerance(spec, samples, expected))
 
 
 # --- NeMo ------------------------------------------------------------------------------
@@ -311,7 +282,7 @@ def test_nemo_features_equal_nemo(index: int) -> None:
     assert np.all(expected[:, length:] == 0.0)
     assert np.all(features[:, length:] == 0.0)
     # The filterbank is librosa's, bit for bit (test above), so no filterbank term.
-    assert_within(features, expected, _tolerance(PARAKEET_TDT_V3, samples, expected))
+    assert_within(features, expected, feature_tolerance(PARAKEET_TDT_V3, samples, expected))
 
 
 def test_nemo_length_rules() -> None:
@@ -467,7 +438,7 @@ def test_torch_batch_equals_numpy_per_clip(preset: str) -> None:
     for row, clip in enumerate((long_clip, short_clip)):
         expected = frontend(clip)
         actual = features[row].numpy()
-        assert_within(actual, expected, _tolerance(spec, clip, expected))
+        assert_within(actual, expected, feature_tolerance(spec, clip, expected))
         if spec.pad_value is not None:
             assert torch.all(features[row, :, int(feature_length[row]) :] == spec.pad_value)
 
@@ -522,7 +493,7 @@ def test_torch_front_end_traces_and_exports_to_onnx(preset: str, tmp_path: Path)
         reference = expected[row].numpy()
         # Two float32 DFT-by-convolution kernels (torch's and onnxruntime's): the same
         # float32 noise model as against the references.
-        assert_within(features[row], reference, _tolerance(spec, clip, reference))
+        assert_within(features[row], reference, feature_tolerance(spec, clip, reference))
         valid = int(feature_length[row])
         if spec.pad_value is not None:
             assert np.all(features[row, :, valid:] == spec.pad_value)

@@ -18,12 +18,20 @@ from speechport.export.coreml import package_io
 from speechport.families.gigaam import GigaAMASR, GigaAMFamily
 from speechport.features import GIGAAM_V3, LogMelFrontend
 from speechport.fsutil import human_size, path_size, sha256_file
-from speechport.manifest import read_manifest
+from speechport.manifest import MANIFEST_NAME, Manifest, read_manifest
 from speechport.nn.subsampling import Conv1dSubsampling
 from speechport.pipelines.transcriber import Transcriber
 from speechport.runtime import load_bundle
 from speechport.runtime.torch_backend import TorchBackend
-from tests.conftest import CLIPS, GIGAAM, VARIANTS, checkpoint, gigaam_clip
+from tests.helpers import (
+    CLIPS,
+    GIGAAM,
+    VARIANTS,
+    BundleCache,
+    checkpoint,
+    gigaam_clip,
+    length_path_types,
+)
 
 # Encoder outputs: the same float32 arithmetic as upstream in a different order (matmul
 # attention vs torch SDPA, masked vs unpadded convolutions): differences up to 7e-5 were seen
@@ -141,37 +149,18 @@ def test_coreml_packages_match_manifest(gigaam_bundles: dict[str, Path], variant
     assert encoder.input("features").shape == (1, 64, 2999)
     assert encoder.input("length").dtype == "int32"
     assert encoder.output("encoded_len").dtype == "int32"
-    path_types = _length_path_types(bundle / encoder.files["coreml"].path, "encoded_len")
+    path_types = length_path_types(bundle / encoder.files["coreml"].path, "encoded_len")
     assert path_types and set(path_types.values()) == {"int32"}, path_types
-
-
-def _length_path_types(package: Path, output: str) -> dict[str, str]:
-    """The dtype of every op between the program's inputs and ``output``: fp16 cannot hold
-    every integer above 2048, so an fp16 op here makes a 30 s window's length off by one."""
-    import coremltools as ct
-    from coremltools.proto import MIL_pb2
-
-    spec = ct.models.MLModel(str(package), skip_model_load=True).get_spec()
-    function = spec.mlProgram.functions["main"]
-    block = function.block_specializations[function.opset]
-    producers = {out.name: op for op in block.operations for out in op.outputs}
-    found: dict[str, str] = {}
-    pending = [name for name in block.outputs if name.startswith(output)]
-    while pending:
-        name = pending.pop()
-        op = producers.get(name)
-        if op is None or name in found:
-            continue
-        dtype = op.outputs[0].type.tensorType.dataType
-        found[f"{op.type} {name}"] = MIL_pb2.DataType.Name(dtype).lower()
-        for argument in op.inputs.values():
-            pending += [a.name for a in argument.arguments if a.HasField("name")]
-    return found
 
 
 def test_manifest_describes_the_bundle(gigaam_bundles: dict[str, Path]) -> None:
     bundle = gigaam_bundles["v3_e2e_rnnt"]
     m = read_manifest(bundle)
+    # the manifest with both formats' file entries round-trips through JSON
+    data = json.loads((bundle / MANIFEST_NAME).read_text(encoding="utf-8"))
+    assert json.loads(Manifest.from_dict(data).to_json()) == data
+    assert m.formats == ["coreml", "onnx"]
+    assert m.component("joint").output("logits").shape == (1, 355)
     assert (m.family, m.variant, m.task, m.sample_rate) == ("gigaam", "v3_e2e_rnnt", "asr", 16000)
     window, d, _ = m.require_asr()
     assert (window.samples, window.feature_frames, window.encoder_frames) == (
@@ -315,13 +304,11 @@ def test_frontend_equals_upstream_features() -> None:
         assert frontend.num_frames(ref.audio.size) == int(ref.npz["feature_length"][0])
 
 
-def test_fp32_core_ml_conversion(tmp_path: Path) -> None:
-    from speechport.conversion import convert
-
-    out = tmp_path / "fp32"
-    manifest = convert(
-        "gigaam", checkpoint("v3_ctc"), out, formats="coreml", precision="fp32", quiet=True
+def test_fp32_core_ml_conversion(bundle_cache: BundleCache) -> None:
+    out = bundle_cache.get(
+        "gigaam", checkpoint("v3_ctc"), "v3_ctc", formats="coreml", precision="fp32"
     )
+    manifest = read_manifest(out)
     file = manifest.component("encoder").files["coreml"]
     assert file.precision == "fp32"
     assert manifest.provenance["precision"] == {"coreml": "fp32"}

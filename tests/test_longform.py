@@ -11,11 +11,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from speechport.conversion import convert
 from speechport.pipelines.transcriber import Transcriber
 from speechport.pipelines.vad import VoiceActivityDetector
 from speechport.runtime import load_bundle
-from tests.conftest import checkpoint, gigaam_clip
+from tests.helpers import BundleCache, checkpoint, gigaam_clip
 
 SR = 16000
 VAD_DATA = Path(__file__).parent / "data" / "vad"
@@ -51,14 +50,13 @@ def _long_recording(
 
 
 @pytest.fixture(scope="module")
-def short_window_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("short-window") / "v3_e2e_rnnt"
-    convert(
-        "gigaam", checkpoint("v3_e2e_rnnt"), out, formats="onnx", window_seconds=6.0, quiet=True
+def short_window_bundle(bundle_cache: BundleCache) -> Path:
+    return bundle_cache.get(
+        "gigaam", checkpoint("v3_e2e_rnnt"), "v3_e2e_rnnt", formats="onnx", window_seconds=6.0
     )
-    return out
 
 
+@pytest.mark.slow
 def test_ninety_seconds_equal_their_windows_decoded_one_by_one(
     gigaam_bundles: dict[str, Path],
 ) -> None:
@@ -119,6 +117,7 @@ def test_every_clip_lands_whole_in_exactly_one_window(short_window_bundle: Path)
     assert transcript.text == " ".join(p for p in pieces if p)
 
 
+@pytest.mark.slow
 def test_vad_windows_never_cut_a_word(
     gigaam_bundles: dict[str, Path], short_window_bundle: Path, vad_bundle: Path
 ) -> None:

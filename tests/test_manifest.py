@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -10,17 +11,24 @@ import pytest
 
 from speechport.errors import BundleError
 from speechport.manifest import MANIFEST_NAME, Manifest, read_manifest
+from tests.helpers import copy_bundle
 
 
-def _manifest_dict(bundles: dict[str, Path]) -> dict[str, Any]:
-    return json.loads((bundles["v3_e2e_rnnt"] / MANIFEST_NAME).read_text(encoding="utf-8"))
+@pytest.fixture(scope="module")
+def rnnt(gigaam_onnx: Callable[[str], Path]) -> Path:
+    """The e2e RNN-T bundle, ONNX only (the Core ML entries round-trip in test_gigaam.py)."""
+    return gigaam_onnx("v3_e2e_rnnt")
 
 
-def test_round_trip(gigaam_bundles: dict[str, Path]) -> None:
-    data = _manifest_dict(gigaam_bundles)
+def _manifest_dict(bundle: Path) -> dict[str, Any]:
+    return json.loads((bundle / MANIFEST_NAME).read_text(encoding="utf-8"))
+
+
+def test_round_trip(rnnt: Path) -> None:
+    data = _manifest_dict(rnnt)
     manifest = Manifest.from_dict(data)
     assert json.loads(manifest.to_json()) == data
-    assert manifest.formats == ["coreml", "onnx"]
+    assert manifest.formats == ["onnx"]
     assert manifest.component("joint").output("logits").shape == (1, 355)
 
 
@@ -46,9 +54,9 @@ def test_round_trip(gigaam_bundles: dict[str, Path]) -> None:
     ],
 )
 def test_invalid_manifests_name_the_problem(
-    gigaam_bundles: dict[str, Path], tmp_path: Path, edit: Any, message: str
+    rnnt: Path, tmp_path: Path, edit: Any, message: str
 ) -> None:
-    data = _manifest_dict(gigaam_bundles)
+    data = _manifest_dict(rnnt)
     edit(data)
     (tmp_path / MANIFEST_NAME).write_text(json.dumps(data), encoding="utf-8")
     with pytest.raises(BundleError, match=message) as err:
@@ -64,13 +72,13 @@ def test_invalid_manifests_name_the_problem(
     ],
 )
 def test_what_a_task_needs_is_checked_when_a_bundle_is_opened(
-    gigaam_bundles: dict[str, Path], tmp_path: Path, edit: Any, message: str
+    rnnt: Path, tmp_path: Path, edit: Any, message: str
 ) -> None:
     """The manifest is plain data; its task's plug-in says what the task needs, and
     ``speechport.load`` (and every command) refuses a bundle that lacks it."""
     import speechport
 
-    data = _manifest_dict(gigaam_bundles)
+    data = _manifest_dict(rnnt)
     edit(data)
     (tmp_path / MANIFEST_NAME).write_text(json.dumps(data), encoding="utf-8")
     with pytest.raises(BundleError, match=message) as err:
@@ -78,40 +86,35 @@ def test_what_a_task_needs_is_checked_when_a_bundle_is_opened(
     assert str(tmp_path / MANIFEST_NAME) in str(err.value)
 
 
-def test_missing_component_file_is_named(gigaam_bundles: dict[str, Path], tmp_path: Path) -> None:
-    import shutil
-
+def test_missing_component_file_is_named(
+    gigaam_onnx: Callable[[str], Path], tmp_path: Path
+) -> None:
     from speechport.runtime import load_bundle
 
-    copy = tmp_path / "bundle"
-    shutil.copytree(gigaam_bundles["v3_ctc"], copy)
+    copy = copy_bundle(gigaam_onnx("v3_ctc"), tmp_path / "bundle")
     (copy / "v3_ctc.onnx").unlink()
     with pytest.raises(BundleError, match=r"v3_ctc\.onnx: Encoder: ONNX file listed"):
         load_bundle(copy, "onnx")
 
 
 @pytest.mark.parametrize("path", ["/etc/passwd", "../outside.onnx", "sub/../../x.onnx", ""])
-def test_paths_cannot_leave_the_bundle(
-    gigaam_bundles: dict[str, Path], tmp_path: Path, path: str
-) -> None:
-    data = _manifest_dict(gigaam_bundles)
+def test_paths_cannot_leave_the_bundle(rnnt: Path, tmp_path: Path, path: str) -> None:
+    data = _manifest_dict(rnnt)
     data["components"]["joint"]["files"]["onnx"]["path"] = path
     (tmp_path / MANIFEST_NAME).write_text(json.dumps(data), encoding="utf-8")
     with pytest.raises(BundleError, match="leaves the bundle"):
         read_manifest(tmp_path)
-    data = _manifest_dict(gigaam_bundles)
+    data = _manifest_dict(rnnt)
     data["tokenizer"]["model_file"] = path or "/abs"
     (tmp_path / MANIFEST_NAME).write_text(json.dumps(data), encoding="utf-8")
     with pytest.raises(BundleError, match="leaves the bundle"):
         read_manifest(tmp_path)
 
 
-def test_window_overlap_is_optional_and_written_only_when_set(
-    gigaam_bundles: dict[str, Path],
-) -> None:
+def test_window_overlap_is_optional_and_written_only_when_set(rnnt: Path) -> None:
     """Bundles written before the field existed read as no overlap; a bundle that sets it
     (a family's default for long audio) keeps it through JSON."""
-    data = _manifest_dict(gigaam_bundles)
+    data = _manifest_dict(rnnt)
     assert "overlap_seconds" not in data["window"]
     manifest = Manifest.from_dict(data)
     assert manifest.window is not None and manifest.window.overlap_seconds is None

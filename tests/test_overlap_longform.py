@@ -21,120 +21,36 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
 
-from speechport.conversion import convert
 from speechport.errors import SpeechportError
-from speechport.pipelines.transcriber import Transcriber, Transcript, WordTiming
+from speechport.pipelines.transcriber import Transcriber, WordTiming
 from speechport.pipelines.windowing import Window
 from speechport.runtime import load_bundle
-from tests.conftest import DATA, GIGAAM
+from tests.helpers import (
+    DATA,
+    GIGAAM,
+    SR,
+    BundleCache,
+    Recording,
+    copy_bundle,
+    edges_in_speech,
+    lay_out,
+    read_clips,
+    words_once,
+)
 
-SR = 16000
 WORDS_MODEL = DATA / "gigaam_words" / "v3_ctc_words.ckpt"
 CLIPS = tuple(GIGAAM / "audio" / f"clip{i}.wav" for i in range(3))  # the ones it knows
 
 
-@dataclass(frozen=True)
-class Recording:
-    """Clips laid end to end with pauses: ``order[k]`` is the clip placed at
-    ``spans[k] = (first, stop)`` samples (the whole clip file, its own silence included)."""
-
-    audio: np.ndarray
-    order: list[int]
-    spans: list[tuple[int, int]]
-    speech: list[tuple[int, int]]  # the loud part of each placed clip
-
-    def seconds(self) -> float:
-        return self.audio.size / SR
-
-
-def read_clips(paths: Sequence[Path]) -> list[np.ndarray]:
-    out = []
-    for path in paths:
-        audio, rate = sf.read(path, dtype="float32")
-        assert rate == SR and audio.ndim == 1
-        out.append(audio)
-    return out
-
-
-def lay_out(
-    clips: Sequence[np.ndarray],
-    seconds: float,
-    seed: int,
-    pauses: tuple[float, float] = (0.05, 1.2),
-) -> Recording:
-    """Random clips separated by pauses drawn uniformly from ``pauses`` (seconds, any
-    number of samples), until the recording is at least ``seconds`` long."""
-    rng = np.random.default_rng(seed)
-    parts: list[np.ndarray] = []
-    order: list[int] = []
-    spans: list[tuple[int, int]] = []
-    speech: list[tuple[int, int]] = []
-    position = 0
-    while position < seconds * SR:
-        pause = int(rng.uniform(*pauses) * SR)
-        index = int(rng.integers(0, len(clips)))
-        clip = clips[index]
-        position += pause
-        loud = np.flatnonzero(np.abs(clip) > 1e-3)
-        spans.append((position, position + clip.size))
-        speech.append((position + int(loud[0]), position + int(loud[-1]) + 1))
-        parts += [np.zeros(pause, np.float32), clip]
-        order.append(index)
-        position += clip.size
-    parts.append(np.zeros(SR // 2, np.float32))
-    return Recording(np.concatenate(parts), order, spans, speech)
-
-
-def words_once(
-    transcript: Transcript, recording: Recording, alone: Sequence[Transcript]
-) -> list[str]:
-    """Everything wrong with ``transcript`` against the clips transcribed one by one: the
-    words must be theirs, in order, and each must lie inside its own clip's span."""
-    expected = [(w.text, k) for k, i in enumerate(recording.order) for w in alone[i].words]
-    got = transcript.words
-    problems = []
-    if [w.text for w in got] != [text for text, _ in expected]:
-        problems.append(_diff([t for t, _ in expected], [w.text for w in got]))
-        return problems
-    for word, (_, k) in zip(got, expected, strict=True):
-        first, stop = recording.spans[k]
-        if not (first / SR <= word.start <= word.end <= stop / SR):
-            problems.append(
-                f"{word.text!r} at {word.start:.2f}-{word.end:.2f} s is outside clip {k} "
-                f"({first / SR:.2f}-{stop / SR:.2f} s)"
-            )
-    return problems
-
-
-def _diff(expected: list[str], got: list[str]) -> str:
-    import difflib
-
-    ops = difflib.SequenceMatcher(a=expected, b=got, autojunk=False).get_opcodes()
-    return "; ".join(
-        f"{op} {expected[a:b]} -> {got[c:d]} (word {a})" for op, a, b, c, d in ops if op != "equal"
-    )
-
-
-def edges_in_speech(transcriber: Transcriber, recording: Recording) -> int:
-    """How many window edges (ends, and starts but the first) fall inside a clip's speech."""
-    edges = {w.end for w in transcriber.plan(recording.audio)[:-1]}
-    edges |= {w.start for w in transcriber.plan(recording.audio)[1:]}
-    return sum(any(a < e < b for a, b in recording.speech) for e in edges)
-
-
 @pytest.fixture(scope="module")
-def words_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("words") / "v3_ctc_words"
-    convert("gigaam", WORDS_MODEL, out, formats="onnx", quiet=True)
-    return out
+def words_bundle(bundle_cache: BundleCache) -> Path:
+    return bundle_cache.get("gigaam", WORDS_MODEL, "v3_ctc_words", formats="onnx")
 
 
 @pytest.fixture(scope="module")
@@ -180,6 +96,7 @@ def decoded(transcriber: Transcriber, audio: np.ndarray, window: Window) -> list
     return transcriber.transcribe(audio[window.start : window.end]).words
 
 
+@pytest.mark.slow
 def test_two_minutes_in_overlapping_windows(words_bundle: Path, recording: Recording) -> None:
     bundle = load_bundle(words_bundle, "onnx")
     alone = [Transcriber(bundle).transcribe(clip) for clip in read_clips(CLIPS)]
@@ -235,10 +152,7 @@ def test_overlap_options(words_bundle: Path, vad_bundle: Path) -> None:
 
 
 def test_the_manifest_overlap_is_the_default(words_bundle: Path, tmp_path: Path) -> None:
-    import shutil
-
-    copy = tmp_path / "bundle"
-    shutil.copytree(words_bundle, copy)
+    copy = copy_bundle(words_bundle, tmp_path / "bundle")
     manifest = json.loads((copy / "speechport.json").read_text(encoding="utf-8"))
     manifest["window"]["overlap_seconds"] = 2.0
     (copy / "speechport.json").write_text(json.dumps(manifest), encoding="utf-8")

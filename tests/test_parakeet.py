@@ -36,8 +36,7 @@ from speechport.pipelines.transcriber import Transcriber
 from speechport.runtime import load_bundle
 from speechport.runtime.base import LoadedBundle
 from speechport.runtime.torch_backend import TorchBackend
-from tests.test_features import _tolerance, assert_within
-from tests.test_gigaam import _length_path_types
+from tests.helpers import BundleCache, assert_within, feature_tolerance, length_path_types
 
 NEMO = Path(__file__).parent / "data" / "nemo"
 VARIANTS = ("parakeet_tdt", "parakeet_rnnt")
@@ -69,16 +68,11 @@ def clip(variant: str, index: int) -> tuple[np.ndarray, dict[str, np.ndarray], d
 
 
 @pytest.fixture(scope="module")
-def bundles(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Both fixtures converted to Core ML (fp16) and ONNX, once per module."""
-    from speechport.conversion import convert
-
-    root = tmp_path_factory.mktemp("parakeet")
-    out = {}
-    for variant in VARIANTS:
-        out[variant] = root / variant
-        convert("parakeet", nemo_file(variant), out[variant], quiet=True)
-    return out
+def bundles(bundle_cache: BundleCache) -> dict[str, Path]:
+    """Both fixtures converted to Core ML (fp16) and ONNX."""
+    return {
+        variant: bundle_cache.get("parakeet", nemo_file(variant), variant) for variant in VARIANTS
+    }
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +85,9 @@ def loaded(bundles: dict[str, Path]) -> dict[tuple[str, str], LoadedBundle]:
     return out
 
 
-@pytest.mark.parametrize("backend", ["torch", "onnx", "coreml"])
+@pytest.mark.parametrize(
+    "backend", ["torch", "onnx", pytest.param("coreml", marks=pytest.mark.slow)]
+)
 @pytest.mark.parametrize("index", CLIPS)
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_tokens_frames_and_durations_equal_nemo(
@@ -155,7 +151,7 @@ def test_onnx_components_on_the_window_equal_nemo(
         assert_within(
             mel[0, :, : expected.shape[1]],
             expected,
-            _tolerance(PARAKEET_TDT_V3, audio, expected),
+            feature_tolerance(PARAKEET_TDT_V3, audio, expected),
         )
         assert not np.any(mel[0, :, valid:])
         features = np.zeros((1, 128, 1501), dtype=np.float32)
@@ -318,7 +314,7 @@ def test_coreml_packages_match_manifest(bundles: dict[str, Path], variant: str) 
             (t.name, t.shape, t.dtype) for t in comp.outputs
         ]
     encoder = manifest.component("encoder")
-    path_types = _length_path_types(bundle / encoder.files["coreml"].path, "encoded_len")
+    path_types = length_path_types(bundle / encoder.files["coreml"].path, "encoded_len")
     assert path_types and set(path_types.values()) == {"int32"}, path_types
 
 
@@ -408,6 +404,7 @@ def test_example_script_transcribes_with_onnxruntime(bundles: dict[str, Path]) -
     assert result.stdout.strip() == entry["text"]
 
 
+@pytest.mark.slow
 def test_verify_checks_every_component(bundles: dict[str, Path]) -> None:
     """``verify`` covers the components decoding does not call too: the Preprocessor and
     the fused MelEncoder on the audio windows, the decision heads and onnx-asr's

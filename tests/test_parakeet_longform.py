@@ -1,4 +1,4 @@
-"""The must-show of long audio on a Parakeet-TDT bundle: a recording of more than two
+"""Long audio on a Parakeet-TDT bundle, end to end: a recording of more than two
 minutes of held-out sentences with pauses of varied length, transcribed in the bundle's
 own overlapping windows (15 s, 2 s overlap) and in shorter ones (8 s, 5 s), has every word
 exactly once: the transcript equals the clips transcribed one by one, word for word, and
@@ -31,12 +31,12 @@ import pytest
 import torch
 from scripts.transducer_loss import rnnt_loss, tdt_loss
 
-from speechport.conversion import convert
 from speechport.pipelines.transcriber import Transcriber, Transcript
 from speechport.runtime import load_bundle
-from tests.conftest import DATA
-from tests.test_overlap_longform import (
+from tests.helpers import (
+    DATA,
     SR,
+    BundleCache,
     Recording,
     edges_in_speech,
     lay_out,
@@ -185,14 +185,12 @@ def test_tdt_loss_gradients_reach_every_input() -> None:
     assert tokens.grad[1, 4:].abs().sum() == 0  # frames past the length take no part
 
 
-# --- the must-show ---------------------------------------------------------------------
+# --- two minutes of held-out sentences, every word once ----------------------------------
 
 
 @pytest.fixture(scope="module")
-def bundle_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("parakeet_words") / "tdt_words"
-    convert("parakeet", MODEL, out, formats="onnx", quiet=True)
-    return out
+def bundle_dir(bundle_cache: BundleCache) -> Path:
+    return bundle_cache.get("parakeet", MODEL, "tdt_words", formats="onnx")
 
 
 @pytest.fixture(scope="module")
@@ -218,6 +216,7 @@ def test_the_bundle_windows_long_audio_by_15_s_overlapping_by_2_s(bundle_dir: Pa
     assert transcriber.window_samples == 15 * SR
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("window", [15.0, 8.0, 5.0])
 def test_two_minutes_every_word_once(
     bundle_dir: Path, recording: Recording, alone: list[Transcript], window: float
@@ -239,14 +238,27 @@ def test_two_minutes_every_word_once(
     assert in_speech >= SEAMS_IN_SPEECH[window]
 
 
+@pytest.mark.slow
 def test_cut_at_quiet_points_for_contrast(
     bundle_dir: Path, recording: Recording, alone: list[Transcript]
 ) -> None:
     """The strategy without overlap (``overlap=0``: windows cut at the quietest point
-    near their end) on the same audio: measured and printed. On this recording it loses
-    one "is" of clip 10's "is is", in a window that ends in the pause after that clip (the
-    model's error in that window's context, not a cut inside a word)."""
-    bundle = load_bundle(bundle_dir, "onnx")
-    transcript = Transcriber(bundle, overlap=0).transcribe(recording.audio)
-    problems = words_once(transcript, recording, alone)
-    print(f"cut at quiet points: {problems}")
+    near their end) on the same audio, where the overlapping windows above have every word
+    once: every cut falls in a pause, and yet it loses one "is" of placed clip 10's "is is",
+    in the window that ends in the pause after that clip (the model's error in that
+    window's context, not a cut inside a word)."""
+    transcriber = Transcriber(load_bundle(bundle_dir, "onnx"), overlap=0)
+    windows = transcriber.plan(recording.audio)
+    assert len(windows) == 10
+    assert edges_in_speech(transcriber, recording) == 0
+    transcript = transcriber.transcribe(recording.audio)
+    assert len(transcript.words) == WORDS_IN_RECORDING - 1
+    assert words_once(transcript, recording, alone) == ["delete ['is'] -> [] (word 69)"]
+    # word 69 is in placed clip 10, and the one window that holds that clip's speech ends
+    # in the pause after it
+    clip_of_word = [k for k, i in enumerate(recording.order) for _ in alone[i].words]
+    assert clip_of_word[69] == 10
+    assert alone[recording.order[10]].text.endswith("clear is is then")
+    first, stop = recording.speech[10]
+    (holder,) = [w for w in windows if w.start <= first and stop <= w.end]
+    assert stop < holder.end < recording.speech[11][0]

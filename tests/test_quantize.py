@@ -9,39 +9,36 @@ bundle stands alone and passes ``verify``; a failing variant is not emitted.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from speechport.cli import main
 from speechport.compression import CATALOGUE, parse_recipes, quantize_sweep
-from speechport.compression.results import SUMMARY_FILE, QuantizeSummary
 from speechport.compression.strategies import BASELINE, IOS18
-from speechport.conversion import convert
+from speechport.compression.sweep import SUMMARY_FILE, QuantizeSummary
 from speechport.errors import GateError, SpeechportError
 from speechport.fsutil import path_size
 from speechport.manifest import read_manifest
 from speechport.parity.report import AsrFileResult
 from speechport.parity.run import verify_bundle
-from tests.conftest import GIGAAM, checkpoint
+from tests.helpers import GIGAAM, BundleCache, checkpoint
 
 AUDIO = sorted((GIGAAM / "audio").glob("clip*.wav"))[:2]  # two clips keep the sweep quick
 THRESHOLD = 256  # the fixture's tensors are small; coremltools' 2048 would skip most
 
 
 @pytest.fixture(scope="module")
-def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("quantize") / "rnnt"
-    convert(
+def bundle(bundle_cache: BundleCache) -> Path:
+    return bundle_cache.get(
         "gigaam",
         checkpoint("v3_rnnt"),
-        out,
+        "rnnt",
         formats="coreml,onnx",
         precision="fp16",
         window_seconds=6.0,
-        quiet=True,
     )
-    return out
 
 
 @pytest.fixture(scope="module")
@@ -59,6 +56,7 @@ def scored(bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> QuantizeSu
     )
 
 
+@pytest.mark.slow
 def test_every_strategy_runs_and_sizes_are_the_files(bundle: Path, tmp_path: Path) -> None:
     summary = quantize_sweep(bundle, tmp_path, weight_threshold=THRESHOLD)
     names = [v.name for v in summary.variants]
@@ -102,6 +100,7 @@ def test_every_strategy_runs_and_sizes_are_the_files(bundle: Path, tmp_path: Pat
     assert summary_file["variants"][1]["bytes"] == summary.variants[1].bytes
 
 
+@pytest.mark.slow
 def test_scores_separate_good_from_bad(scored: QuantizeSummary) -> None:
     v = {x.name: x for x in scored.variants}
     assert scored.engine.startswith("speechport MIL interpreter")
@@ -132,6 +131,7 @@ def test_scores_separate_good_from_bad(scored: QuantizeSummary) -> None:
     ]
 
 
+@pytest.mark.slow
 def test_emitted_bundle_stands_alone_and_passes_verify(
     scored: QuantizeSummary, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -154,6 +154,7 @@ def test_emitted_bundle_stands_alone_and_passes_verify(
     assert said and said == first.text
 
 
+@pytest.mark.slow
 def test_a_failing_variant_is_not_emitted(bundle: Path, tmp_path: Path) -> None:
     with pytest.raises(GateError, match="int4-tensor failed the gate"):
         quantize_sweep(
@@ -210,12 +211,11 @@ def test_recipes() -> None:
         parse_recipes("predictor=pal8-kmeans", roles=roles, names=names)
 
 
-def test_bad_input(bundle: Path, tmp_path: Path) -> None:
+def test_bad_input(bundle: Path, gigaam_onnx: Callable[[str], Path], tmp_path: Path) -> None:
     with pytest.raises(SpeechportError, match="'pal5' is not one of the variants"):
         quantize_sweep(bundle, tmp_path / "a", strategies="int8-channel", emit="pal5")
     assert not (tmp_path / "a").exists()
-    onnx_only = tmp_path / "onnx"
-    convert("gigaam", checkpoint("v3_ctc"), onnx_only, formats="onnx", quiet=True)
+    onnx_only = gigaam_onnx("v3_ctc")
     with pytest.raises(SpeechportError, match="no Core ML components") as info:
         quantize_sweep(onnx_only, tmp_path / "b")
     assert str(onnx_only) in str(info.value)
@@ -223,6 +223,7 @@ def test_bad_input(bundle: Path, tmp_path: Path) -> None:
         quantize_sweep(bundle, tmp_path / "c", reference=tmp_path / "missing.ckpt")
 
 
+@pytest.mark.slow
 def test_cli_prints_the_ranking(
     bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

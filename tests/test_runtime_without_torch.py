@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.conftest import GIGAAM, gigaam_clip
+from tests.helpers import GIGAAM, gigaam_clip
 
 BLOCKER = """
 import importlib.abc, sys

@@ -12,7 +12,7 @@ from speechport.errors import AudioError
 from speechport.parity.components import _joint_pairs, _normalized
 from speechport.parity.report import AsrFileResult, ParityReport
 from speechport.parity.stats import compare, merge, topk_agreement
-from tests.conftest import GIGAAM, checkpoint, gigaam_index, tokenizer_for
+from tests.helpers import GIGAAM, checkpoint, copy_bundle, gigaam_index, tokenizer_for
 
 AUDIO = GIGAAM / "audio"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -68,13 +68,10 @@ def test_normalized_joint_outputs_ignore_how_they_are_normalised() -> None:
 @pytest.fixture(scope="module")
 def rnnt_report(
     gigaam_bundles: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
-) -> tuple[Path, ParityReport, str]:
-    import shutil
-
+) -> tuple[Path, dict[str, object], str]:
     from speechport.cli import main
 
-    bundle = tmp_path_factory.mktemp("verify") / "rnnt"
-    shutil.copytree(gigaam_bundles["v3_e2e_rnnt"], bundle)
+    bundle = copy_bundle(gigaam_bundles["v3_e2e_rnnt"], tmp_path_factory.mktemp("verify") / "rnnt")
     argv = ["verify", str(bundle), "--audio", str(AUDIO / "clip0.wav"), str(AUDIO / "clip3.wav")]
     code = main([*argv, "--latency-runs", "3"])
     assert code == 0
@@ -173,6 +170,7 @@ def test_a_wrong_length_fails_the_gate_even_with_equal_tokens(
     assert "Encoder encoded_len is" in failure and "window at 0.00 s" in failure
 
 
+@pytest.mark.slow
 def test_convert_verify_keeps_nothing_when_the_gate_fails(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -204,6 +202,7 @@ def test_convert_verify_keeps_nothing_when_the_gate_fails(
     assert not out.exists() and list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_convert_verify_writes_the_report_into_a_passing_bundle(tmp_path: Path) -> None:
     from speechport.cli import main
 

@@ -1,5 +1,6 @@
-"""``verify`` with the Core ML backend (the MIL interpreter here), and seed 000's pitfall: an
-``encoded_len`` computed in fp16 is caught."""
+"""``verify`` with the Core ML backend (the MIL interpreter here) catches an encoder whose
+``encoded_len`` is computed in fp16 (off by one on long windows: fp16 cannot hold every
+integer above 2048), and passes the bundle that computes it with integer ops."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import soundfile as sf
 
 from speechport.parity.report import ParityReport
 from speechport.parity.run import verify_bundle
-from tests.conftest import GIGAAM, checkpoint, tokenizer_for
+from tests.helpers import GIGAAM, checkpoint, copy_bundle, tokenizer_for
 
 # 2800 feature frames (hop 160, n_fft 320, no centring): 2799 is odd and above 2048, so fp16
 # rounds it to 2800 and the first stride-2 stage gives 1401 instead of 1400; the encoder
@@ -35,6 +36,7 @@ def long_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_fp16_length_bug_is_caught(
     long_clip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -61,6 +63,7 @@ def test_fp16_length_bug_is_caught(
     ]
 
 
+@pytest.mark.slow
 def test_integer_length_path_passes(gigaam_bundles: dict[str, Path], long_clip: Path) -> None:
     """The bundle converted with integer ops: the same window's length is exact."""
     report = verify_bundle(
@@ -72,15 +75,13 @@ def test_integer_length_path_passes(gigaam_bundles: dict[str, Path], long_clip: 
     assert "Encoder" not in " ".join(report.files[0].failures)
 
 
+@pytest.mark.slow
 def test_verify_cli_runs_both_backends(
     gigaam_bundles: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import shutil
-
     from speechport.cli import main
 
-    bundle = tmp_path / "ctc"
-    shutil.copytree(gigaam_bundles["v3_ctc"], bundle)
+    bundle = copy_bundle(gigaam_bundles["v3_ctc"], tmp_path / "ctc")
     clip = GIGAAM / "audio" / "clip0.wav"
     argv = [
         "verify", str(bundle), "--audio", str(clip), "--backends", "coreml,onnx",
