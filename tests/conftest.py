@@ -29,7 +29,8 @@ class Clip:
 
 
 def gigaam_index() -> dict[str, Any]:
-    return json.loads((GIGAAM / "index.json").read_text(encoding="utf-8"))
+    index: dict[str, Any] = json.loads((GIGAAM / "index.json").read_text(encoding="utf-8"))
+    return index
 
 
 def gigaam_clip(variant: str, index: int) -> Clip:

@@ -74,13 +74,14 @@ def save_torch_module(
     import torch
 
     from speechport.export.compat import coreml_conversion_patches, quiet_coremltools
+    from speechport.export.coreml import jit_trace
 
     quiet_coremltools()
     import coremltools as ct
 
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer and converter notes, as in export/coreml.py
-        traced = torch.jit.trace(module.eval(), example)
+        traced = jit_trace(module.eval(), example)
     inputs = [
         ct.TensorType(name=n, shape=tuple(x.shape), dtype=x.numpy().dtype)
         for n, x in zip(names, example, strict=True)

@@ -13,7 +13,10 @@ from speechport.manifest import MANIFEST_NAME, Manifest, read_manifest
 
 
 def _manifest_dict(bundles: dict[str, Path]) -> dict[str, Any]:
-    return json.loads((bundles["v3_e2e_rnnt"] / MANIFEST_NAME).read_text(encoding="utf-8"))
+    data: dict[str, Any] = json.loads(
+        (bundles["v3_e2e_rnnt"] / MANIFEST_NAME).read_text(encoding="utf-8")
+    )
+    return data
 
 
 def test_round_trip(gigaam_bundles: dict[str, Path]) -> None:
