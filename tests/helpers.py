@@ -55,7 +55,8 @@ class Clip:
 
 
 def gigaam_index() -> dict[str, Any]:
-    return json.loads((GIGAAM / "index.json").read_text(encoding="utf-8"))
+    index: dict[str, Any] = json.loads((GIGAAM / "index.json").read_text(encoding="utf-8"))
+    return index
 
 
 def gigaam_clip(variant: str, index: int) -> Clip:
@@ -287,14 +288,16 @@ def save_torch_module(
     """Trace a torch module and convert it as speechport's exporter does (iOS 17, fp32 I/O)."""
     import torch
 
-    from speechport.export.compat import coreml_conversion_patches, quiet_coremltools
+    from speechport.coreml.quiet import quiet_coremltools
+    from speechport.export.compat import coreml_conversion_patches
+    from speechport.export.coreml import jit_trace
 
     quiet_coremltools()
     import coremltools as ct
 
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer and converter notes, as in export/coreml.py
-        traced = torch.jit.trace(module.eval(), example)
+        traced = jit_trace(module.eval(), example)
     inputs = [
         ct.TensorType(name=n, shape=tuple(x.shape), dtype=x.numpy().dtype)
         for n, x in zip(names, example, strict=True)

@@ -19,6 +19,7 @@ from torch import nn
 from speechport.coreml import Interpreter, load_program
 from speechport.errors import BackendError
 from speechport.export import compat
+from speechport.export.coreml import jit_trace
 from speechport.nn.subsampling import Conv1dSubsampling
 from tests.helpers import save_torch_module
 
@@ -167,7 +168,7 @@ def _length_package(module: nn.Module, path: Path, *, fp16: bool, patched: bool 
         stack.enter_context(warnings.catch_warnings())
         warnings.simplefilter("ignore")
         with torch.no_grad():
-            traced = torch.jit.trace(module.eval(), (lengths,))
+            traced = jit_trace(module.eval(), (lengths,))
         stack.enter_context(compat._scalar_casts_under_numpy2())
         stack.enter_context(compat._hide_progress_bars())
         if patched:

@@ -868,7 +868,10 @@ def test_lstm_peephole_and_clip_follow_the_documented_formula() -> None:
         },
         ("fp32", "fp32", "fp32"),
     )
-    sig = lambda v: 1 / (1 + np.exp(-v))  # noqa: E731
+
+    def sig(v: np.ndarray) -> np.ndarray:
+        return np.asarray(1 / (1 + np.exp(-v)))
+
     pi, pf, po = np.split(peep, 3)
     for t in reversed(range(4)):
         g = x[t] @ w_ih.T + h @ w_hh.T

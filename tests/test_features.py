@@ -31,6 +31,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from speechport.errors import AudioError, SpeechportError
+from speechport.export.coreml import jit_trace
 from speechport.families.omegaconf_compat import omegaconf_globals
 from speechport.families.torch_checkpoint import load_torch_checkpoint
 from speechport.features import (
@@ -56,7 +57,7 @@ CLIPS = [0, 1, 2, 3]
 def read_clip(path: Path) -> np.ndarray:
     samples, rate = sf.read(path, dtype="float32")
     assert rate == 16000
-    return samples
+    return np.asarray(samples)
 
 
 def gigaam_clip(index: int) -> tuple[np.ndarray, np.ndarray, int]:
@@ -475,7 +476,7 @@ def test_torch_front_end_traces_and_exports_to_onnx(preset: str, tmp_path: Path)
     audio, lengths = _batch(clips)
     with torch.no_grad():
         expected, expected_length = module(audio, lengths)
-        traced = torch.jit.trace(module, (torch.zeros(1, 4000), torch.tensor([4000])))
+        traced = jit_trace(module, (torch.zeros(1, 4000), torch.tensor([4000])))
         # Traced on one shape, run on another: sizes and lengths stay symbolic.
         traced_features, traced_length = traced(audio, lengths)
     torch.testing.assert_close(traced_features, expected, rtol=0, atol=0)
@@ -503,7 +504,7 @@ def test_torch_front_end_traces_and_exports_to_onnx(preset: str, tmp_path: Path)
 def test_torch_front_end_converts_to_core_ml_with_real_ops() -> None:
     ct = pytest.importorskip("coremltools")
     module = TorchLogMel(PARAKEET_TDT_V3).eval()
-    traced = torch.jit.trace(module, (torch.zeros(1, 16000), torch.tensor([12000])))
+    traced = jit_trace(module, (torch.zeros(1, 16000), torch.tensor([12000])))
     model = ct.convert(
         traced,
         inputs=[

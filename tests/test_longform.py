@@ -191,4 +191,4 @@ def _read_words() -> np.ndarray:
 def _read(path: Path) -> np.ndarray:
     audio, rate = sf.read(path, dtype="float32")
     assert rate == SR
-    return audio
+    return np.asarray(audio)

@@ -21,7 +21,8 @@ def rnnt(gigaam_onnx: Callable[[str], Path]) -> Path:
 
 
 def _manifest_dict(bundle: Path) -> dict[str, Any]:
-    return json.loads((bundle / MANIFEST_NAME).read_text(encoding="utf-8"))
+    data: dict[str, Any] = json.loads((bundle / MANIFEST_NAME).read_text(encoding="utf-8"))
+    return data
 
 
 def test_round_trip(rnnt: Path) -> None:

@@ -43,7 +43,7 @@ PROB_ATOL = 1e-4
 def _read(path: Path) -> np.ndarray:
     audio, rate = sf.read(path, dtype="float32")
     assert rate == SR
-    return audio
+    return np.asarray(audio)
 
 
 def _signals() -> dict[str, np.ndarray]:

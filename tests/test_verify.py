@@ -68,7 +68,7 @@ def test_normalized_joint_outputs_ignore_how_they_are_normalised() -> None:
 @pytest.fixture(scope="module")
 def rnnt_report(
     gigaam_bundles: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
-) -> tuple[Path, dict[str, object], str]:
+) -> tuple[Path, ParityReport, str]:
     from speechport.cli import main
 
     bundle = copy_bundle(gigaam_bundles["v3_e2e_rnnt"], tmp_path_factory.mktemp("verify") / "rnnt")

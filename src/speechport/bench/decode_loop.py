@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from speechport.progress import Progress
+from speechport.runtime.base import Component
 
 
 @dataclass
@@ -23,7 +24,7 @@ class _Timer:
 class _Timed:
     """A component wrapper that counts calls and the time spent in them."""
 
-    def __init__(self, component: Any, timer: _Timer) -> None:
+    def __init__(self, component: Component, timer: _Timer) -> None:
         self.spec = component.spec
         self._component = component
         self._timer = timer

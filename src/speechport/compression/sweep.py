@@ -236,7 +236,7 @@ def _checkpoint(manifest: Manifest, bundle: Path, reference: Path | None) -> Pat
                 "reference checkpoint not found", path=reference, hint="pass --reference PATH"
             )
         return Path(reference).resolve()
-    relative = manifest.provenance.get("checkpoint_path")
+    relative: str | None = manifest.provenance.get("checkpoint_path")
     if relative and (bundle / relative).is_file():
         return (bundle / relative).resolve()
     return None

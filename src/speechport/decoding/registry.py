@@ -55,7 +55,7 @@ class DecodingAlgorithm:
 
     def time_major(self, encoder_output: np.ndarray) -> np.ndarray:
         """The first batch item of an encoder output as ``[frames, features]``."""
-        first = encoder_output[0]
+        first: np.ndarray = encoder_output[0]
         return first if self.frames_first else first.T
 
     def duration_logits(self, settings: DecodeSettings) -> int:

@@ -159,6 +159,6 @@ def _provenance(
         "precision": {fmt: precision if fmt == "coreml" else "fp32" for fmt in formats},
         "compression": None,
         "converters": converter_versions(),
-        "created": _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat(),
+        "created": _dt.datetime.now(_dt.UTC).replace(microsecond=0).isoformat(),
         "notes": list(loaded.notes),
     }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,9 @@ from speechport.manifest import NP_DTYPES, TensorSpec
 
 PRECISIONS = ("fp16", "fp32")
 _COREML_DTYPES = ("float32", "float16", "int32")  # Core ML has no int64 tensors
+
+# torch.jit.trace itself, with the type torch leaves unannotated: given a module, a ScriptModule.
+jit_trace: Callable[..., torch.jit.ScriptModule] = torch.jit.trace
 
 
 def export_coreml(
@@ -38,7 +42,7 @@ def export_coreml(
     try:
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            traced = torch.jit.trace(component.module, component.example_inputs, check_trace=False)
+            traced = jit_trace(component.module, component.example_inputs, check_trace=False)
             with coreml_conversion_patches():
                 mlmodel = ct.convert(
                     traced,

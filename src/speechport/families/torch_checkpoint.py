@@ -272,7 +272,8 @@ class _ArchiveReader:
         with self.path.open("rb") as handle:
             handle.seek(info.header_offset)
             header = _ZIP_LOCAL_HEADER.unpack(handle.read(_ZIP_LOCAL_HEADER.size))
-        name_len, extra_len = header[9], header[10]
+        name_len: int = header[9]
+        extra_len: int = header[10]
         return info.header_offset + _ZIP_LOCAL_HEADER.size + name_len + extra_len
 
 

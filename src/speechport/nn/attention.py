@@ -75,7 +75,8 @@ class MultiHeadAttention(nn.Module):
         attn = torch.softmax(scores, dim=-1)
         out = torch.matmul(attn, value)
         b = out.shape[0]
-        return self.linear_out(out.transpose(1, 2).reshape(b, -1, self.h * self.d_k))
+        projected: Tensor = self.linear_out(out.transpose(1, 2).reshape(b, -1, self.h * self.d_k))
+        return projected
 
 
 class RotaryMultiHeadAttention(MultiHeadAttention):

@@ -17,7 +17,8 @@ class FeedForward(nn.Module):
         self.linear2 = nn.Linear(d_ff, d_model, bias=bias)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.linear2(self.activation(self.linear1(x)))
+        out: Tensor = self.linear2(self.activation(self.linear1(x)))
+        return out
 
 
 class ConvolutionModule(nn.Module):
@@ -96,7 +97,8 @@ class ConformerLayer(nn.Module):
         residual = residual + self.self_attn(self.norm_self_att(residual), pos, valid)
         residual = residual + self.conv(self.norm_conv(residual), valid)
         residual = residual + self.fc_factor * self.feed_forward2(self.norm_feed_forward2(residual))
-        return self.norm_out(residual)
+        out: Tensor = self.norm_out(residual)
+        return out
 
 
 class ConformerEncoder(nn.Module):

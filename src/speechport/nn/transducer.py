@@ -50,7 +50,8 @@ class RNNTJoint(nn.Module):
 
     def forward(self, enc: Tensor, dec: Tensor) -> Tensor:
         """``enc [..., D]`` and ``dec [..., H]`` (broadcastable) -> logits ``[..., V]``."""
-        return self.joint_net(self.enc(enc) + self.pred(dec))
+        logits: Tensor = self.joint_net(self.enc(enc) + self.pred(dec))
+        return logits
 
 
 class EncoderStep(nn.Module):
@@ -88,4 +89,5 @@ class JointStep(nn.Module):
         self.joint = joint
 
     def forward(self, enc_t: Tensor, dec_t: Tensor) -> Tensor:
-        return self.joint(enc_t, dec_t)
+        logits: Tensor = self.joint(enc_t, dec_t)
+        return logits

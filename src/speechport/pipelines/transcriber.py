@@ -364,7 +364,8 @@ def _window_decoder(d: DecodingSpec, bundle: LoadedBundle) -> WindowDecoder:
         joint_component = bundle.of_kind("joint")
 
         def joint(enc_t: np.ndarray, dec_out: np.ndarray) -> np.ndarray:
-            return joint_component(enc_t[None, :], dec_out[None, :])[0][0]
+            logits: np.ndarray = joint_component(enc_t[None, :], dec_out[None, :])[0][0]
+            return logits
 
     def decode(outputs: tuple[np.ndarray, ...]) -> tuple[Hypothesis, int]:
         frames = np.ascontiguousarray(algorithm.time_major(outputs[0]))

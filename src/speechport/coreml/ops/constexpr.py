@@ -44,7 +44,7 @@ def affine_dequantize(args: OpArgs) -> np.ndarray:
     if zero_point is not None:
         out = out - _along(np.asarray(zero_point).astype(np.float32), data.ndim, axis)
     out = out * _along(scale.astype(np.float32), data.ndim, axis)
-    return out.astype(scale.dtype)
+    return np.asarray(out.astype(scale.dtype))
 
 
 @kernel("quantize")
@@ -58,7 +58,7 @@ def quantize(args: OpArgs) -> np.ndarray:
     if zero_point is not None:
         out = out + _along(np.asarray(zero_point).astype(np.float32), x.ndim, axis)
     info = np.iinfo(np.dtype(target.np_dtype))
-    return np.clip(out, info.min, info.max).astype(target.np_dtype)
+    return np.asarray(np.clip(out, info.min, info.max).astype(target.np_dtype))
 
 
 @kernel("constexpr_cast")
@@ -95,13 +95,13 @@ def lut_to_dense(indices: np.ndarray, lut: np.ndarray, vector_axis: int | None) 
         raise BackendError(f"index {int(indices.max())} outside a {palettes}-entry table")
     gathered = table[ids * palettes + indices.astype(np.int64)]  # [*indices.shape, vector]
     if vector == 1:
-        return gathered[..., 0]
+        return np.asarray(gathered[..., 0])
     if vector_axis is None:
         raise BackendError("vector palettization without vector_axis")
     axis = axis_of(vector_axis, rank)
     out_shape = list(indices.shape)
     out_shape[axis] *= vector
-    return np.moveaxis(gathered, -1, axis + 1).reshape(out_shape)
+    return np.asarray(np.moveaxis(gathered, -1, axis + 1).reshape(out_shape))
 
 
 def sparse_to_dense(nonzero: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -128,7 +128,7 @@ def shift_scale(data: np.ndarray, scale: np.ndarray, offset: np.ndarray | None) 
                 offset = np.repeat(offset, size // count, axis)
     if offset is not None:
         values = values - offset
-    return scale * values
+    return np.asarray(scale * values)
 
 
 def _vector_axis(args: OpArgs) -> int | None:

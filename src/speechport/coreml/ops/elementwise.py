@@ -45,7 +45,7 @@ def power(args: OpArgs) -> np.ndarray:
     if x.dtype.kind in "iu" and y.dtype.kind in "iu":
         return np.power(x.astype(np.int64), y.astype(np.int64))
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        return np.power(x, y)
+        return np.asarray(np.power(x, y))
 
 
 def erf(x: np.ndarray) -> np.ndarray:
@@ -55,12 +55,12 @@ def erf(x: np.ndarray) -> np.ndarray:
     poly = t * (
         0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429)))
     )
-    return np.sign(x) * (1.0 - poly * np.exp(-z * z))
+    return np.asarray(np.sign(x) * (1.0 - poly * np.exp(-z * z)))
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
     with np.errstate(over="ignore"):
-        return 1.0 / (1.0 + np.exp(-x))
+        return np.asarray(1.0 / (1.0 + np.exp(-x)))
 
 
 _UNARY: dict[str, Callable[[np.ndarray], np.ndarray]] = {
@@ -117,12 +117,13 @@ def with_epsilon(args: OpArgs) -> np.ndarray:
 
 @kernel("clip")
 def clip(args: OpArgs) -> np.ndarray:
-    return np.minimum(np.maximum(args.tensor("x"), args.number("alpha")), args.number("beta"))
+    x = args.tensor("x")
+    return np.asarray(np.minimum(np.maximum(x, args.number("alpha")), args.number("beta")))
 
 
 @kernel("threshold")
 def threshold(args: OpArgs) -> np.ndarray:
-    return np.maximum(args.tensor("x"), np.float32(args.number("alpha")))
+    return np.asarray(np.maximum(args.tensor("x"), np.float32(args.number("alpha"))))
 
 
 @kernel("cast")
@@ -146,9 +147,9 @@ def gelu(args: OpArgs) -> np.ndarray:
         return (0.5 * x * (1.0 + erf(x / np.sqrt(2.0)))).astype(np.float32)
     if mode == "TANH_APPROXIMATION":
         inner = np.float32(np.sqrt(2 / np.pi)) * (x + np.float32(0.044715) * x**3)
-        return 0.5 * x * (1 + np.tanh(inner))
+        return np.asarray(0.5 * x * (1 + np.tanh(inner)))
     if mode == "SIGMOID_APPROXIMATION":
-        return x * sigmoid(np.float32(1.702) * x)
+        return np.asarray(x * sigmoid(np.float32(1.702) * x))
     raise BackendError(f"gelu mode {mode!r} is unknown")
 
 
@@ -183,7 +184,7 @@ def with_alpha(args: OpArgs) -> np.ndarray:
         if name == "thresholded_relu":
             return np.where(x > a, x, np.float32(0))
         if name == "sigmoid_hard":
-            return np.clip(a * x + b, 0, 1)
+            return np.asarray(np.clip(a * x + b, 0, 1))
         if name == "scaled_tanh":
             return a * np.tanh(b * x)
         if name == "linear_activation":
@@ -208,7 +209,7 @@ def softplus_parametric(args: OpArgs) -> np.ndarray:
     x = args.tensor("x")
     alpha = _per_channel(args.tensor("alpha"), x.ndim)
     beta = _per_channel(args.tensor("beta"), x.ndim)
-    return alpha * np.logaddexp(0, beta * x)
+    return np.asarray(alpha * np.logaddexp(0, beta * x))
 
 
 @kernel("softmax")
@@ -217,4 +218,4 @@ def softmax(args: OpArgs) -> np.ndarray:
     axis = axis_of(args.integer("axis", -1), x.ndim)
     shifted = x - np.max(x, axis=axis, keepdims=True)
     e = np.exp(shifted)
-    return e / np.sum(e, axis=axis, keepdims=True)
+    return np.asarray(e / np.sum(e, axis=axis, keepdims=True))

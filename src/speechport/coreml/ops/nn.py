@@ -16,7 +16,7 @@ def linear(args: OpArgs) -> np.ndarray:
     x, weight = args.tensor("x"), args.tensor("weight")
     out = np.matmul(x, weight.T)
     bias = args.optional("bias")
-    return out if bias is None else out + bias
+    return np.asarray(out if bias is None else out + bias)
 
 
 @kernel("matmul")
@@ -26,7 +26,7 @@ def matmul(args: OpArgs) -> np.ndarray:
         x = np.swapaxes(x, -1, -2)
     if args.flag("transpose_y", False) and y.ndim >= 2:
         y = np.swapaxes(y, -1, -2)
-    return np.matmul(x, y)
+    return np.asarray(np.matmul(x, y))
 
 
 def conv_padding(
@@ -91,7 +91,7 @@ def conv(
     if c_group == 1 and c_out == channels:  # depthwise
         letters = "abcdefgh"[:n]
         spec = f"zc{letters.upper()}{letters},c{letters}->zc{letters.upper()}"
-        return np.einsum(spec, view, weight[:, 0], optimize=True)
+        return np.asarray(np.einsum(spec, view, weight[:, 0], optimize=True))
     per = c_out // groups
     pieces = []
     for g in range(groups):
@@ -213,7 +213,7 @@ def layer_norm(args: OpArgs) -> np.ndarray:
     beta = args.optional("beta")
     if beta is not None:
         out = out + beta.reshape(shape)
-    return out
+    return np.asarray(out)
 
 
 def _channels(v: np.ndarray | None, rank: int) -> np.ndarray | None:
@@ -234,7 +234,7 @@ def batch_norm(args: OpArgs) -> np.ndarray:
         out = out * gamma
     if beta is not None:
         out = out + beta
-    return out
+    return np.asarray(out)
 
 
 @kernel("instance_norm")
@@ -250,7 +250,7 @@ def instance_norm(args: OpArgs) -> np.ndarray:
         out = out * gamma
     if beta is not None:
         out = out + beta
-    return out
+    return np.asarray(out)
 
 
 @kernel("avg_pool", "max_pool")
@@ -283,14 +283,14 @@ def pool(args: OpArgs) -> np.ndarray:
     view = view[(slice(None), slice(None), *(slice(None, None, s) for s in strides))]
     win_axes = tuple(range(2 + n, 2 + 2 * n))
     if is_max:
-        return view.max(axis=win_axes)
+        return np.asarray(view.max(axis=win_axes))
     total = view.sum(axis=win_axes)
     if not args.flag("exclude_padding_from_average", False):
-        return total / np.float32(np.prod(kernel_size))
+        return np.asarray(total / np.float32(np.prod(kernel_size)))
     ones = np.pad(np.ones(x.shape[2:], dtype=np.float32), padding)
     counts = sliding_window_view(ones, kernel_size)
     counts = counts[tuple(slice(None, None, s) for s in strides)].sum(axis=tuple(range(n, 2 * n)))
-    return total / counts
+    return np.asarray(total / counts)
 
 
 @kernel("scaled_dot_product_attention")
@@ -302,4 +302,4 @@ def scaled_dot_product_attention(args: OpArgs) -> np.ndarray:
         scores = np.where(mask, scores, -np.inf) if mask.dtype == bool else scores + mask
     scores = scores - scores.max(axis=-1, keepdims=True)
     e = np.exp(scores)
-    return np.matmul(e / e.sum(axis=-1, keepdims=True), v)
+    return np.asarray(np.matmul(e / e.sum(axis=-1, keepdims=True), v))

@@ -25,7 +25,7 @@ _REDUCE: dict[str, Callable[..., np.ndarray]] = {
 def _log_sum_exp(x: np.ndarray, axis: tuple[int, ...], keepdims: bool) -> np.ndarray:
     top = np.max(x, axis=axis, keepdims=True)
     out = np.log(np.sum(np.exp(x - top), axis=axis, keepdims=True)) + top
-    return out if keepdims else np.squeeze(out, axis=axis)
+    return np.asarray(out if keepdims else np.squeeze(out, axis=axis))
 
 
 @kernel(*_REDUCE)
@@ -46,4 +46,4 @@ def reduce_arg(args: OpArgs) -> np.ndarray:
     out = pick(x, axis=axis)
     if args.flag("keep_dims", False):
         out = np.expand_dims(out, axis)
-    return out.astype(np.int32)
+    return np.asarray(out).astype(np.int32)

@@ -103,7 +103,7 @@ def slice_by_index(args: OpArgs) -> np.ndarray:
     x = args.tensor("x")
     index, squeezed = _slices(args, x)
     out = x[index]
-    return np.squeeze(out, axis=tuple(squeezed)) if squeezed else out
+    return np.squeeze(out, axis=tuple(squeezed)) if squeezed else np.asarray(out)
 
 
 @kernel("slice_update")

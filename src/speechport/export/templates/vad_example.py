@@ -32,7 +32,7 @@ def read_wav(path: str, sample_rate: int) -> np.ndarray:
             sys.exit(f"{path}: need 16-bit PCM at {sample_rate} Hz (convert with ffmpeg)")
         data = np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2")
         channels = wav.getnchannels()
-    samples = data.reshape(-1, channels).astype(np.float32).mean(axis=1) / 32768.0
+    samples: np.ndarray = data.reshape(-1, channels).astype(np.float32).mean(axis=1) / 32768.0
     return samples.astype(np.float32)
 
 

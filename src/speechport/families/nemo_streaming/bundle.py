@@ -68,7 +68,8 @@ class EncoderChunk(nn.Module):
         self.encoder = encoder
 
     def forward(self, *inputs: Tensor) -> tuple[Tensor, ...]:
-        return self.encoder(*inputs)
+        encoder: StreamingFastConformer = self.encoder
+        return encoder(*inputs)
 
 
 class NemoCacheEncoderLayout(nn.Module):

@@ -151,7 +151,8 @@ class JointDecisionFrame(nn.Module):
         self.decision = decision
 
     def forward(self, enc_t: Tensor, dec_t: Tensor) -> tuple[Tensor, ...]:
-        return self.decision(self.joint(enc_t, dec_t))
+        decided: tuple[Tensor, ...] = self.decision(self.joint(enc_t, dec_t))
+        return decided
 
 
 class JointDecisionWindow(nn.Module):
@@ -166,7 +167,8 @@ class JointDecisionWindow(nn.Module):
 
     def forward(self, encoded: Tensor, dec_t: Tensor) -> tuple[Tensor, ...]:
         logits = self.joint(encoded.transpose(1, 2), dec_t.unsqueeze(1))
-        return self.decision(logits)
+        decided: tuple[Tensor, ...] = self.decision(logits)
+        return decided
 
 
 # --- Upstream ONNX layouts (NeMo's export names: onnx-asr and sherpa-onnx) -------------
@@ -198,7 +200,10 @@ class NemoJointLayout(nn.Module):
         self.joint = joint
 
     def forward(self, enc: Tensor, dec: Tensor) -> Tensor:
-        return self.joint(enc.transpose(1, 2).unsqueeze(2), dec.transpose(1, 2).unsqueeze(1))
+        logits: Tensor = self.joint(
+            enc.transpose(1, 2).unsqueeze(2), dec.transpose(1, 2).unsqueeze(1)
+        )
+        return logits
 
 
 class DecoderJointStep(nn.Module):

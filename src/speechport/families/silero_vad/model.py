@@ -108,7 +108,8 @@ class SileroVAD(nn.Module):
         self.decoder = VadDecoder()
 
     def forward(self, audio: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
-        return self.decoder(self.encoder(self.stft(audio)), state)
+        prob_and_state: tuple[Tensor, Tensor] = self.decoder(self.encoder(self.stft(audio)), state)
+        return prob_and_state
 
 
 class SileroVAD256ms(nn.Module):
