@@ -16,8 +16,8 @@ import pytest
 
 from speechport.cli import main
 from speechport.compression import CATALOGUE, parse_recipes, quantize_sweep
-from speechport.compression.strategies import BASELINE, IOS18
 from speechport.compression.results import SUMMARY_FILE, QuantizeSummary
+from speechport.compression.strategies import BASELINE, IOS18
 from speechport.errors import GateError, SpeechportError
 from speechport.fsutil import path_size
 from speechport.manifest import read_manifest

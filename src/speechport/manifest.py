@@ -311,6 +311,20 @@ class ChunkingSpec:
     window_frames: int
     frames_per_chunk: int
 
+    def chunk_end(self, pos: int) -> int:
+        """Where the chunk that starts at mel frame ``pos`` ends (before the stream's end)."""
+        return pos + (self.first_frames if pos == 0 else self.step_frames)
+
+    def window(self, pos: int, end: int) -> tuple[int, int]:
+        """The mel frames ``[start, end)`` fed for the chunk ``[pos, end)`` and how many
+        frames of padding come before them in the component's fixed window: the history
+        (``history_frames`` before the chunk, fewer at the start of a stream), or, for the
+        first chunk, the room a steady chunk's history and first-chunk shortfall take."""
+        if pos == 0:
+            return 0, self.window_frames - self.first_frames
+        start = max(pos - self.history_frames, 0)
+        return start, self.history_frames - (pos - start)
+
 
 @dataclass(frozen=True)
 class StreamingSpec:

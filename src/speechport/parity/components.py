@@ -294,3 +294,47 @@ class _Extras:
             for role in self.roles
             if role in self.stats
         ]
+
+
+def streaming_encoder_parity(
+    calls: list[tuple[tuple[np.ndarray, ...], tuple[np.ndarray, ...]]],
+    candidate: Component,
+    *,
+    frame_seconds: float,
+) -> list[ComponentResult]:
+    """A streaming encoder chunk by chunk on the reference's own inputs (window, caches):
+    its frames over the valid ones, every next cache, and the lengths, which must be
+    exact."""
+    spec = candidate.spec
+    names = [t.name for t in spec.outputs]
+    stats: dict[str, list[TensorStats]] = {}
+    failures: list[str] = []
+    times: list[float] = []
+    frames_before = 0
+    for k, (inputs, want) in enumerate(calls):
+        got = candidate(*inputs)
+        valid = int(want[1].reshape(-1)[0])
+        for name, a, b in zip(names, want, got, strict=True):
+            if name == names[0]:
+                compared = compare(a[0].T[:valid], b[0].T[:valid], frames=True)
+            else:
+                compared = compare(a, b)
+            if is_length(name) and not compared.exact:
+                failures.append(
+                    f"{spec.name} {name} is {int(np.asarray(b).reshape(-1)[0])}, the reference "
+                    f"{int(np.asarray(a).reshape(-1)[0])} (chunk {k})"
+                )
+            stats.setdefault(name, []).append(compared)
+        times += [(frames_before + t) * frame_seconds for t in range(valid)]
+        frames_before += valid
+    return [
+        ComponentResult(
+            spec.name,
+            spec.role,
+            spec.kind,
+            len(calls),
+            {name: merge(v) for name, v in stats.items()},
+            failures=failures,
+            times=times,
+        )
+    ]

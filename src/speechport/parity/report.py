@@ -162,7 +162,11 @@ class VadFileResult(FileResult):
 
 
 # The per-file result type of each task's report (the task's plug-in names it too).
-FILE_RESULTS: dict[str, type[FileResult]] = {"asr": AsrFileResult, "vad": VadFileResult}
+FILE_RESULTS: dict[str, type[FileResult]] = {
+    "asr": AsrFileResult,
+    "streaming-asr": AsrFileResult,
+    "vad": VadFileResult,
+}
 
 
 @dataclass

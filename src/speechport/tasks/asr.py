@@ -28,66 +28,17 @@ if TYPE_CHECKING:
     from speechport.runtime.base import LoadedBundle
 
 
-class AsrTask(Task):
-    name = "asr"
-    title = "speech recognition"
-    sections = ("window", "decoding", "tokenizer")
+class TranscriptTask(Task):
+    """What every task that yields transcripts shares: the CER gate, the per-file report
+    line, the card's fidelity table and the quantize ranking by token agreement."""
+
     file_result = AsrFileResult
-    example_template = "asr_example.py"
-    usage = "speechport transcribe . audio.wav --timestamps"
     quality_label = "token agreement"
-
-    def open(self, bundle: LoadedBundle, **options: Any) -> Transcriber:
-        """A ``Transcriber``; options: ``overlap``, ``window_seconds``, ``tolerance``,
-        ``vad`` (a VAD bundle's path or a loaded detector) and ``vad_params``."""
-        vad = options.pop("vad", None)
-        if isinstance(vad, (str, Path)):
-            from speechport.pipelines.vad import VoiceActivityDetector
-            from speechport.runtime import load_bundle
-
-            vad = VoiceActivityDetector(load_bundle(vad, "onnx"))
-        return Transcriber(bundle, vad=vad, **options)
 
     # --- verify --------------------------------------------------------------------------
 
     def gates(self, limits: GateLimits) -> dict[str, float]:
         return {"max_cer": limits.max_cer}
-
-    def verify_file(self, run: VerifyRun, audio: np.ndarray, path: str) -> None:
-        from speechport.metrics import character_error_rate, token_agreement
-        from speechport.parity.components import asr_component_parity
-
-        max_cer = run.limits.max_cer
-        ref_tr = Transcriber(run.reference)
-        want = ref_tr.transcribe(audio)
-        for name, candidate in run.candidates.items():
-            tr = Transcriber(candidate)
-            start = time.perf_counter()
-            got = tr.transcribe(audio)
-            run.run_seconds[name] += time.perf_counter() - start
-            cer = character_error_rate(want.text, got.text)
-            exact = want.token_ids == got.token_ids
-            checks = asr_component_parity(ref_tr, tr, audio)
-            failures = []
-            if not exact and cer > max_cer:
-                failures.append(f"CER {cer:.4f} > {max_cer:g}")
-            for c in checks:
-                failures += c.failures
-            run.report.files.append(
-                AsrFileResult(
-                    audio=path,
-                    backend=name,
-                    failures=failures,
-                    token_exact=exact,
-                    token_agreement=token_agreement(want.token_ids, got.token_ids),
-                    tokens=len(want.token_ids),
-                    cer=cer,
-                    reference_text=want.text,
-                    text=got.text,
-                    first_divergence=None if exact else first_divergence(want.tokens, got.tokens),
-                )
-            )
-            run.report.components.append(FileComponents(path, name, checks))
 
     def file_line(self, result: FileResult) -> str:
         r = _asr(result)
@@ -116,41 +67,6 @@ class AsrTask(Task):
                 f"| {Path(r.audio).name} | {r.backend} | {exact} | {r.cer:.4f} | {where} |"
             )
         return [*lines, *component_table(report.components)]
-
-    def draw_plots(self, report: ParityReport, out: Path) -> list[Path]:
-        from speechport.parity import plots
-
-        l2: dict[str, tuple[list[float], list[float]]] = {}
-        topk: dict[str, tuple[list[float], list[float]]] = {}
-        for entry in report.components[: plots.MAX_FILES_PLOTTED * max(len(report.engines), 1)]:
-            label = f"{entry.backend} · {Path(entry.audio).name}"
-            for c in entry.components:
-                if c.kind == "encoder":
-                    first = next(iter(c.outputs.values()))
-                    l2[label] = (c.times, [max(x, 1e-9) for x in first.l2_per_frame])
-                if c.top1:
-                    topk[label] = (c.times, c.topk)
-        written = []
-        if l2:
-            written.append(
-                plots.line_plot(
-                    l2,
-                    out / "encoder_l2.png",
-                    title="Encoder: ‖Δ‖ / ‖reference‖ per frame",
-                    ylabel="relative L2 (floor 1e-9)",
-                    log=True,
-                )
-            )
-        if topk:
-            written.append(
-                plots.line_plot(
-                    topk,
-                    out / "joint_topk.png",
-                    title=f"Joint (CTC: per frame): share of the reference's top-{TOP_K} classes",
-                    ylabel=f"top-{TOP_K} overlap",
-                )
-            )
-        return written
 
     # --- quantize ------------------------------------------------------------------------
 
@@ -191,6 +107,98 @@ class AsrTask(Task):
             f", token agreement {v.token_agreement:.4f}, CER {v.cer:.4f}, "
             f"{v.token_exact_files}/{v.files} files token-exact"
         )
+
+
+class AsrTask(TranscriptTask):
+    name = "asr"
+    title = "speech recognition"
+    sections = ("window", "decoding", "tokenizer")
+    example_template = "asr_example.py"
+    usage = "speechport transcribe . audio.wav --timestamps"
+
+    def open(self, bundle: LoadedBundle, **options: Any) -> Transcriber:
+        """A ``Transcriber``; options: ``overlap``, ``window_seconds``, ``tolerance``,
+        ``vad`` (a VAD bundle's path or a loaded detector) and ``vad_params``."""
+        vad = options.pop("vad", None)
+        if isinstance(vad, (str, Path)):
+            from speechport.pipelines.vad import VoiceActivityDetector
+            from speechport.runtime import load_bundle
+
+            vad = VoiceActivityDetector(load_bundle(vad, "onnx"))
+        return Transcriber(bundle, vad=vad, **options)
+
+    # --- verify ---
+
+    def verify_file(self, run: VerifyRun, audio: np.ndarray, path: str) -> None:
+        from speechport.metrics import character_error_rate, token_agreement
+        from speechport.parity.components import asr_component_parity
+
+        max_cer = run.limits.max_cer
+        ref_tr = Transcriber(run.reference)
+        want = ref_tr.transcribe(audio)
+        for name, candidate in run.candidates.items():
+            tr = Transcriber(candidate)
+            start = time.perf_counter()
+            got = tr.transcribe(audio)
+            run.run_seconds[name] += time.perf_counter() - start
+            cer = character_error_rate(want.text, got.text)
+            exact = want.token_ids == got.token_ids
+            checks = asr_component_parity(ref_tr, tr, audio)
+            failures = []
+            if not exact and cer > max_cer:
+                failures.append(f"CER {cer:.4f} > {max_cer:g}")
+            for c in checks:
+                failures += c.failures
+            run.report.files.append(
+                AsrFileResult(
+                    audio=path,
+                    backend=name,
+                    failures=failures,
+                    token_exact=exact,
+                    token_agreement=token_agreement(want.token_ids, got.token_ids),
+                    tokens=len(want.token_ids),
+                    cer=cer,
+                    reference_text=want.text,
+                    text=got.text,
+                    first_divergence=None if exact else first_divergence(want.tokens, got.tokens),
+                )
+            )
+            run.report.components.append(FileComponents(path, name, checks))
+
+    def draw_plots(self, report: ParityReport, out: Path) -> list[Path]:
+        from speechport.parity import plots
+
+        l2: dict[str, tuple[list[float], list[float]]] = {}
+        topk: dict[str, tuple[list[float], list[float]]] = {}
+        for entry in report.components[: plots.MAX_FILES_PLOTTED * max(len(report.engines), 1)]:
+            label = f"{entry.backend} · {Path(entry.audio).name}"
+            for c in entry.components:
+                if c.kind == "encoder":
+                    first = next(iter(c.outputs.values()))
+                    l2[label] = (c.times, [max(x, 1e-9) for x in first.l2_per_frame])
+                if c.top1:
+                    topk[label] = (c.times, c.topk)
+        written = []
+        if l2:
+            written.append(
+                plots.line_plot(
+                    l2,
+                    out / "encoder_l2.png",
+                    title="Encoder: ‖Δ‖ / ‖reference‖ per frame",
+                    ylabel="relative L2 (floor 1e-9)",
+                    log=True,
+                )
+            )
+        if topk:
+            written.append(
+                plots.line_plot(
+                    topk,
+                    out / "joint_topk.png",
+                    title=f"Joint (CTC: per frame): share of the reference's top-{TOP_K} classes",
+                    ylabel=f"top-{TOP_K} overlap",
+                )
+            )
+        return written
 
 
 def first_divergence(want: list[TokenTiming], got: list[TokenTiming]) -> Divergence:

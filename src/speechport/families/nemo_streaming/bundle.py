@@ -68,8 +68,8 @@ class EncoderChunk(nn.Module):
         self.encoder = encoder
 
     def forward(self, *inputs: Tensor) -> tuple[Tensor, ...]:
-        encoder: StreamingFastConformer = self.encoder
-        return encoder(*inputs)
+        out: tuple[Tensor, ...] = self.encoder(*inputs)
+        return out
 
 
 class NemoCacheEncoderLayout(nn.Module):

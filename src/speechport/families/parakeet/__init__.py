@@ -57,7 +57,7 @@ class ParakeetFamily:
                 component="config",
                 hint="the archive is corrupt or not a NeMo transducer",
             ) from exc
-        model_bytes, tokens = _tokenizer(archive, config)
+        model_bytes, tokens = archive_tokenizer(archive, config.vocab_size, config.vocabulary)
         if tokenizer is not None and tokenizer.is_file() and tokenizer.read_bytes() != model_bytes:
             raise CheckpointError(
                 "this SentencePiece model is not the one inside the .nemo archive",
@@ -88,8 +88,11 @@ class ParakeetFamily:
         )
 
 
-def _tokenizer(archive: NemoArchive, config: ParakeetConfig) -> tuple[bytes, list[str]]:
-    """The archive's SentencePiece model and its pieces, checked against the model."""
+def archive_tokenizer(
+    archive: NemoArchive, vocab_size: int, vocabulary: tuple[str, ...]
+) -> tuple[bytes, list[str]]:
+    """The archive's SentencePiece model and its pieces, checked against the model's
+    ``vocab_size`` and (where the config lists it) the joint's ``vocabulary``."""
     tokenizer_cfg = archive.config.get("tokenizer") or {}
     if "model_path" not in tokenizer_cfg:
         raise CheckpointError(
@@ -108,15 +111,15 @@ def _tokenizer(archive: NemoArchive, config: ParakeetConfig) -> tuple[bytes, lis
             raise CheckpointError(
                 exc.message, path=archive.path, component="tokenizer", hint=exc.hint
             ) from exc
-    if len(pieces) != config.vocab_size:
+    if len(pieces) != vocab_size:
         raise CheckpointError(
             f"the tokenizer has {len(pieces)} pieces but the model predicts "
-            f"{config.vocab_size} tokens + blank",
+            f"{vocab_size} tokens + blank",
             path=archive.path,
             component="tokenizer",
             hint="the archive is corrupt or mixes files of different models",
         )
-    if config.vocabulary and list(config.vocabulary) != pieces:
+    if vocabulary and list(vocabulary) != pieces:
         raise CheckpointError(
             "the tokenizer's pieces differ from the joint's vocabulary in the config",
             path=archive.path,

@@ -26,7 +26,7 @@ from speechport.families.silero_vad.model import CONTEXT, HOP, N_FFT, SAMPLE_RAT
 from speechport.families.torch_checkpoint import InertRecord, load_torch_checkpoint
 from speechport.fsutil import sha256_file
 
-FAMILY = "silero_vad"
+FAMILY = "silero-vad"
 PACKAGE = "silero_vad"
 _ENCODER_STRIDES = (1, 2, 2, 1)
 

@@ -26,7 +26,7 @@ from speechport.families.silero_vad.model import (
 )
 from speechport.manifest import ComponentSpec, ConstantInput, StatePair, TensorSpec, VadSpec
 
-FAMILY = "silero_vad"
+FAMILY = "silero-vad"
 DEFAULTS = {
     "threshold": 0.5,  # the exit threshold defaults to threshold - 0.15 (at least 0.01)
     "min_speech_ms": 250.0,
