@@ -11,9 +11,12 @@ import argparse
 import json
 import math
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from speechport.errors import GateError, SpeechportError
 from speechport.families import FAMILIES
@@ -172,6 +175,24 @@ def build_parser() -> argparse.ArgumentParser:
     quantize.add_argument("--quiet", action="store_true", help="no progress on stderr")
     quantize.add_argument("--json", action="store_true", help="print the summary as JSON")
 
+    stream = sub.add_parser(
+        "stream", help="transcribe audio as it arrives with a streaming bundle (partials)"
+    )
+    stream.add_argument("bundle", type=Path)
+    stream.add_argument("audio", help="an audio file, or - for 16-bit PCM on stdin")
+    stream.add_argument("--backend", choices=["onnx", "coreml", "torch"], default="onnx")
+    stream.add_argument("--checkpoint", type=Path, help="source checkpoint for --backend torch")
+    stream.add_argument("--lookahead", type=int, help="one of the bundle's (default: its first)")
+    stream.add_argument("--language", help="the prompt of a multilingual model (en-US, auto...)")
+    stream.add_argument(
+        "--packet-ms", type=float, default=20.0, help="audio per feed in ms (default 20)"
+    )
+    stream.add_argument("--realtime", action="store_true", help="feed at the audio's pace")
+    stream.add_argument("--output", choices=["text", "jsonl"], default="text")
+    stream.add_argument(
+        "--stats", action="store_true", help="per-chunk latency and RTFx on stderr at the end"
+    )
+
     info = sub.add_parser("info", help="describe a bundle")
     info.add_argument("bundle", type=Path)
     info.add_argument("--json", action="store_true", help="print the manifest as JSON")
@@ -238,6 +259,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "transcribe": _transcribe,
         "info": _info,
         "vad": _vad,
+        "stream": _stream,
         "verify": _verify,
         "quantize": _quantize,
         "bench": _bench,
@@ -303,14 +325,21 @@ def _transcribe(args: argparse.Namespace) -> int:
                 f"--vad bundle: {exc}",
                 hint="the VAD runs with ONNX Runtime: convert it with --format onnx",
             ) from exc
+    options: dict[str, Any] = {
+        "vad": detector,
+        "overlap": args.overlap,
+        "window_seconds": args.window,
+    }
+    if _streaming(args.bundle):  # one session over the whole file: no windows to choose
+        given = [f"--{k.split('_')[0]}" for k, v in options.items() if v is not None]
+        if given:
+            raise SpeechportError(
+                f"a streaming bundle is fed chunk by chunk: it takes no {', '.join(given)}",
+                path=args.bundle,
+            )
+        options = {}
     transcriber = _open(
-        args.bundle,
-        args.backend,
-        args.checkpoint,
-        "asr",
-        vad=detector,
-        overlap=args.overlap,
-        window_seconds=args.window,
+        args.bundle, args.backend, args.checkpoint, ("asr", "streaming-asr"), **options
     )
 
     def render(t: Transcript) -> str:
@@ -480,20 +509,80 @@ def _quantize(args: argparse.Namespace) -> int:
 
 
 def _open(
-    bundle: Path, backend: str, checkpoint: Path | None, task_name: str, **options: Any
+    bundle: Path,
+    backend: str,
+    checkpoint: Path | None,
+    task_names: str | tuple[str, ...],
+    **options: Any,
 ) -> Any:
-    """``speechport.load`` for a command that serves the task ``task_name``: a bundle of
+    """``speechport.load`` for a command that serves the tasks ``task_names``: a bundle of
     another task is refused before anything is loaded, naming both."""
     from speechport.api import load
     from speechport.manifest import read_manifest
     from speechport.tasks import get_task, task_for
 
     manifest = read_manifest(bundle)
-    wanted = get_task(task_name)
-    if task_for(manifest, bundle) is not wanted:
-        raise manifest.wrong_task(wanted.title, bundle)
+    wanted = [get_task(n) for n in ((task_names,) if isinstance(task_names, str) else task_names)]
+    if task_for(manifest, bundle) not in wanted:
+        raise manifest.wrong_task(" or ".join(t.title for t in wanted), bundle)
     reference = checkpoint if backend == "torch" else None
     return load(bundle, backend, checkpoint=reference, **options)
+
+
+def _streaming(bundle: Path) -> bool:
+    from speechport.manifest import read_manifest
+
+    return read_manifest(bundle).streaming is not None
+
+
+def _stream(args: argparse.Namespace) -> int:
+    from speechport.pipelines.streaming import StreamingRecognizer
+    from speechport.render import StreamPrinter
+
+    recognizer: StreamingRecognizer = _open(
+        args.bundle, args.backend, args.checkpoint, "streaming-asr"
+    )
+    session = recognizer.stream(language=args.language, lookahead=args.lookahead)
+    rate = recognizer.sample_rate
+    packet = max(1, round(args.packet_ms * rate / 1000))
+    printer = StreamPrinter(sys.stdout, args.output, rate)
+    started = time.perf_counter()
+    fed = 0
+    for samples in _packets(args.audio, rate, packet):
+        if args.realtime:
+            ahead = fed / rate - (time.perf_counter() - started)
+            if ahead > 0:
+                time.sleep(ahead)
+        fed += samples.size
+        printer.update(session.feed(samples), fed)
+    printer.update(session.finish(), fed)
+    printer.close()
+    if args.stats:
+        from speechport.render import stream_stats
+
+        wall = time.perf_counter() - started
+        print(stream_stats(session, fed / rate, wall), file=sys.stderr)
+    return 0
+
+
+def _packets(source: str, rate: int, packet: int) -> Iterator[np.ndarray]:
+    """Audio in packets of ``packet`` samples: from a file, or ``-`` for 16-bit PCM on
+    standard input at the bundle's rate."""
+    if source == "-":
+        stream = sys.stdin.buffer
+        while True:
+            data = stream.read(2 * packet)
+            if not data:
+                return
+            if len(data) % 2:
+                data = data[:-1]
+            yield np.frombuffer(data, dtype="<i2").astype(np.float32) / 32768.0
+    else:
+        from speechport.audio import load_audio
+
+        samples = load_audio(Path(source), sample_rate=rate).samples
+        for start in range(0, samples.size, packet):
+            yield samples[start : start + packet]
 
 
 def _backends(text: str) -> list[str]:

@@ -1,10 +1,13 @@
-"""Reports as text for a terminal: the verify report and the quantize ranking. The CLI
-prints these lines; what differs per task comes from the task's plug-in."""
+"""What the CLI prints: the verify report, the quantize ranking, a stream's partial text
+and statistics. What differs per task comes from the task's plug-in."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TextIO
+
+import numpy as np
 
 from speechport.tasks import get_task
 
@@ -12,6 +15,7 @@ if TYPE_CHECKING:
     from speechport.compression.results import QuantizeSummary
     from speechport.parity.report import ParityReport
     from speechport.parity.stats import TensorStats
+    from speechport.pipelines.streaming import StreamingSession, StreamUpdate
 
 
 def report_lines(report: ParityReport) -> list[str]:
@@ -75,3 +79,64 @@ def ranking_table(summary: QuantizeSummary) -> list[str]:
     if roles:
         lines.append("(per component: 1 - ‖Δ‖/‖ref‖ of its output against the fp32 reference)")
     return lines
+
+
+class StreamPrinter:
+    """What ``speechport stream`` prints as a session runs: on a terminal, the text so far
+    rewritten in place (``text``); otherwise one line per update, or one JSON object per
+    event (``jsonl``: ``partial`` with the new tokens, ``end_of_utterance``, ``final``)."""
+
+    def __init__(self, out: TextIO, output: str, sample_rate: int) -> None:
+        self.out = out
+        self.output = output
+        self.sample_rate = sample_rate
+        self.tty = out.isatty()
+        self._shown = ""
+
+    def update(self, update: StreamUpdate, samples: int) -> None:
+        seconds = round(samples / self.sample_rate, 3)
+        if self.output == "jsonl":
+            if update.tokens:
+                tokens = [
+                    {"id": t.id, "piece": t.piece, "start": round(t.start, 3)}
+                    for t in update.tokens
+                ]
+                self._json({"type": "partial", "audio_seconds": seconds, "text": update.text,
+                            "tokens": tokens})  # fmt: skip
+            for event in update.events:
+                self._json({"type": event.kind, "seconds": round(event.seconds, 3),
+                            "text": event.utterance})  # fmt: skip
+            if update.final:
+                self._json({"type": "final", "audio_seconds": seconds, "text": update.text})
+            return
+        if self.tty:
+            if update.text != self._shown or update.final:
+                self.out.write("\r\x1b[K" + update.text + ("\n" if update.final else ""))
+                self.out.flush()
+        elif update.tokens or update.final:
+            self.out.write(update.text + "\n")
+            self.out.flush()
+        self._shown = update.text
+
+    def close(self) -> None:
+        self.out.flush()
+
+    def _json(self, data: dict[str, Any]) -> None:
+        self.out.write(json.dumps(data, ensure_ascii=False) + "\n")
+        self.out.flush()
+
+
+def stream_stats(session: StreamingSession, audio_seconds: float, wall: float) -> str:
+    """Per-chunk encoder latency (first, median, p90) and the RTFx of a finished session."""
+    times = [1000 * t for t in session.chunk_seconds]
+    if not times:
+        return "no chunk ran"
+    hop = session.frontend.spec.hop_length
+    chunk_ms = 1000 * session.chunking.step_frames * hop / session.recognizer.sample_rate
+    return (
+        f"{len(times)} chunks of {chunk_ms:.0f} ms (lookahead {session.chunking.lookahead}): "
+        f"encoder first {times[0]:.2f} ms, median {float(np.median(times)):.2f} ms, "
+        f"p90 {float(np.percentile(times, 90)):.2f} ms; "
+        f"{audio_seconds:.2f} s of audio in {wall:.2f} s (RTFx {audio_seconds / wall:.1f}); "
+        f"engine {session.recognizer.bundle.engine}"
+    )

@@ -84,6 +84,9 @@ def _finish(exported: Path, path: Path, data: Path, component: ExportableCompone
         shape = list(np.shape(constant.value))
         value_info = onnx.helper.make_tensor_value_info(constant.name, types[constant.dtype], shape)
         model.graph.input.append(value_info)
+    for default in layout.defaults:  # an initializer named as an input makes it optional
+        array = np.array(default.value, dtype=np.dtype(default.dtype))
+        model.graph.initializer.append(onnx.numpy_helper.from_array(array, default.name))
     for key, value in layout.metadata.items():
         entry = model.metadata_props.add()
         entry.key, entry.value = key, str(value)

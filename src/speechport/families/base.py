@@ -55,6 +55,9 @@ class OnnxLayout:
     unused_outputs: tuple[TensorSpec, ...] = ()
     output_order: tuple[str, ...] = ()
     metadata: dict[str, str] = field(default_factory=dict)
+    # Graph inputs with a default value (an initializer of the same name): runtimes that do
+    # not know them may leave them out.
+    defaults: tuple[ConstantInput, ...] = ()
 
 
 @dataclass

@@ -319,6 +319,7 @@ def _encoder(
             onnx_outputs,
             input_order=tuple(layout_inputs),
             metadata=sherpa_metadata(config, schedule),
+            defaults=(ConstantInput("start", "int64", [0]),),
         ),
     )
 
