@@ -399,8 +399,10 @@ def test_verify_passes_and_reports(
     out = capsys.readouterr().out
     assert out.count("PASS onnx") == 2 and "segments equal" in out
     assert out.strip().endswith("verify: passed")
-    report = json.loads((bundle / "verify" / "parity.json").read_text())
-    assert set(report["files"][0]["details"]["paths"]) == {"vad", "vad_long", "stages"}
+    report = ParityReport.load(bundle / "verify" / "parity.json")
+    (first, _) = report.files
+    assert isinstance(first, VadFileResult)
+    assert set(first.forms) == {"vad", "vad_long", "stages"}
     assert "## Fidelity" in (bundle / "README.md").read_text()
     assert "SileroVad" in (bundle / "README.md").read_text()
 

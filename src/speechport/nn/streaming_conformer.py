@@ -108,6 +108,20 @@ class CausalStridingSubsampling(nn.Module):
         return self.out(x.transpose(1, 2).reshape(b, t, c * f)), start, length
 
 
+def _last_frames(x: Tensor, end: Tensor, count: int, axis: int) -> Tensor:
+    """The ``count`` frames of ``x`` before position ``end`` (``[B]``) along ``axis``: the
+    cache after a chunk whose real frames stop at ``end`` (padding after them is not
+    cached). An index computed from the input, so one fixed-shape graph serves a short
+    last chunk too."""
+    index = torch.arange(count, device=x.device).unsqueeze(0) + (
+        end.to(torch.int64) - count
+    ).unsqueeze(1)
+    shape = [1] * x.dim()
+    shape[0], shape[axis] = index.shape[0], count
+    index = index.view(shape).expand(*[count if d == axis else n for d, n in enumerate(x.shape)])
+    return torch.gather(x, axis, index)
+
+
 def _mask_outside(x: Tensor, start: Tensor, length: Tensor) -> Tensor:
     """Zero the frames of ``x`` ``[B, C, T, F]`` outside ``[start, length)``."""
     valid = _span_mask(start, length, x.shape[2], x)
@@ -126,13 +140,14 @@ class CachedRelPositionAttention(MultiHeadAttention):
         self.pos_bias_v = nn.Parameter(torch.zeros(n_heads, self.d_k))
 
     def forward(
-        self, x: Tensor, cache: Tensor, pos_emb: Tensor, masked: Tensor
+        self, x: Tensor, cache: Tensor, pos_emb: Tensor, masked: Tensor, valid: Tensor
     ) -> tuple[Tensor, Tensor]:
         """``x [B, T, D]``, ``cache [B, C, D]``, ``pos_emb [1, 2(C+T)-1, D]``, ``masked
-        [B, T, C+T]`` (true: not visible) -> ``(out [B, T, D], next cache [B, C, D])``."""
+        [B, T, C+T]`` (true: not visible), ``valid [B]`` real frames of ``x`` -> ``(out
+        [B, T, D], next cache [B, C, D])``."""
         b, t, _ = x.shape
         keys = torch.cat([cache, x], dim=1)
-        next_cache = keys[:, keys.shape[1] - cache.shape[1] :]
+        next_cache = _last_frames(keys, cache.shape[1] + valid, cache.shape[1], 1)
         q = self.linear_q(x).view(b, t, self.h, self.d_k)
         k = self.heads(self.linear_k(keys))
         v = self.heads(self.linear_v(keys))
@@ -164,13 +179,15 @@ class CausalConvolutionModule(nn.Module):
         self.activation = nn.SiLU()
         self.pointwise_conv2 = nn.Conv1d(d_model, d_model, kernel_size=1, bias=bias)
 
-    def forward(self, x: Tensor, valid: Tensor, cache: Tensor) -> tuple[Tensor, Tensor]:
-        """``x [B, T, D]``, ``valid [B, T]``, ``cache [B, D, K-1]`` -> ``(y [B, T, D], next
-        cache)``."""
+    def forward(
+        self, x: Tensor, valid: Tensor, count: Tensor, cache: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        """``x [B, T, D]``, ``valid [B, T]`` (``count`` ``[B]`` real frames),
+        ``cache [B, D, K-1]`` -> ``(y [B, T, D], next cache)``."""
         x = nn.functional.glu(self.pointwise_conv1(x.transpose(1, 2)), dim=1)
         x = x.masked_fill(~valid.unsqueeze(1), 0.0)
         x = torch.cat([cache, x], dim=2)
-        next_cache = x[:, :, x.shape[2] - cache.shape[2] :]
+        next_cache = _last_frames(x, cache.shape[2] + count, cache.shape[2], 2)
         x = self.depthwise_conv(x)
         x = self.batch_norm(x.transpose(1, 2)).transpose(1, 2)
         x = self.pointwise_conv2(self.activation(x))
@@ -199,15 +216,16 @@ class StreamingConformerLayer(nn.Module):
         pos_emb: Tensor,
         masked: Tensor,
         valid: Tensor,
+        count: Tensor,
         cache_channel: Tensor,
         cache_time: Tensor,
     ) -> tuple[Tensor, Tensor, Tensor]:
         residual = x + self.fc_factor * self.feed_forward1(self.norm_feed_forward1(x))
         att, cache_channel = self.self_attn(
-            self.norm_self_att(residual), cache_channel, pos_emb, masked
+            self.norm_self_att(residual), cache_channel, pos_emb, masked, count
         )
         residual = residual + att
-        conv, cache_time = self.conv(self.norm_conv(residual), valid, cache_time)
+        conv, cache_time = self.conv(self.norm_conv(residual), valid, count, cache_time)
         residual = residual + conv
         residual = residual + self.fc_factor * self.feed_forward2(self.norm_feed_forward2(residual))
         return self.norm_out(residual), cache_channel, cache_time
@@ -287,14 +305,15 @@ class StreamingFastConformer(nn.Module):
         visible = (diff >= 0) & (diff <= self.left_chunks)
         masked = ~(visible.unsqueeze(0) & valid.unsqueeze(2) & key_valid.unsqueeze(1))
         channels, times = [], []
+        count = length - start  # real frames (they start at 0 once the drop is done)
         for i, layer in enumerate(self.layers):
-            x, ch, tm = layer(x, pos_emb, masked, valid, cache_channel[i], cache_time[i])
+            x, ch, tm = layer(x, pos_emb, masked, valid, count, cache_channel[i], cache_time[i])
             channels.append(ch)
             times.append(tm)
         if self.prompt_kernel is not None:
             assert prompt is not None, "this encoder takes a prompt"
             x = self.prompt_kernel(torch.cat([x, prompt.unsqueeze(1).expand(b, t, -1)], dim=-1))
-        encoded_len = length - start
+        encoded_len = count
         next_len = torch.clamp(cache_len.to(torch.int32) + encoded_len, max=c)
         return (
             x.transpose(1, 2),

@@ -219,7 +219,16 @@ class StreamingSession:
 
     @property
     def text(self) -> str:
-        return self.recognizer.tokenizer.decode([t.id for t in self.tokens]).strip()
+        """The text so far (end-of-utterance and backchannel markers left out)."""
+        return self._decode(self.tokens)
+
+    @property
+    def _markers(self) -> set[int | None]:
+        return {self.recognizer.spec.end_of_utterance, self.recognizer.spec.end_of_backchannel}
+
+    def _decode(self, tokens: list[TokenTiming]) -> str:
+        ids = [t.id for t in tokens if t.id not in self._markers]
+        return self.recognizer.tokenizer.decode(ids).strip()
 
     def feed(self, samples: np.ndarray) -> StreamUpdate:
         """The next packet of audio (mono float32 at the bundle's rate, any length)."""
@@ -245,7 +254,8 @@ class StreamingSession:
         tokenizer = self.recognizer.tokenizer
         segments = []
         for start, end, tokens in self.utterances or [(0.0, self._end_seconds(), self.tokens)]:
-            ids = [t.id for t in tokens]
+            ids = [t.id for t in tokens if t.id not in self._markers]
+            tokens = [t for t in tokens if t.id not in self._markers]
             words = [
                 WordTiming(span.text, tokens[span.first].start, tokens[span.last].end)
                 for span in tokenizer.words(ids)
@@ -254,7 +264,7 @@ class StreamingSession:
                 Segment(
                     start=start,
                     end=end,
-                    text=tokenizer.decode(ids).strip(),
+                    text=self._decode(tokens),
                     token_ids=ids,
                     frames=[round(t.start / self._frame_seconds) for t in tokens],
                     tokens=list(tokens),
@@ -374,4 +384,4 @@ class StreamingSession:
         self.utterances.append((self._utterance_start, end, tokens))
         self._utterance_start = end
         self._utterance_first_token = len(self.tokens)
-        return self.recognizer.tokenizer.decode([t.id for t in tokens]).strip()
+        return self._decode(tokens)
