@@ -348,7 +348,7 @@ def _transcribe(args: argparse.Namespace) -> int:
 
 
 def _vad(args: argparse.Namespace) -> int:
-    from speechport.audio import load_audio
+    from speechport.audio import open_audio
     from speechport.pipelines.captions import Cue, cues_to_srt, cues_to_vtt
 
     offline_only = (args.probs, args.min_speech_ms is not None, args.max_speech_s is not None)
@@ -371,24 +371,26 @@ def _vad(args: argparse.Namespace) -> int:
     sr = detector.sample_rate
     many = len(args.audio) > 1
     for path in args.audio:
-        samples = load_audio(path, sample_rate=sr).samples
+        source = open_audio(path, target_rate=sr)
         if many:
             sys.stdout.write(f"==> {path} <==\n")
         if args.stream:
             stream = detector.stream(params)
             piece = sr // 10  # 100 ms at a time, as a microphone would deliver it
-            for start in range(0, samples.size, piece):
-                for event in stream.feed(samples[start : start + piece]):
-                    print(f"{event.kind:<5} {event.seconds(sr):8.3f}")
+            for block in source.blocks():
+                for start in range(0, block.size, piece):
+                    for event in stream.feed(block[start : start + piece]):
+                        print(f"{event.kind:<5} {event.seconds(sr):8.3f}")
             for event in stream.flush():
                 print(f"{event.kind:<5} {event.seconds(sr):8.3f}")
             continue
-        segments = detector.segments(samples, params)
+        probs, total = detector.scan(source)
+        segments = detector.segments_from(probs, total, params)
         spans = [s.seconds(sr) for s in segments]
         if args.output == "json":
             data: dict[str, object] = {
                 "source": str(path),
-                "duration": round(samples.size / sr, 3),
+                "duration": round(total / sr, 3),
                 "engine": detector.bundle.engine,
                 "params": {  # JSON has no infinity: an unlimited length is null
                     k: (None if isinstance(v, float) and not math.isfinite(v) else v)
@@ -398,9 +400,7 @@ def _vad(args: argparse.Namespace) -> int:
             }
             if args.probs:
                 data["chunk_seconds"] = detector.spec.chunk_samples / sr
-                data["probabilities"] = [
-                    round(float(p), 4) for p in detector.probabilities(samples)
-                ]
+                data["probabilities"] = [round(float(p), 4) for p in probs]
             print(json.dumps(data, indent=2, allow_nan=False))
         elif args.output in ("srt", "vtt"):
             cues = [Cue(a, b, "[speech]") for a, b in spans]
