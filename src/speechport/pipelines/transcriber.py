@@ -6,6 +6,7 @@ its state. The transcriber never asks which family it runs.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -469,10 +470,19 @@ def _span_power(
     return [p.result() for p in powers]
 
 
+# The shortest window long audio may be cut into (shorter ones hold too few frames for a word).
+MIN_WINDOW_SECONDS = 1.0
+
+
 def _effective_window(export_samples: int, sample_rate: int, seconds: float | None) -> int:
     """The window long audio is cut into: the export's, or a shorter one."""
     if seconds is None:
         return export_samples
+    if not math.isfinite(seconds) or seconds < MIN_WINDOW_SECONDS:
+        raise SpeechportError(
+            f"a window of {seconds} s is not a length of at least {MIN_WINDOW_SECONDS:g} s",
+            hint=f"pass a window in [{MIN_WINDOW_SECONDS:g} s, the bundle's window]",
+        )
     samples = round(seconds * sample_rate)
     if not 0 < samples <= export_samples:
         raise SpeechportError(
@@ -501,6 +511,8 @@ def _overlap_samples(
     seconds = default if overlap is None else overlap
     if not seconds:
         return 0
+    if not math.isfinite(seconds):
+        raise SpeechportError(f"the overlap must be a finite number of seconds, got {seconds}")
     samples = round(seconds * sample_rate)
     if not 0 < samples <= window_samples // 2:
         raise SpeechportError(

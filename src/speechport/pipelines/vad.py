@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from speechport.audio import AudioInput, AudioSource, open_audio
-from speechport.errors import AudioError, BundleError
+from speechport.errors import AudioError, BundleError, SpeechportError
 from speechport.manifest import NP_DTYPES, VadSpec
 from speechport.runtime.base import Component, LoadedBundle
 
@@ -35,6 +35,23 @@ class VadParams:
     max_speech_s: float = math.inf
     min_silence_at_max_speech_ms: float = 98.0
     use_max_possible_silence_at_max_speech: bool = True
+
+    def __post_init__(self) -> None:
+        def bad(name: str, value: Any, wanted: str) -> SpeechportError:
+            return SpeechportError(f"VAD parameter {name} must be {wanted}, got {value!r}")
+
+        if not 0.0 <= self.threshold <= 1.0:
+            raise bad("threshold", self.threshold, "a probability in [0, 1]")
+        if self.neg_threshold is not None and not 0.0 <= self.neg_threshold < self.threshold:
+            raise bad("neg_threshold", self.neg_threshold, f"in [0, threshold={self.threshold})")
+        for name in ("min_speech_ms", "min_silence_ms", "speech_pad_ms"):
+            value = getattr(self, name)
+            if not 0.0 <= value < math.inf:
+                raise bad(name, value, "a finite number >= 0")
+        if not self.max_speech_s > 0:
+            raise bad("max_speech_s", self.max_speech_s, "> 0 seconds (inf: no limit)")
+        if not 0.0 <= self.min_silence_at_max_speech_ms < math.inf:
+            raise bad("min_silence_at_max_speech_ms", self.min_silence_at_max_speech_ms, ">= 0")
 
     @classmethod
     def from_defaults(cls, defaults: dict[str, float], **overrides: Any) -> VadParams:
