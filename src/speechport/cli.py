@@ -474,6 +474,8 @@ def _vad(args: argparse.Namespace) -> int:
         )
     if args.probs and args.output != "json":
         raise SpeechportError("--probs needs --output json")
+    if args.threshold is not None:
+        _check_thresholds(args, None)
     detector = _open(args.bundle, args.backend, args.checkpoint, "vad")
     _check_thresholds(args, detector.defaults)
     params = detector.params(
