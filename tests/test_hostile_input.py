@@ -860,3 +860,15 @@ def test_transcribe_array_and_file_agree(bundle: Path, speech: Path) -> None:
 def test_speechport_error_is_one_line() -> None:
     error = SpeechportError("boom", path="/x", hint="do this")
     assert "\n" not in str(error)
+
+
+def test_convert_out_that_is_a_file_is_refused_before_loading(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "f").write_text("x")
+    code, err = cli(
+        capsys, "convert", "gigaam", "--checkpoint", checkpoint("v3_ctc"), "--out",
+        tmp_path / "f", "--force",
+    )  # fmt: skip
+    assert code == 2 and "is a file" in one_line_error(err) and "load" not in err
+    assert (tmp_path / "f").read_text() == "x"

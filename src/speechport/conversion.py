@@ -44,6 +44,9 @@ def convert(
             f"--window must be a number of seconds in (0, {MAX_WINDOW_SECONDS:g}], "
             f"got {window_seconds}"
         )
+    from speechport.fsutil import check_writable
+
+    check_writable(Path(out))
     progress = progress if progress is not None else Progress(0, quiet=quiet)
     progress.start(f"load {checkpoint or 'the installed package weights'}")
     loaded = family.load(None if checkpoint is None else Path(checkpoint), tokenizer=tokenizer)

@@ -73,6 +73,25 @@ def atomic_directory(
         tmp.rename(target)
 
 
+def check_writable(target: Path) -> None:
+    """Refuse, before any work, an output that could not be written: its parent cannot be
+    created, is a file, or takes no new entries (read-only, no permission). Leaves nothing."""
+    target = Path(target)
+    if target.exists() and not target.is_dir():
+        raise SpeechportError("the output exists and is a file, not a directory", path=target)
+    created = _make_parents(target.parent)
+    try:
+        Path(tempfile.mkdtemp(prefix=f".{target.name}.probe-", dir=target.parent)).rmdir()
+    except OSError as exc:
+        raise SpeechportError(
+            f"cannot write the output here ({exc.strerror})",
+            path=target.parent,
+            hint="choose a writable place for the output",
+        ) from exc
+    finally:
+        _remove_empty(created)
+
+
 _PARTIAL = re.compile(r"^\.(?P<name>.+)\.(?:partial|old)-(?P<pid>\d+)-[^/]*$")
 
 
