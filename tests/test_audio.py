@@ -381,3 +381,16 @@ def test_blocks_equal_the_whole_file(tmp_path: Path, rate: int, channels: int) -
     assert len(blocks) > 5
     np.testing.assert_array_equal(np.concatenate(blocks), whole)
     np.testing.assert_array_equal(source.read_all(), whole)  # replayed from memory
+
+
+def test_block_reader_gives_ranges_with_gaps_and_overlaps() -> None:
+    """Ranges that skip audio (VAD windows), overlap (seams) or run past the end."""
+    from speechport.audio import BlockReader
+
+    samples = np.arange(1000, dtype=np.float32)
+    ranges = [(0, 10), (5, 40), (300, 310), (305, 320), (700, 999), (990, 1200), (1300, 1400)]
+    for size in (1, 7, 64, 1000):
+        blocks = (samples[i : i + size] for i in range(0, samples.size, size))
+        reader = BlockReader(blocks)
+        for a, b in ranges:
+            np.testing.assert_array_equal(reader.read(a, b), samples[a:b])

@@ -630,7 +630,7 @@ def test_neg_threshold_above_threshold_is_refused(
         capsys, "vad", tmp_path / "b", tmp_path / "a.wav", "--threshold", "0.5",
         "--neg-threshold", "0.7",
     )  # fmt: skip
-    assert code == 2 and "--neg-threshold 0.7 must be below the threshold 0.5" in err
+    assert code == 2 and "--neg-threshold 0.7 must not be above the threshold 0.5" in err
 
 
 @pytest.mark.parametrize(

@@ -328,12 +328,13 @@ class BlockReader:
         return self._buffer[start - self._start : end - self._start]
 
     def _drop_before(self, start: int) -> None:
+        """Drop the buffered samples before ``start`` (the buffer always begins at stream
+        position ``self._start``: blocks that fall wholly before ``start`` are dropped as
+        they arrive)."""
         drop = min(start - self._start, self._buffer.size)
         if drop:
             self._buffer = self._buffer[drop:]
             self._start += drop
-        if self._buffer.size == 0:
-            self._start = start
 
 
 def to_mono(samples: np.ndarray) -> np.ndarray:

@@ -158,7 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     vad.add_argument(
         "--neg-threshold",
         type=_PROBABILITY,
-        help="probability to leave speech, in [0, 1], below --threshold",
+        help="probability to leave speech, in [0, 1], at most --threshold",
     )
     vad.add_argument("--min-speech-ms", type=_MILLISECONDS)
     vad.add_argument("--min-silence-ms", type=_MILLISECONDS)
@@ -530,11 +530,11 @@ def _vad(args: argparse.Namespace) -> int:
 
 
 def _check_thresholds(args: argparse.Namespace, defaults: Any) -> None:
-    """``--neg-threshold`` below the entry threshold (given, or the bundle's default)."""
+    """``--neg-threshold`` at most the entry threshold (given, or the bundle's default)."""
     threshold = args.threshold if args.threshold is not None else defaults.threshold
-    if args.neg_threshold is not None and not args.neg_threshold < threshold:
+    if args.neg_threshold is not None and not args.neg_threshold <= threshold:
         raise SpeechportError(
-            f"--neg-threshold {args.neg_threshold:g} must be below the threshold {threshold:g}",
+            f"--neg-threshold {args.neg_threshold:g} must not be above the threshold {threshold:g}",
             hint="speech ends when the probability falls below --neg-threshold",
         )
 

@@ -42,8 +42,8 @@ class VadParams:
 
         if not 0.0 <= self.threshold <= 1.0:
             raise bad("threshold", self.threshold, "a probability in [0, 1]")
-        if self.neg_threshold is not None and not 0.0 <= self.neg_threshold < self.threshold:
-            raise bad("neg_threshold", self.neg_threshold, f"in [0, threshold={self.threshold})")
+        if self.neg_threshold is not None and not 0.0 <= self.neg_threshold <= self.threshold:
+            raise bad("neg_threshold", self.neg_threshold, f"in [0, threshold={self.threshold}]")
         for name in ("min_speech_ms", "min_silence_ms", "speech_pad_ms"):
             value = getattr(self, name)
             if not 0.0 <= value < math.inf:
