@@ -42,8 +42,10 @@ class VadParams:
 
         if not 0.0 <= self.threshold <= 1.0:
             raise bad("threshold", self.threshold, "a probability in [0, 1]")
-        if self.neg_threshold is not None and not 0.0 <= self.neg_threshold <= self.threshold:
-            raise bad("neg_threshold", self.neg_threshold, f"in [0, threshold={self.threshold}]")
+        # any neg_threshold in [0, 1] segments as upstream does (the CLI also asks that it
+        # not exceed the threshold: above it, speech ends as soon as it starts)
+        if self.neg_threshold is not None and not 0.0 <= self.neg_threshold <= 1.0:
+            raise bad("neg_threshold", self.neg_threshold, "a probability in [0, 1]")
         for name in ("min_speech_ms", "min_silence_ms", "speech_pad_ms"):
             value = getattr(self, name)
             if not 0.0 <= value < math.inf:
