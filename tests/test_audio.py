@@ -363,3 +363,34 @@ def test_write_wav_24_bit_and_float(tmp_path: Path) -> None:
     np.testing.assert_array_equal(
         load_audio(write_wav(tmp_path / "f.wav", floats, 16000, subtype="FLOAT")).samples, floats
     )
+
+
+@pytest.mark.parametrize("rate", [8000, 22050, 44100, 48000])
+@pytest.mark.parametrize("channels", [1, 2])
+def test_blocks_equal_the_whole_file(tmp_path: Path, rate: int, channels: int) -> None:
+    """Reading in blocks (streaming resampler, per-block downmix) gives exactly the samples
+    of reading the whole file at once (one-shot resampler)."""
+    from speechport.audio import open_audio
+
+    rng = np.random.default_rng(rate + channels)
+    samples = (rng.standard_normal((rate * 3 + 17, channels)) * 0.1).astype(np.float32)
+    path = write_wav(tmp_path / "a.wav", samples, rate, subtype="FLOAT")
+    whole = load_audio(path).samples
+    source = open_audio(path, block_seconds=0.37)
+    blocks = list(source.blocks())
+    assert len(blocks) > 5
+    np.testing.assert_array_equal(np.concatenate(blocks), whole)
+    np.testing.assert_array_equal(source.read_all(), whole)  # replayed from memory
+
+
+def test_block_reader_gives_ranges_with_gaps_and_overlaps() -> None:
+    """Ranges that skip audio (VAD windows), overlap (seams) or run past the end."""
+    from speechport.audio import BlockReader
+
+    samples = np.arange(1000, dtype=np.float32)
+    ranges = [(0, 10), (5, 40), (300, 310), (305, 320), (700, 999), (990, 1200), (1300, 1400)]
+    for size in (1, 7, 64, 1000):
+        blocks = (samples[i : i + size] for i in range(0, samples.size, size))
+        reader = BlockReader(blocks)
+        for a, b in ranges:
+            np.testing.assert_array_equal(reader.read(a, b), samples[a:b])

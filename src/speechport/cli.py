@@ -12,7 +12,7 @@ import json
 import math
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +26,48 @@ if TYPE_CHECKING:
     from speechport.parity.report import ParityReport
 
 OUTPUTS = ("text", "json", "srt", "vtt")
+
+
+def _number(
+    low: float | None = None,
+    high: float | None = None,
+    *,
+    above: bool = False,
+    integer: bool = False,
+    infinite: bool = False,
+) -> Callable[[str], Any]:
+    """An argparse ``type=``: a finite number (``infinite``: +inf too) at least ``low``
+    (``above``: more than it) and at most ``high``, with a message saying the range."""
+    kind = "an integer" if integer else "a number"
+    bounds = []
+    if low is not None:
+        bounds.append(f"{'>' if above else '>='} {low:g}")
+    if high is not None:
+        bounds.append(f"<= {high:g}")
+    wanted = f"{kind} {' and '.join(bounds)}".strip()
+
+    def parse(text: str) -> float | int:
+        try:
+            value: float | int = int(text) if integer else float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {wanted}, got {text!r}") from None
+        if math.isnan(value) or (math.isinf(value) and not (infinite and value > 0)):
+            raise argparse.ArgumentTypeError(f"expected {wanted}, got {text!r}")
+        if low is not None and (value <= low if above else value < low):
+            raise argparse.ArgumentTypeError(f"expected {wanted}, got {text!r}")
+        if high is not None and value > high:
+            raise argparse.ArgumentTypeError(f"expected {wanted}, got {text!r}")
+        return value
+
+    parse.__name__ = wanted  # argparse names the type in its messages
+    return parse
+
+
+_PROBABILITY = _number(0.0, 1.0)
+_MILLISECONDS = _number(0.0)
+_SECONDS = _number(0.0, above=True)
+_RUNS = _number(1, integer=True)
+_TOLERANCE = _number(0.0)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -55,7 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
         default="fp16",
         help="Core ML compute precision (ONNX is fp32)",
     )
-    convert.add_argument("--window", type=float, help="ASR encoder window in seconds (default 30)")
+    convert.add_argument(
+        "--window", type=_SECONDS, help="ASR encoder window in seconds (default 30)"
+    )
     convert.add_argument("--force", action="store_true", help="replace --out if it exists")
     convert.add_argument(
         "--verify",
@@ -93,14 +137,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     transcribe.add_argument(
         "--overlap",
-        type=float,
+        type=_number(0.0),
         metavar="SECONDS",
         help="long audio in windows overlapping by SECONDS, merged at the seams so that no "
         "word is lost or repeated; 0 cuts at pauses (default: the bundle's, else 0)",
     )
     transcribe.add_argument(
         "--window",
-        type=float,
+        type=_SECONDS,
         metavar="SECONDS",
         help="cut long audio into windows of SECONDS, at most the encoder's (default: it)",
     )
@@ -111,12 +155,20 @@ def build_parser() -> argparse.ArgumentParser:
     vad.add_argument("--backend", choices=["onnx", "coreml", "torch"], default="onnx")
     vad.add_argument("--checkpoint", type=Path, help="source weights for --backend torch")
     vad.add_argument("--output", choices=OUTPUTS, default="text")
-    vad.add_argument("--threshold", type=float, help="speech probability to enter speech")
-    vad.add_argument("--neg-threshold", type=float, help="probability to leave speech")
-    vad.add_argument("--min-speech-ms", type=float)
-    vad.add_argument("--min-silence-ms", type=float)
-    vad.add_argument("--speech-pad-ms", type=float)
-    vad.add_argument("--max-speech-s", type=float)
+    vad.add_argument(
+        "--threshold", type=_PROBABILITY, help="speech probability to enter speech, in [0, 1]"
+    )
+    vad.add_argument(
+        "--neg-threshold",
+        type=_PROBABILITY,
+        help="probability to leave speech, in [0, 1], at most --threshold",
+    )
+    vad.add_argument("--min-speech-ms", type=_MILLISECONDS)
+    vad.add_argument("--min-silence-ms", type=_MILLISECONDS)
+    vad.add_argument("--speech-pad-ms", type=_MILLISECONDS)
+    vad.add_argument(
+        "--max-speech-s", type=_number(0.0, above=True, infinite=True), help="> 0; inf: no limit"
+    )
     vad.add_argument("--probs", action="store_true", help="include per-chunk probabilities (json)")
     vad.add_argument(
         "--stream", action="store_true", help="feed the audio as a stream; print start/end events"
@@ -130,7 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_gate_options(verify)
     verify.add_argument("--reference", type=Path, help="source checkpoint (default: provenance)")
     verify.add_argument(
-        "--latency-runs", type=int, default=20, help="warm calls timed per component (default 20)"
+        "--latency-runs", type=_RUNS, default=20, help="warm calls timed per component (default 20)"
     )
     verify.add_argument("--json", action="store_true", help="print the report as JSON")
 
@@ -158,18 +210,21 @@ def build_parser() -> argparse.ArgumentParser:
     quantize.add_argument("--emit", metavar="NAME", help="write this variant as OUT/NAME")
     quantize.add_argument(
         "--weight-threshold",
-        type=int,
+        type=_number(0, integer=True),
         default=2048,
         help="leave tensors with fewer elements uncompressed (default 2048, as coremltools)",
     )
     quantize.add_argument(
-        "--max-cer", type=float, default=0.0, help="ASR gate: largest CER allowed (default 0)"
+        "--max-cer", type=_TOLERANCE, default=0.0, help="ASR gate: largest CER allowed (default 0)"
     )
     quantize.add_argument(
-        "--max-prob-diff", type=float, default=1e-3, help="VAD gate: largest |dp| (default 1e-3)"
+        "--max-prob-diff",
+        type=_TOLERANCE,
+        default=1e-3,
+        help="VAD gate: largest |dp| (default 1e-3)",
     )
     quantize.add_argument(
-        "--latency-runs", type=int, default=5, help="warm calls timed per component (default 5)"
+        "--latency-runs", type=_RUNS, default=5, help="warm calls timed per component (default 5)"
     )
     quantize.add_argument("--force", action="store_true", help="replace OUT/NAME if it exists")
     quantize.add_argument("--quiet", action="store_true", help="no progress on stderr")
@@ -245,15 +300,21 @@ def _add_gate_options(parser: argparse.ArgumentParser) -> None:
         "--backends", default="onnx", help="backends to verify, comma-separated (default onnx)"
     )
     parser.add_argument(
-        "--max-cer", type=float, default=0.0, help="ASR gate: largest CER allowed (default 0)"
+        "--max-cer", type=_TOLERANCE, default=0.0, help="ASR gate: largest CER allowed (default 0)"
     )
     parser.add_argument(
-        "--max-prob-diff", type=float, default=1e-3, help="VAD gate: largest |dp| (default 1e-3)"
+        "--max-prob-diff",
+        type=_TOLERANCE,
+        default=1e-3,
+        help="VAD gate: largest |dp| (default 1e-3)",
     )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from speechport import interrupts
+
     args = build_parser().parse_args(argv)
+    interrupts.install()
     commands = {
         "convert": _convert,
         "transcribe": _transcribe,
@@ -265,7 +326,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "bench": _bench,
     }
     try:
-        return commands[args.command](args)
+        status = commands[args.command](args)
+        interrupts.check()  # a signal whose exception a library swallowed
+        return status
     except GateError as exc:
         print(f"speechport: {exc}", file=sys.stderr)
         return 1
@@ -275,9 +338,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("speechport: interrupted", file=sys.stderr)
         return 130
+    except interrupts.Terminated as exc:
+        print("speechport: terminated", file=sys.stderr)
+        return interrupts.exit_status(exc.signum)
     except BrokenPipeError:  # e.g. `speechport info BUNDLE | head`
         sys.stderr.close()
         return 0
+    except OSError as exc:  # a full disk, a read-only place: say where and why
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"speechport: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 2
+    except RecursionError:
+        print("speechport: error: an input nests too deeply to read", file=sys.stderr)
+        return 2
 
 
 def _convert(args: argparse.Namespace) -> int:
@@ -359,15 +432,22 @@ def _transcribe(args: argparse.Namespace) -> int:
         return t.text + "\n"
 
     many = len(args.audio) > 1
+    ext = {"text": "txt"}.get(args.output, args.output)
+    targets = _save_targets(args.save_dir, args.audio, ext) if args.save_dir else {}
     for path in args.audio:
         text = render(transcriber.transcribe(path))
         if args.save_dir:
-            ext = {"text": "txt"}.get(args.output, args.output)
-            args.save_dir.mkdir(parents=True, exist_ok=True)
-            target = args.save_dir / f"{path.stem}.{ext}"
             from speechport.fsutil import atomic_write_text
 
-            atomic_write_text(target, text)
+            target = targets[path]
+            try:
+                atomic_write_text(target, text)
+            except OSError as exc:
+                raise SpeechportError(
+                    f"cannot write the transcript ({exc.strerror or exc})",
+                    path=target,
+                    hint="free some space or choose another --save-dir",
+                ) from exc
             print(f"{path} -> {target}", file=sys.stderr)
         else:
             if many:
@@ -376,8 +456,43 @@ def _transcribe(args: argparse.Namespace) -> int:
     return 0
 
 
+def _save_targets(save_dir: Path, audio: list[Path], ext: str) -> dict[Path, Path]:
+    """Where each input's transcript goes, checked before any work: the directory can be
+    created and written, and no two inputs write the same file."""
+    import os
+    import tempfile
+
+    if save_dir.exists() and not save_dir.is_dir():
+        raise SpeechportError("--save-dir is a file, not a directory", path=save_dir)
+    try:
+        save_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=save_dir):
+            pass
+    except OSError as exc:
+        raise SpeechportError(
+            f"--save-dir cannot be written ({exc.strerror or exc})",
+            path=save_dir,
+            hint="choose a writable directory",
+        ) from exc
+    if not os.access(save_dir, os.W_OK):  # pragma: no cover - the probe above fails first
+        raise SpeechportError("--save-dir cannot be written", path=save_dir)
+    targets: dict[Path, Path] = {}
+    writers: dict[Path, Path] = {}
+    for path in audio:
+        target = save_dir / f"{path.stem}.{ext}"
+        if target in writers and writers[target] != path:
+            raise SpeechportError(
+                f"{writers[target]} and {path} would both be saved as {target.name}",
+                path=save_dir,
+                hint="rename one of them, or transcribe them into different --save-dir",
+            )
+        writers[target] = path
+        targets[path] = target
+    return targets
+
+
 def _vad(args: argparse.Namespace) -> int:
-    from speechport.audio import load_audio
+    from speechport.audio import open_audio
     from speechport.pipelines.captions import Cue, cues_to_srt, cues_to_vtt
 
     offline_only = (args.probs, args.min_speech_ms is not None, args.max_speech_s is not None)
@@ -388,7 +503,10 @@ def _vad(args: argparse.Namespace) -> int:
         )
     if args.probs and args.output != "json":
         raise SpeechportError("--probs needs --output json")
+    if args.threshold is not None:
+        _check_thresholds(args, None)
     detector = _open(args.bundle, args.backend, args.checkpoint, "vad")
+    _check_thresholds(args, detector.defaults)
     params = detector.params(
         threshold=args.threshold,
         neg_threshold=args.neg_threshold,
@@ -400,24 +518,26 @@ def _vad(args: argparse.Namespace) -> int:
     sr = detector.sample_rate
     many = len(args.audio) > 1
     for path in args.audio:
-        samples = load_audio(path, sample_rate=sr).samples
+        source = open_audio(path, target_rate=sr)
         if many:
             sys.stdout.write(f"==> {path} <==\n")
         if args.stream:
             stream = detector.stream(params)
             piece = sr // 10  # 100 ms at a time, as a microphone would deliver it
-            for start in range(0, samples.size, piece):
-                for event in stream.feed(samples[start : start + piece]):
-                    print(f"{event.kind:<5} {event.seconds(sr):8.3f}")
+            for block in source.blocks():
+                for start in range(0, block.size, piece):
+                    for event in stream.feed(block[start : start + piece]):
+                        print(f"{event.kind:<5} {event.seconds(sr):8.3f}")
             for event in stream.flush():
                 print(f"{event.kind:<5} {event.seconds(sr):8.3f}")
             continue
-        segments = detector.segments(samples, params)
+        probs, total = detector.scan(source)
+        segments = detector.segments_from(probs, total, params)
         spans = [s.seconds(sr) for s in segments]
         if args.output == "json":
             data: dict[str, object] = {
                 "source": str(path),
-                "duration": round(samples.size / sr, 3),
+                "duration": round(total / sr, 3),
                 "engine": detector.bundle.engine,
                 "params": {  # JSON has no infinity: an unlimited length is null
                     k: (None if isinstance(v, float) and not math.isfinite(v) else v)
@@ -427,9 +547,7 @@ def _vad(args: argparse.Namespace) -> int:
             }
             if args.probs:
                 data["chunk_seconds"] = detector.spec.chunk_samples / sr
-                data["probabilities"] = [
-                    round(float(p), 4) for p in detector.probabilities(samples)
-                ]
+                data["probabilities"] = [round(float(p), 4) for p in probs]
             print(json.dumps(data, indent=2, allow_nan=False))
         elif args.output in ("srt", "vtt"):
             cues = [Cue(a, b, "[speech]") for a, b in spans]
@@ -438,6 +556,16 @@ def _vad(args: argparse.Namespace) -> int:
             for a, b in spans:
                 print(f"{a:8.3f} {b:8.3f}")
     return 0
+
+
+def _check_thresholds(args: argparse.Namespace, defaults: Any) -> None:
+    """``--neg-threshold`` at most the entry threshold (given, or the bundle's default)."""
+    threshold = args.threshold if args.threshold is not None else defaults.threshold
+    if args.neg_threshold is not None and not args.neg_threshold <= threshold:
+        raise SpeechportError(
+            f"--neg-threshold {args.neg_threshold:g} must not be above the threshold {threshold:g}",
+            hint="speech ends when the probability falls below --neg-threshold",
+        )
 
 
 def _verify(args: argparse.Namespace) -> int:

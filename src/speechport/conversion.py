@@ -6,7 +6,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from speechport.errors import SpeechportError
+from speechport.errors import CheckpointError, SpeechportError
 from speechport.export.bundle import parse_formats, write_bundle
 from speechport.families import get_family
 from speechport.manifest import Manifest
@@ -45,11 +45,15 @@ def convert(
             f"--window must be a number of seconds in (0, {MAX_WINDOW_SECONDS:g}], "
             f"got {window_seconds}"
         )
+    from speechport.fsutil import check_writable
+
+    check_writable(Path(out))
     progress = progress if progress is not None else Progress(0, quiet=quiet)
     progress.start(f"load {checkpoint or 'the installed package weights'}")
     loaded = family.load(None if checkpoint is None else Path(checkpoint), tokenizer=tokenizer)
     for note in loaded.notes:
         progress.note(note)
+    _check_finite_weights(loaded.model, checkpoint)
     plan = family.plan(loaded, window_seconds=window_seconds, **dict(plan_options or {}))
     exports = sum(len(set(c.formats) & set(chosen)) for c in plan.components)
     progress.total = 2 + exports + (gate is not None)
@@ -70,3 +74,21 @@ def convert(
     )
     progress.finish(f"bundle {out}")
     return manifest
+
+
+def _check_finite_weights(model: object, checkpoint: Path | None) -> None:
+    """Refuse NaN or infinite weights, naming the first tensor that holds one: they convert
+    and even pass a parity check against the same broken reference, then output garbage."""
+    import torch
+
+    assert isinstance(model, torch.nn.Module)
+    for name, tensor in model.state_dict().items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            nans = int(torch.isnan(tensor).sum())
+            infs = int(torch.isinf(tensor).sum())
+            raise CheckpointError(
+                f"tensor {name!r} holds {nans} NaN and {infs} infinite values",
+                path=checkpoint,
+                component="state_dict",
+                hint="the checkpoint is corrupt or was saved from a diverged training run",
+            )

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
+import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -38,25 +40,120 @@ def atomic_directory(
                 path=target,
                 hint="choose another --out; --force only replaces bundles",
             )
+    created = _make_parents(target.parent)
+    remove_stale_partials(target)
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(
+            tempfile.mkdtemp(prefix=f".{target.name}.partial-{os.getpid()}-", dir=target.parent)
+        )
     except OSError as exc:
+        _remove_empty(created)
         raise SpeechportError(
-            f"cannot create the output's parent directory ({exc.strerror})", path=target.parent
+            f"cannot write the output here ({exc.strerror})",
+            path=target.parent,
+            hint="choose a writable place for the output",
         ) from exc
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
     try:
         yield tmp
+        from speechport import interrupts
+
+        interrupts.check()  # a swallowed Ctrl-C must not replace the old output
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        _remove_empty(created)
         raise
     if target.exists():
-        trash = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
+        trash = Path(
+            tempfile.mkdtemp(prefix=f".{target.name}.old-{os.getpid()}-", dir=target.parent)
+        )
         target.rename(trash / target.name)
         tmp.rename(target)
         shutil.rmtree(trash, ignore_errors=True)
     else:
         tmp.rename(target)
+
+
+def check_writable(target: Path) -> None:
+    """Refuse, before any work, an output that could not be written: its parent cannot be
+    created, is a file, or takes no new entries (read-only, no permission). Leaves nothing."""
+    target = Path(target)
+    if target.exists() and not target.is_dir():
+        raise SpeechportError("the output exists and is a file, not a directory", path=target)
+    created = _make_parents(target.parent)
+    try:
+        Path(tempfile.mkdtemp(prefix=f".{target.name}.probe-", dir=target.parent)).rmdir()
+    except OSError as exc:
+        raise SpeechportError(
+            f"cannot write the output here ({exc.strerror})",
+            path=target.parent,
+            hint="choose a writable place for the output",
+        ) from exc
+    finally:
+        _remove_empty(created)
+
+
+_PARTIAL = re.compile(r"^\.(?P<name>.+)\.(?:partial|old)-(?P<pid>\d+)-[^/]*$")
+
+
+def remove_stale_partials(target: Path) -> list[Path]:
+    """Remove the ``.NAME.partial-PID-*`` (and ``.NAME.old-PID-*``) directories beside
+    ``target`` that a killed run (SIGKILL, power loss) left: those whose process is gone.
+    Returns what was removed; a note goes to stderr."""
+    removed: list[Path] = []
+    try:
+        siblings = list(Path(target).parent.iterdir())
+    except OSError:
+        return removed
+    for item in siblings:
+        match = _PARTIAL.match(item.name)
+        if not match or match["name"] != target.name or not item.is_dir():
+            continue
+        if _alive(int(match["pid"])):
+            continue
+        shutil.rmtree(item, ignore_errors=True)
+        if not item.exists():
+            removed.append(item)
+            print(f"speechport: removed {item} (left by a run that was killed)", file=sys.stderr)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def _make_parents(directory: Path) -> list[Path]:
+    """``mkdir -p`` that returns the directories it created (deepest last)."""
+    missing: list[Path] = []
+    probe = directory
+    while not probe.exists() and probe != probe.parent:
+        missing.append(probe)
+        probe = probe.parent
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SpeechportError(
+            f"cannot create the output's parent directory ({exc.strerror})", path=directory
+        ) from exc
+    if not directory.is_dir():
+        raise SpeechportError("the output's parent is not a directory", path=directory)
+    return list(reversed(missing))
+
+
+def _remove_empty(created: list[Path]) -> None:
+    """Remove the directories a failed write created, deepest first, if still empty."""
+    for directory in reversed(created):
+        try:
+            directory.rmdir()
+        except OSError:
+            return
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

@@ -20,6 +20,12 @@ from speechport.decoding.registry import DECODERS
 from speechport.errors import BundleError
 
 SCHEMA_VERSION = 1
+# The longest encoder window a manifest may declare (the models here use 30 s or less).
+MAX_WINDOW_SECONDS = 600
+# Sample rates a bundle may declare (as audio files may).
+MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 8_000, 192_000
+# A tensor dimension (fixed shapes: anything larger is a corrupt manifest).
+MAX_DIMENSION = 1 << 31
 NP_DTYPES: dict[str, type[np.generic]] = {
     "float32": np.float32,
     "float16": np.float16,
@@ -82,9 +88,14 @@ class TensorSpec:
         _require(data, ("name", "shape", "dtype"), where)
         if data["dtype"] not in DTYPES:
             raise BundleError(f"{where}: unknown dtype {data['dtype']!r}; expected one of {DTYPES}")
+        shape = data["shape"]
+        if not isinstance(shape, list) or not all(
+            _is_int(d) and 0 <= d < MAX_DIMENSION for d in shape
+        ):
+            raise BundleError(f"{where}: shape must be a list of sizes >= 0, got {shape!r}")
         return cls(
             name=str(data["name"]),
-            shape=tuple(int(d) for d in data["shape"]),
+            shape=tuple(int(d) for d in shape),
             dtype=str(data["dtype"]),
             description=str(data.get("description", "")),
             dynamic_axes={int(k): str(v) for k, v in data.get("dynamic_axes", {}).items()},
@@ -234,6 +245,10 @@ class WindowSpec:
             raise BundleError(
                 f"window: overlap_seconds must be a number of seconds >= 0, got {overlap!r}"
             )
+        for key in ("samples", "feature_frames", "encoder_frames"):
+            value = data[key]
+            if not _is_int(value) or value <= 0:
+                raise BundleError(f"window: {key} must be a positive integer, got {value!r}")
         return cls(
             samples=int(data["samples"]),
             feature_frames=int(data["feature_frames"]),
@@ -471,6 +486,7 @@ class Manifest:
     def from_dict(cls, data: dict[str, Any]) -> Manifest:
         required = ("schema_version", "family", "variant", "task", "sample_rate", "frontend")
         _require(data, (*required, "components", "provenance"), "manifest")
+        _check_sections(data)
         version = data["schema_version"]
         if not isinstance(version, int) or version > SCHEMA_VERSION:
             raise BundleError(
@@ -509,6 +525,7 @@ class Manifest:
             provenance=dict(data["provenance"]),
             extras=dict(data.get("extras", {})),
         )
+        _check_consistency(manifest)
         return manifest
 
 
@@ -537,25 +554,96 @@ def read_manifest(bundle: str | Path) -> Manifest:
             path=bundle,
             hint="pass a directory written by `speechport convert`",
         )
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise BundleError(f"the manifest is not valid JSON ({exc})", path=path) from exc
+    from speechport.limits import read_json
+
+    data = read_json(path, what="the manifest", error=BundleError)
     try:
         return Manifest.from_dict(data)
     except BundleError as exc:
         raise BundleError(exc.message, path=path, hint=exc.hint) from exc
-    except (TypeError, ValueError, KeyError) as exc:
+    except (TypeError, ValueError, KeyError, AttributeError) as exc:
         raise BundleError(f"the manifest is malformed ({exc})", path=path) from exc
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _mapping(data: dict[str, Any], key: str, what: str) -> None:
+    if key in data and not isinstance(data[key], dict):
+        raise BundleError(f"{key} must be a mapping ({what}), got {type(data[key]).__name__}")
+
+
+def _list(data: dict[str, Any], key: str, where: str) -> None:
+    if key in data and not isinstance(data[key], list):
+        raise BundleError(f"{where}: {key} must be a list, got {type(data[key]).__name__}")
+
+
+def _check_sections(data: dict[str, Any]) -> None:
+    """The types of the top-level sections, before anything is built from them."""
+    _mapping(data, "components", "role -> component")
+    for key in ("frontend", "provenance", "extras", "window", "decoding", "tokenizer", "vad"):
+        _mapping(data, key, "an object")
+    rate = data["sample_rate"]
+    if not _is_int(rate) or not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
+        raise BundleError(
+            f"sample_rate must be an integer in {MIN_SAMPLE_RATE}-{MAX_SAMPLE_RATE} Hz, "
+            f"got {rate!r}"
+        )
+    decoding = data.get("decoding")
+    if decoding is not None:
+        for key in ("blank_id", "vocab_size", "max_symbols_per_frame", "context_size"):
+            if key in decoding and (not _is_int(decoding[key]) or decoding[key] < 0):
+                raise BundleError(f"decoding: {key} must be an integer >= 0, got {decoding[key]!r}")
+        duration = decoding.get("frame_duration", 0.04)
+        if (
+            isinstance(duration, bool)
+            or not isinstance(duration, (int, float))
+            or not 0 < duration < math.inf
+        ):
+            raise BundleError(f"decoding: frame_duration must be > 0 seconds, got {duration!r}")
+    vad = data.get("vad")
+    if vad is not None:
+        for key in ("chunk_samples", "context_samples", "sub_chunks"):
+            least = 0 if key == "context_samples" else 1
+            if key in vad and (not _is_int(vad[key]) or vad[key] < least):
+                raise BundleError(f"vad: {key} must be an integer >= {least}, got {vad[key]!r}")
+        _mapping(vad, "defaults", "parameter -> value")
+
+
+def _check_consistency(manifest: Manifest) -> None:
+    """What the sections say about each other: the window fits the limit, the blank id is a
+    token id."""
+    window, decoding = manifest.window, manifest.decoding
+    if window is not None and window.samples > MAX_WINDOW_SECONDS * manifest.sample_rate:
+        raise BundleError(
+            f"window: samples {window.samples} is more than {MAX_WINDOW_SECONDS} s at "
+            f"{manifest.sample_rate} Hz"
+        )
+    if decoding is not None and not 0 <= decoding.blank_id <= decoding.vocab_size:
+        raise BundleError(
+            f"decoding: blank_id {decoding.blank_id} is outside the vocabulary "
+            f"(0 to {decoding.vocab_size})"
+        )
 
 
 def _component_from_dict(data: dict[str, Any], where: str) -> ComponentSpec:
     _require(data, ("name", "role", "inputs", "outputs"), where)
+    _list(data, "inputs", where)
+    _list(data, "outputs", where)
+    _list(data, "state", where)
+    if not isinstance(data.get("files", {}), dict):
+        raise BundleError(
+            f"{where}: files must be a mapping of format -> file, "
+            f"got {type(data['files']).__name__}"
+        )
     files = {}
     for fmt, f in data.get("files", {}).items():
         if fmt not in FORMATS:
             raise BundleError(f"{where}: unknown format {fmt!r}; expected one of {FORMATS}")
         _require(f, ("path", "precision", "inputs", "outputs"), f"{where} file {fmt!r}")
+        _list(f, "inputs", f"{where} file {fmt!r}")
+        _list(f, "outputs", f"{where} file {fmt!r}")
         files[fmt] = ComponentFile(
             path=bundle_path(f["path"], f"{where} {fmt} file"),
             precision=str(f["precision"]),
@@ -572,10 +660,15 @@ def _component_from_dict(data: dict[str, Any], where: str) -> ComponentSpec:
         description=str(data.get("description", "")),
         inputs=tuple(TensorSpec.from_dict(t, f"{where} input") for t in data["inputs"]),
         outputs=tuple(TensorSpec.from_dict(t, f"{where} output") for t in data["outputs"]),
-        state=tuple(StatePair(**s) for s in data.get("state", [])),
+        state=tuple(_state_from_dict(s, where) for s in data.get("state", [])),
         files=files,
         kind=str(data.get("kind", "")),
     )
+
+
+def _state_from_dict(data: Any, where: str) -> StatePair:
+    _require(data, ("input", "output"), f"{where} state")
+    return StatePair(str(data["input"]), str(data["output"]), str(data.get("init", "zeros")))
 
 
 def bundle_path(value: Any, where: str) -> str:

@@ -34,7 +34,11 @@ class Progress:
         self._open = False
 
     def start(self, label: str) -> None:
-        """Announce the next step."""
+        """Announce the next step (first raising a Ctrl-C or SIGTERM that a library swallowed
+        during the last one)."""
+        from speechport import interrupts
+
+        interrupts.check()
         self._finish_open_line()
         self.done += 1
         self._step_started = time.perf_counter()

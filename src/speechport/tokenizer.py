@@ -6,7 +6,6 @@ the model file, pieces are joined with the word-boundary marker turned into spac
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -42,11 +41,14 @@ class Tokenizer:
 
     @classmethod
     def from_bundle(cls, bundle: Path, spec: TokenizerSpec) -> Tokenizer:
+        from speechport.limits import read_json
+
         tokens_path = bundle / spec.tokens_file
-        try:
-            pieces = json.loads(tokens_path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as exc:
-            raise BundleError(f"cannot read the token list ({exc})", path=tokens_path) from exc
+        pieces = read_json(tokens_path, what="the token list", error=BundleError)
+        if not isinstance(pieces, list) or not all(isinstance(p, str) for p in pieces):
+            raise BundleError(
+                "the token list must be a JSON list of strings (the pieces)", path=tokens_path
+            )
         sp_model = None
         if spec.model_file:
             model_path = bundle / spec.model_file

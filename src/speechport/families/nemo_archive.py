@@ -7,7 +7,13 @@ names with a ``nemo:`` prefix (the tokenizer). Reading one never extracts a memb
 ``..``, no link, no device; regular files and directories only), and only the members
 needed are copied, by their checked base name, into a private temporary directory that is
 removed before `read_nemo_archive` returns, whatever happens. The config is parsed with
-``yaml.safe_load``; the weights with the restricted unpickler (no code runs).
+a bounded ``yaml.safe_load``; the weights with the restricted unpickler (no code runs).
+
+Budgets (`speechport.limits`): sparse members are refused (a few hundred bytes of tar can
+declare gigabytes of holes); members are listed one by one and their declared sizes summed
+against the file's size (a plain tar holds every byte it declares; a gzipped one may
+inflate `MAX_INFLATE_RATIO` times), so a gzip bomb is refused before it is inflated; at
+most `MAX_ARCHIVE_MEMBERS` members; the config at most `MAX_YAML_BYTES`.
 """
 
 from __future__ import annotations
@@ -24,6 +30,17 @@ import numpy as np
 from speechport.errors import CheckpointError
 from speechport.families.torch_checkpoint import load_torch_checkpoint
 from speechport.fsutil import sha256_file
+from speechport.limits import (
+    MAX_ARCHIVE_MEMBERS,
+    MAX_INFLATE_RATIO,
+    MAX_MEMBER_BYTES,
+    MAX_YAML_BYTES,
+    MIN_INFLATE_BUDGET,
+    LimitError,
+    check_size,
+    load_yaml,
+    read_bounded,
+)
 
 CONFIG_NAME = "model_config.yaml"
 WEIGHTS_NAME = "model_weights.ckpt"
@@ -79,7 +96,15 @@ def read_nemo_archive(path: str | Path, *, wanted: tuple[str, ...] = ()) -> Nemo
                 raise _missing(path, CONFIG_NAME, "the model config")
             if WEIGHTS_NAME not in members:
                 raise _missing(path, WEIGHTS_NAME, "the weights")
-            config = _read_config(path, _read_member(path, archive, members[CONFIG_NAME]))
+            config_member = members[CONFIG_NAME]
+            check_size(
+                config_member.size,
+                MAX_YAML_BYTES,
+                what=CONFIG_NAME,
+                path=path,
+                error=CheckpointError,
+            )
+            config = _read_config(path, _read_member(path, archive, config_member))
             weights = scratch / WEIGHTS_NAME
             _copy_member(path, archive, members[WEIGHTS_NAME], weights)
             files: dict[str, bytes] = {}
@@ -99,14 +124,42 @@ def read_nemo_archive(path: str | Path, *, wanted: tuple[str, ...] = ()) -> Nemo
 def _checked_members(path: Path, archive: tarfile.TarFile) -> dict[str, tarfile.TarInfo]:
     """Every member, checked; regular files by their base name."""
     out: dict[str, tarfile.TarInfo] = {}
-    try:
-        members = archive.getmembers()
-    except (tarfile.TarError, OSError, EOFError) as exc:
-        raise CheckpointError(
-            f"the archive is corrupt or truncated ({exc})", path=path, hint=_HINT
-        ) from exc
-    for member in members:
+    size = path.stat().st_size
+    compressed = _is_compressed(path)
+    budget = max(MIN_INFLATE_BUDGET, MAX_INFLATE_RATIO * size) if compressed else size
+    declared = 0
+    count = 0
+    while True:
+        try:
+            member = archive.next()
+        except (tarfile.TarError, OSError, EOFError) as exc:
+            raise CheckpointError(
+                f"the archive is corrupt or truncated ({exc})", path=path, hint=_HINT
+            ) from exc
+        if member is None:
+            break
+        count += 1
+        if count > MAX_ARCHIVE_MEMBERS:
+            raise CheckpointError(
+                f"the archive holds more than {MAX_ARCHIVE_MEMBERS} members",
+                path=path,
+                hint="a .nemo holds a handful; the file is corrupt or crafted",
+            )
         name = member.name
+        if member.issparse():
+            raise _unsafe(path, name, "is a sparse file (it may declare gigabytes of holes)")
+        declared += max(member.size, 0)
+        if declared > budget:
+            raise CheckpointError(
+                f"member {name!r} brings the declared contents to {declared} bytes, more than "
+                + (
+                    f"{MAX_INFLATE_RATIO} times the compressed file ({size} bytes) allows"
+                    if compressed
+                    else f"the file's own {size} bytes"
+                ),
+                path=path,
+                hint="the file is corrupt or crafted (a decompression bomb?)",
+            )
         parts = PurePosixPath(name).parts
         if name.startswith(("/", "\\")) or PurePosixPath(name).is_absolute() or ":" in parts[:1]:
             raise _unsafe(path, name, "has an absolute path")
@@ -148,7 +201,13 @@ def _read_member(path: Path, archive: tarfile.TarFile, member: tarfile.TarInfo) 
         raise _unsafe(path, member.name, "cannot be read")
     with handle:
         try:
-            return handle.read()
+            return read_bounded(
+                handle,
+                MAX_MEMBER_BYTES,
+                what=f"member {member.name!r}",
+                path=path,
+                error=CheckpointError,
+            )
         except (tarfile.TarError, OSError, EOFError) as exc:
             raise CheckpointError(
                 f"member {member.name!r} is truncated ({exc})", path=path, hint=_HINT
@@ -170,11 +229,20 @@ def _copy_member(
         ) from exc
 
 
+def _is_compressed(path: Path) -> bool:
+    """Whether the tar is compressed (gzip, bzip2 or xz magic)."""
+    with path.open("rb") as handle:
+        head = handle.read(6)
+    return head.startswith((b"\x1f\x8b", b"BZh", b"\xfd7zXZ"))
+
+
 def _read_config(path: Path, data: bytes) -> dict[str, Any]:
     import yaml
 
     try:
-        config = yaml.safe_load(data.decode("utf-8"))
+        config = load_yaml(data, what=CONFIG_NAME, path=path)
+    except LimitError as exc:
+        raise CheckpointError(exc.message, path=path, component="config", hint=exc.hint) from exc
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise CheckpointError(
             f"{CONFIG_NAME} is not valid YAML ({exc})", path=path, component="config", hint=_HINT

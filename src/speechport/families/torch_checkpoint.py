@@ -23,6 +23,13 @@ from typing import Any
 import numpy as np
 
 from speechport.errors import CheckpointError
+from speechport.limits import (
+    MAX_INFLATE_RATIO,
+    MAX_PICKLE_BYTES,
+    MIN_INFLATE_BUDGET,
+    check_size,
+    read_bounded,
+)
 
 # Storage classes as they appear in the pickle -> numpy dtype of their elements.
 _STORAGE_DTYPES: dict[str, np.dtype] = {
@@ -39,7 +46,6 @@ _STORAGE_DTYPES: dict[str, np.dtype] = {
 }
 
 _ZIP_LOCAL_HEADER = struct.Struct("<IHHHHHIIIHH")
-MIN_INFLATE_BUDGET = 256 << 20  # bytes deflated members may inflate to, at least
 
 
 class _Sealed:
@@ -208,13 +214,17 @@ class _ArchiveReader:
         self._storages: dict[str, np.ndarray] = {}
         self.big_endian = self._byteorder() == "big"
         # Deflated members are inflated in memory; bound the total against zip bombs.
-        self._inflate_budget = max(MIN_INFLATE_BUDGET, 64 * path.stat().st_size)
+        self._inflate_budget = max(MIN_INFLATE_BUDGET, MAX_INFLATE_RATIO * path.stat().st_size)
 
     def _byteorder(self) -> str:
         name = f"{self.root}byteorder"
         if name not in self.archive.namelist():
             return "little"
-        order = self.archive.read(name).decode("ascii", errors="replace").strip()
+        with self.archive.open(name) as member:
+            raw = read_bounded(
+                member, 16, what=f"member {name}", path=self.path, error=CheckpointError
+            )
+        order = raw.decode("ascii", errors="replace").strip()
         if order not in ("little", "big"):
             raise CheckpointError(f"unknown byte order {order!r} in the archive", path=self.path)
         return order
@@ -354,9 +364,17 @@ def load_torch_checkpoint(
         ) from exc
     with archive:
         reader = _ArchiveReader(path, archive)
+        what = f"the pickle {reader.pickle_name}"
         try:
-            data = archive.read(reader.pickle_name)
-        except (zipfile.BadZipFile, OSError, EOFError) as exc:
+            info = archive.getinfo(reader.pickle_name)
+            check_size(
+                info.file_size, MAX_PICKLE_BYTES, what=what, path=path, error=CheckpointError
+            )
+            with archive.open(info) as member:
+                data = read_bounded(
+                    member, MAX_PICKLE_BYTES, what=what, path=path, error=CheckpointError
+                )
+        except (zipfile.BadZipFile, OSError, EOFError, NotImplementedError) as exc:
             raise CheckpointError(
                 "cannot read the pickle inside the checkpoint",
                 path=path,

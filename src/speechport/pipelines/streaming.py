@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from speechport.audio import AudioInput, read_input
+from speechport.audio import AudioInput, open_audio
 from speechport.decoding.transducer import Carry, rnnt_greedy_resume
 from speechport.errors import BundleError, SpeechportError
 from speechport.features.spec import LogMelSpec
@@ -123,15 +123,16 @@ class StreamingRecognizer:
         lookahead: int | None = None,
         packet_samples: int = 16000,
     ) -> Transcript:
-        """The whole file through one session (``packet_samples`` at a time: the result
-        does not depend on it); one segment per utterance where the model marks their
-        ends."""
-        samples, name = read_input(audio, sample_rate=sample_rate, target_rate=self.sample_rate)
+        """The whole file through one session, read in blocks (``packet_samples`` at a
+        time: the result does not depend on it); one segment per utterance where the model
+        marks their ends."""
+        audio_source = open_audio(audio, sample_rate=sample_rate, target_rate=self.sample_rate)
         session = self.stream(language=language, lookahead=lookahead)
-        for start in range(0, samples.size, packet_samples):
-            session.feed(samples[start : start + packet_samples])
+        for block in audio_source.blocks():  # bounded memory, whatever the length
+            for start in range(0, block.size, packet_samples):
+                session.feed(block[start : start + packet_samples])
         session.finish()
-        return session.transcript(source=source if source is not None else name)
+        return session.transcript(source=source if source is not None else audio_source.source)
 
     def _prompt(self, language: str | None) -> np.ndarray | None:
         if not self.spec.num_prompts:

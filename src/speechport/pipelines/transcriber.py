@@ -6,13 +6,14 @@ its state. The transcriber never asks which family it runs.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from speechport.audio import AudioInput, read_input
+from speechport.audio import AudioInput, AudioSource, BlockReader, open_audio
 from speechport.decoding import DecodeSettings, Hypothesis, decoding_algorithm
 from speechport.errors import BundleError, SpeechportError
 from speechport.features import build_frontend
@@ -24,7 +25,15 @@ from speechport.pipelines.seams import (
     plan_overlapping_windows,
 )
 from speechport.pipelines.vad import VadParams, VoiceActivityDetector
-from speechport.pipelines.windowing import Window, plan_speech_windows, plan_windows
+from speechport.pipelines.windowing import (
+    FramePower,
+    Window,
+    frame_samples,
+    plan_speech_windows,
+    plan_speech_windows_from_power,
+    plan_windows,
+    plan_windows_from_power,
+)
 from speechport.runtime.base import Component, LoadedBundle
 from speechport.tokenizer import Tokenizer
 
@@ -254,20 +263,54 @@ class Transcriber:
 
         >>> speechport.load("bundles/parakeet").transcribe("talk.wav").text
         """
-        samples, name = read_input(audio, sample_rate=sample_rate, target_rate=self.sample_rate)
-        source = source if source is not None else name
-        windows = self.plan(samples)
-        decoded = [self.decode_window(samples[w.start : w.end]) for w in windows]
+        audio_source = open_audio(audio, sample_rate=sample_rate, target_rate=self.sample_rate)
+        source = source if source is not None else audio_source.source
+        windows, total = self.plan_source(audio_source)
+        reader = BlockReader(audio_source.blocks())
+        decoded = [self.decode_window(reader.read(w.start, w.end)) for w in windows]
         if self.vad is None and self.overlap_samples > 0:
             segments = self._merge(decoded, windows)
         else:
             segments = [self._segment(d, w) for d, w in zip(decoded, windows, strict=True)]
         return Transcript(
             segments=segments,
-            duration=samples.size / self.sample_rate,
+            duration=total / self.sample_rate,
             engine=self.bundle.engine,
             source=source,
         )
+
+    def plan_source(self, source: AudioSource) -> tuple[list[Window], int]:
+        """`plan` for audio read in blocks (a first pass: the level of every 10 ms frame, and
+        the VAD's probabilities when there is a VAD; a VAD span longer than the window costs
+        one more pass), and the number of samples: the same windows as `plan` on the whole
+        array, holding one block at a time."""
+        power = FramePower(frame_samples(self.sample_rate))
+        probs = None if self.vad is None else self.vad.probability_stream()
+        total = 0
+        for block in source.blocks():
+            total += block.size
+            power.feed(block)
+            if probs is not None:
+                probs.feed(block)
+        if self.vad is not None and probs is not None:
+            segments = self.vad.segments_from(probs.finish(), total, self.vad_params)
+            spans = [(s.start, s.end) for s in segments]
+
+            def span_power(long: Sequence[tuple[int, int]]) -> list[np.ndarray]:
+                return _span_power(source, long, power.frame)
+
+            windows = plan_speech_windows_from_power(
+                spans, power.result(), total, self.sample_rate, self.window_samples, span_power
+            )
+        elif self.overlap_samples > 0:
+            windows = plan_overlapping_windows(
+                total, self.window_samples, self.overlap_samples, align=self.frame_samples
+            )
+        else:
+            windows = plan_windows_from_power(
+                power.result(), total, self.sample_rate, self.window_samples
+            )
+        return windows, total
 
     def _merge(self, decoded: list[WindowDecode], windows: list[Window]) -> list[Segment]:
         """One segment per window, holding the tokens the seams give it; a segment spans
@@ -412,10 +455,35 @@ def predictor_for(
     return predict, initial
 
 
+def _span_power(
+    source: AudioSource, spans: Sequence[tuple[int, int]], frame: int
+) -> list[np.ndarray]:
+    """The power of each span's own frames (counted from its start), in one more pass over
+    ``source``; the spans are sorted and disjoint."""
+    powers = [FramePower(frame) for _ in spans]
+    position = 0
+    for block in source.blocks():
+        end = position + block.size
+        for (a, b), power in zip(spans, powers, strict=True):
+            if a < end and b > position:
+                power.feed(block[max(a, position) - position : min(b, end) - position])
+        position = end
+    return [p.result() for p in powers]
+
+
+# The shortest window long audio may be cut into (shorter ones hold too few frames for a word).
+MIN_WINDOW_SECONDS = 1.0
+
+
 def _effective_window(export_samples: int, sample_rate: int, seconds: float | None) -> int:
     """The window long audio is cut into: the export's, or a shorter one."""
     if seconds is None:
         return export_samples
+    if not math.isfinite(seconds) or seconds < MIN_WINDOW_SECONDS:
+        raise SpeechportError(
+            f"a window of {seconds} s is not a length of at least {MIN_WINDOW_SECONDS:g} s",
+            hint=f"pass a window in [{MIN_WINDOW_SECONDS:g} s, the bundle's window]",
+        )
     samples = round(seconds * sample_rate)
     if not 0 < samples <= export_samples:
         raise SpeechportError(
@@ -444,6 +512,8 @@ def _overlap_samples(
     seconds = default if overlap is None else overlap
     if not seconds:
         return 0
+    if not math.isfinite(seconds):
+        raise SpeechportError(f"the overlap must be a finite number of seconds, got {seconds}")
     samples = round(seconds * sample_rate)
     if not 0 < samples <= window_samples // 2:
         raise SpeechportError(

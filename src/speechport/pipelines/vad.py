@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from speechport.audio import AudioInput, read_input
-from speechport.errors import AudioError, BundleError
+from speechport.audio import AudioInput, AudioSource, open_audio
+from speechport.errors import AudioError, BundleError, SpeechportError
 from speechport.manifest import NP_DTYPES, VadSpec
 from speechport.runtime.base import Component, LoadedBundle
 
@@ -35,6 +35,25 @@ class VadParams:
     max_speech_s: float = math.inf
     min_silence_at_max_speech_ms: float = 98.0
     use_max_possible_silence_at_max_speech: bool = True
+
+    def __post_init__(self) -> None:
+        def bad(name: str, value: Any, wanted: str) -> SpeechportError:
+            return SpeechportError(f"VAD parameter {name} must be {wanted}, got {value!r}")
+
+        if not 0.0 <= self.threshold <= 1.0:
+            raise bad("threshold", self.threshold, "a probability in [0, 1]")
+        # any neg_threshold in [0, 1] segments as upstream does (the CLI also asks that it
+        # not exceed the threshold: above it, speech ends as soon as it starts)
+        if self.neg_threshold is not None and not 0.0 <= self.neg_threshold <= 1.0:
+            raise bad("neg_threshold", self.neg_threshold, "a probability in [0, 1]")
+        for name in ("min_speech_ms", "min_silence_ms", "speech_pad_ms"):
+            value = getattr(self, name)
+            if not 0.0 <= value < math.inf:
+                raise bad(name, value, "a finite number >= 0")
+        if not self.max_speech_s > 0:
+            raise bad("max_speech_s", self.max_speech_s, "> 0 seconds (inf: no limit)")
+        if not 0.0 <= self.min_silence_at_max_speech_ms < math.inf:
+            raise bad("min_silence_at_max_speech_ms", self.min_silence_at_max_speech_ms, ">= 0")
 
     @classmethod
     def from_defaults(cls, defaults: dict[str, float], **overrides: Any) -> VadParams:
@@ -222,28 +241,29 @@ class VoiceActivityDetector:
     def probabilities(self, samples: np.ndarray, *, path: str = "auto") -> np.ndarray:
         """Speech probability of every ``chunk_samples`` of ``samples`` (the last chunk
         zero-padded), from a fresh state, the context starting as zeros."""
-        audio = _check_audio(samples)
+        stream = self.probability_stream(path=path)
+        stream.feed(_check_audio(samples))
+        return stream.finish()
+
+    def probability_stream(self, *, path: str = "auto") -> ProbabilityStream:
+        """`probabilities` for audio fed in blocks of any size: the same numbers."""
         if path == "auto":
             path = BATCHED if BATCHED in self.steppers else ONE_CHUNK
         if path not in self.steppers:
             raise BundleError(
                 f"no {path!r} components in this bundle (has {self.paths})", path=self.bundle.path
             )
-        stepper = self.steppers[path]
-        chunk, context = self.spec.chunk_samples, self.spec.context_samples
-        per_call = stepper.width - context
-        chunks_per_call = per_call // chunk
-        count = -(-audio.size // chunk)
-        calls = -(-count // chunks_per_call)
-        padded = np.zeros(context + calls * per_call, dtype=np.float32)
-        padded[context : context + audio.size] = audio
-        state = stepper.initial_state()
-        out = np.empty(calls * chunks_per_call, dtype=np.float32)
-        for k in range(calls):
-            window = padded[k * per_call : k * per_call + stepper.width]
-            probs, state = stepper(window, state)
-            out[k * chunks_per_call : (k + 1) * chunks_per_call] = probs
-        return out[:count]
+        return ProbabilityStream(
+            self.steppers[path], self.spec.chunk_samples, self.spec.context_samples
+        )
+
+    def scan(self, source: AudioSource) -> tuple[np.ndarray, int]:
+        """The probabilities of every chunk of ``source`` (read block by block) and its
+        number of samples."""
+        stream = self.probability_stream()
+        for block in source.blocks():
+            stream.feed(block)
+        return stream.finish(), stream.fed
 
     def segments(
         self,
@@ -252,17 +272,23 @@ class VoiceActivityDetector:
         *,
         sample_rate: int | None = None,
     ) -> list[SpeechSegment]:
-        """The speech segments of ``audio``: a file path, or samples at ``sample_rate``
-        (default: the bundle's; other rates are resampled).
+        """The speech segments of ``audio``: a file path (read in blocks), or samples at
+        ``sample_rate`` (default: the bundle's; other rates are resampled).
 
         >>> for s in speechport.load("bundles/silero-vad").segments("talk.wav"):
         ...     print(s.start_seconds, s.end_seconds)
         """
-        samples, _ = read_input(audio, sample_rate=sample_rate, target_rate=self.sample_rate)
-        audio = _check_audio(samples)
+        source = open_audio(audio, sample_rate=sample_rate, target_rate=self.sample_rate)
+        probs, total = self.scan(source)
+        return self.segments_from(probs, total, params)
+
+    def segments_from(
+        self, probs: np.ndarray, num_samples: int, params: VadParams | None = None
+    ) -> list[SpeechSegment]:
+        """Speech segments from this detector's chunk probabilities of ``num_samples``."""
         return speech_segments(
-            self.probabilities(audio),
-            num_samples=audio.size,
+            probs,
+            num_samples=num_samples,
             chunk_samples=self.spec.chunk_samples,
             sample_rate=self.sample_rate,
             params=params or self.defaults,
@@ -309,6 +335,58 @@ class _Stepper:
         inputs[self._state_in] = state
         outputs = self._component(*inputs)
         return outputs[self._probs_out].reshape(-1), outputs[self._state_out]
+
+
+class ProbabilityStream:
+    """Chunk probabilities of audio fed in blocks: the calls `probabilities` makes on the
+    whole array (a window of context + new samples per call, advancing by the new samples;
+    the last one zero-padded), holding one window and the probabilities (4 bytes a chunk)."""
+
+    def __init__(self, stepper: _Stepper | _StageChain, chunk: int, context: int) -> None:
+        self._stepper = stepper
+        self._chunk = chunk
+        self._per_call = stepper.width - context
+        self._chunks_per_call = self._per_call // chunk
+        if self._per_call <= 0 or self._per_call % chunk:
+            raise BundleError(
+                f"a VAD call of {stepper.width} samples is not {context} context samples and "
+                f"whole chunks of {chunk}"
+            )
+        self._buffer = np.zeros(context, dtype=np.float32)
+        self._state = stepper.initial_state()
+        self._out: list[np.ndarray] = []
+        self._calls = 0
+        self.fed = 0
+
+    def feed(self, samples: np.ndarray) -> None:
+        audio = _check_audio(samples)
+        self.fed += audio.size
+        self._buffer = np.concatenate([self._buffer, audio])
+        width = self._stepper.width
+        while self._buffer.size >= width:
+            self._call(self._buffer[:width])
+            self._buffer = self._buffer[self._per_call :]
+
+    def finish(self) -> np.ndarray:
+        """The probability of every chunk fed (the last one zero-padded)."""
+        count = -(-self.fed // self._chunk)
+        calls = -(-count // self._chunks_per_call)
+        width = self._stepper.width
+        while self._calls < calls:
+            window = np.zeros(width, dtype=np.float32)
+            head = self._buffer[:width]
+            window[: head.size] = head
+            self._call(window)
+            self._buffer = self._buffer[self._per_call :]
+        out = np.concatenate(self._out) if self._out else np.zeros(0, dtype=np.float32)
+        return np.asarray(out[:count], dtype=np.float32)
+
+    def _call(self, window: np.ndarray) -> None:
+        probs, self._state = self._stepper(window, self._state)
+        self._out.append(np.asarray(probs, dtype=np.float32))
+        self._calls += 1
+        if len(self._out) >= 4096:  # one array, not a Python object per call
+            self._out = [np.concatenate(self._out)]
 
 
 class _StageChain:

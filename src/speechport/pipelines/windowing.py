@@ -30,6 +30,7 @@ hour at 16 kHz (57.6 M samples, 360 k frames) about 50 ms and a few MB beyond th
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -78,17 +79,54 @@ def plan_windows(
     least that long); it defaults to ``search_fraction * max_samples``. Empty input gives ``[]``.
     """
     samples = np.asarray(samples)
+    if samples.ndim != 1:
+        raise ValueError(f"expected mono samples of shape [n], got {samples.shape}")
     if frame_ms <= 0 or smooth_ms < 0:
         raise ValueError(f"need frame_ms > 0 and smooth_ms >= 0, got {frame_ms}, {smooth_ms}")
-    earliest = _check_arguments(samples, sample_rate, max_samples, min_samples, search_fraction)
+    frame = frame_samples(sample_rate, frame_ms)
     total = int(samples.shape[0])
+    power = _frame_power(samples, frame) if total > max_samples > 0 else np.zeros(0)
+    return plan_windows_from_power(
+        power,
+        total,
+        sample_rate,
+        max_samples,
+        min_samples=min_samples,
+        frame_ms=frame_ms,
+        smooth_ms=smooth_ms,
+        search_fraction=search_fraction,
+    )
+
+
+def frame_samples(sample_rate: int, frame_ms: float = 10.0) -> int:
+    """Samples per level frame."""
+    return max(1, round(frame_ms * sample_rate / 1000))
+
+
+def plan_windows_from_power(
+    power: np.ndarray,
+    total: int,
+    sample_rate: int,
+    max_samples: int,
+    *,
+    min_samples: int | None = None,
+    frame_ms: float = 10.0,
+    smooth_ms: float = 100.0,
+    search_fraction: float = 0.5,
+) -> list[Window]:
+    """`plan_windows` of ``total`` samples from the mean power of their whole frames of
+    ``frame_samples(sample_rate, frame_ms)`` (`FramePower`), so that the samples need not be
+    in memory; the same windows."""
+    if frame_ms <= 0 or smooth_ms < 0:
+        raise ValueError(f"need frame_ms > 0 and smooth_ms >= 0, got {frame_ms}, {smooth_ms}")
+    earliest = _check_arguments(sample_rate, max_samples, min_samples, search_fraction)
     if total == 0:
         return []
     if total <= max_samples:
         return [Window(0, total)]
-    frame = max(1, round(frame_ms * sample_rate / 1000))
+    frame = frame_samples(sample_rate, frame_ms)
     half_width = max(0, round(smooth_ms / (2 * frame_ms)))
-    level, loud = _level_db(_frame_power(samples, frame), half_width)
+    level, loud = _level_db(power, half_width)
     windows: list[Window] = []
     start = 0
     while total - start > max_samples:
@@ -99,16 +137,47 @@ def plan_windows(
     return windows
 
 
+class FramePower:
+    """The mean power of every whole ``frame`` of a stream of samples, fed in blocks of any
+    size: the same numbers as computing it on the whole array at once (each frame's dot
+    product is computed alone), in 8 bytes per frame."""
+
+    def __init__(self, frame: int) -> None:
+        if frame <= 0:
+            raise ValueError(f"frame must be positive, got {frame}")
+        self.frame = frame
+        self._rest = np.zeros(0, dtype=np.float32)
+        self._parts: list[np.ndarray] = []
+
+    def feed(self, samples: np.ndarray) -> None:
+        samples = np.asarray(samples, dtype=np.float32)
+        if self._rest.size:
+            take = min(self.frame - self._rest.size, samples.size)
+            self._rest = np.concatenate([self._rest, samples[:take]])
+            samples = samples[take:]
+            if self._rest.size < self.frame:
+                return
+            self._parts.append(_frame_power(self._rest, self.frame))
+            self._rest = np.zeros(0, dtype=np.float32)
+        whole = samples.size // self.frame * self.frame
+        if whole:
+            self._parts.append(_frame_power(samples[:whole], self.frame))
+        self._rest = np.array(samples[whole:], dtype=np.float32)
+
+    def result(self) -> np.ndarray:
+        """The power of every whole frame fed so far (float64)."""
+        if len(self._parts) != 1:
+            self._parts = [np.concatenate(self._parts) if self._parts else np.zeros(0)]
+        return self._parts[0]
+
+
 def _check_arguments(
-    samples: np.ndarray,
     sample_rate: int,
     max_samples: int,
     min_samples: int | None,
     search_fraction: float,
 ) -> int:
     """Validate; return the earliest cut offset."""
-    if samples.ndim != 1:
-        raise ValueError(f"expected mono samples of shape [n], got {samples.shape}")
     if sample_rate <= 0 or max_samples <= 0:
         raise ValueError(
             f"sample_rate and max_samples must be positive: {sample_rate}, {max_samples}"
@@ -190,34 +259,77 @@ def plan_speech_windows(
     on that span, with light smoothing, since pauses inside speech are short).
     """
     samples = np.asarray(samples)
-    merged = _merge(spans, len(samples))
+    inner = frame_samples(sample_rate)
+
+    def span_power(long: Sequence[tuple[int, int]]) -> list[np.ndarray]:
+        return [_frame_power(samples[a:b], inner) for a, b in long]
+
+    return plan_speech_windows_from_power(
+        spans,
+        _frame_power(samples, frame_samples(sample_rate, frame_ms)),
+        len(samples),
+        sample_rate,
+        max_samples,
+        span_power,
+        margin_ms=margin_ms,
+        clear_pause_ms=clear_pause_ms,
+        frame_ms=frame_ms,
+        smooth_ms=smooth_ms,
+    )
+
+
+SpanPower = Callable[[Sequence[tuple[int, int]]], list[np.ndarray]]
+
+
+def plan_speech_windows_from_power(
+    spans: list[tuple[int, int]],
+    power: np.ndarray,
+    total: int,
+    sample_rate: int,
+    max_samples: int,
+    span_power: SpanPower,
+    *,
+    margin_ms: float = 250.0,
+    clear_pause_ms: float = 300.0,
+    frame_ms: float = 10.0,
+    smooth_ms: float = 30.0,
+) -> list[Window]:
+    """`plan_speech_windows` of ``total`` samples from the power of their whole frames of
+    ``frame_samples(sample_rate, frame_ms)``; ``span_power(spans)`` gives, for the spans
+    longer than ``max_samples`` (all at once, so that a stream is read once more at most),
+    the power of their own 10 ms frames counted from each span's start."""
+    merged = _merge(spans, total)
     if not merged:
         return []
-    frame = max(1, round(frame_ms * sample_rate / 1000))
+    frame = frame_samples(sample_rate, frame_ms)
     half_width = max(0, round(smooth_ms / (2 * frame_ms)))
-    level, loud = _level_db(_frame_power(samples, frame), half_width)
+    level, loud = _level_db(power, half_width)
     bounds = (
         [0]
         + [
             _choose_cut(level, loud, frame, end, start)
             for (_, end), (start, _) in itertools.pairwise(merged)
         ]
-        + [len(samples)]
+        + [total]
     )
     margin = round(margin_ms * sample_rate / 1000)
     widened = [
         (max(bounds[i], start - margin), min(bounds[i + 1], end + margin))
         for i, (start, end) in enumerate(merged)
     ]
+    long = [(a, b) for a, b in widened if b - a > max_samples]
+    inside_power = iter(span_power(long) if long else [])
     # the silence after each span (the last one: unbounded), to choose where windows end
-    pauses = [b[0] - a[1] for a, b in itertools.pairwise(merged)] + [len(samples) + 1]
+    pauses = [b[0] - a[1] for a, b in itertools.pairwise(merged)] + [total + 1]
     clear_pause = round(clear_pause_ms * sample_rate / 1000)
     windows: list[Window] = []
     i = 0
     while i < len(widened):
         start, end = widened[i]
         if end - start > max_samples:
-            inside = plan_windows(samples[start:end], sample_rate, max_samples, smooth_ms=smooth_ms)
+            inside = plan_windows_from_power(
+                next(inside_power), end - start, sample_rate, max_samples, smooth_ms=smooth_ms
+            )
             windows += [Window(start + w.start, start + w.end) for w in inside]
             i += 1
             continue

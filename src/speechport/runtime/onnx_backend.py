@@ -20,7 +20,16 @@ class OnnxComponent(FileComponent):
 
     def __call__(self, *inputs: np.ndarray) -> tuple[np.ndarray, ...]:
         run = self._session.run  # type: ignore[attr-defined]
-        return self.outputs(run(self._output_names, self.feeds(inputs)))
+        try:
+            results = run(self._output_names, self.feeds(inputs))
+        except Exception as exc:  # an engine error: name the component and the file
+            raise BackendError(
+                f"ONNX Runtime failed ({str(exc).splitlines()[0] if str(exc) else exc!r})",
+                path=self.path,
+                component=self.spec.name,
+                hint="the file may not be the model the manifest describes; reconvert the bundle",
+            ) from exc
+        return self.outputs(results)
 
 
 class OnnxBackend:
@@ -68,4 +77,38 @@ class OnnxBackend:
             raise BundleError(
                 f"ONNX Runtime cannot load the file ({exc})", path=path, component=spec.name
             ) from exc
+        _check_io(session, spec, path)
         return OnnxComponent(spec, path, session, where=f"{path.name}")
+
+
+def _check_io(session: object, spec: ComponentSpec, path: Path) -> None:
+    """The file takes the inputs and gives the outputs the manifest declares for it (names,
+    ranks, fixed sizes): another model's file is refused here, by name, not at its first
+    call with an engine error."""
+    file = spec.files["onnx"]
+    got_in = {i.name: i.shape for i in session.get_inputs()}  # type: ignore[attr-defined]
+    got_out = {o.name: o.shape for o in session.get_outputs()}  # type: ignore[attr-defined]
+    want_in = {t.name: t.shape for t in file.inputs}
+    want_in.update({c.name: None for c in file.constants})  # type: ignore[misc]
+    want_out = {t.name: t.shape for t in file.outputs}
+    problems = []
+    if set(got_in) != set(want_in):
+        problems.append(f"inputs {sorted(got_in)}, the manifest declares {sorted(want_in)}")
+    missing = sorted(set(want_out) - set(got_out))
+    if missing:
+        problems.append(f"no outputs {missing} (it has {sorted(got_out)})")
+    for kind, got, want in (("input", got_in, want_in), ("output", got_out, want_out)):
+        for name, shape in want.items():
+            actual = got.get(name)
+            if shape is None or actual is None:
+                continue
+            fixed = [a == w for a, w in zip(actual, shape, strict=False) if isinstance(a, int)]
+            if len(actual) != len(shape) or not all(fixed):
+                problems.append(f"{kind} {name} of shape {list(actual)}, not {list(shape)}")
+    if problems:
+        raise BundleError(
+            "the ONNX file is not the model the manifest describes: it has " + "; ".join(problems),
+            path=path,
+            component=spec.name,
+            hint="reconvert the bundle, or restore the component's file",
+        )
