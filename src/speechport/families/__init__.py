@@ -14,7 +14,7 @@ from speechport.errors import SpeechportError
 if TYPE_CHECKING:
     from speechport.families.base import Family
 
-FAMILIES = ("gigaam", "parakeet", "silero-vad")
+FAMILIES = ("gigaam", "parakeet", "silero-vad", "zipformer-kws")
 
 
 def get_family(name: str) -> Family:
@@ -31,6 +31,10 @@ def get_family(name: str) -> Family:
         from speechport.families.silero_vad import SileroVadFamily
 
         return SileroVadFamily()
+    if name in ("zipformer-kws", "zipformer_kws"):
+        from speechport.families.zipformer_kws import ZipformerKwsFamily
+
+        return ZipformerKwsFamily()
     raise SpeechportError(f"unknown model family {name!r}; known: {', '.join(FAMILIES)}")
 
 
