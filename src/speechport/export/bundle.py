@@ -107,6 +107,7 @@ def write_bundle(
                 spec.outputs,
                 spec.state,
                 files,
+                kind=spec.kind,
             )
 
         progress.start("manifest, tokenizer, model card, examples")
