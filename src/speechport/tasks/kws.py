@@ -5,8 +5,8 @@ decoder and joiner on every input the keyword search visited, and the detections
 ranks variants by the share of the reference's detections they keep.
 
 Verify needs keywords the model actually detects in the audio: it takes them from the
-reference itself, every pair of consecutive tokens of its greedy transcript of the file
-(at most ``VERIFY_KEYWORDS``), so the search walks, boosts and triggers on real paths.
+reference itself, every pair of consecutive tokens of its beam-search transcript of the
+file (at most ``VERIFY_KEYWORDS``), so the search walks, boosts and triggers on real paths.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from speechport.parity.run import VerifyRun
 
 VERIFY_KEYWORDS = 20
+VERIFY_BEAM = 4
 
 
 class KwsTask(Task):
@@ -70,7 +71,7 @@ class KwsTask(Task):
             ref_encoder.states = [outputs[i] for i in ref_encoder._state_out]
             ref_inputs.append(inputs)
             ref_outputs.append(outputs)
-        keywords = _greedy_keywords(ref, [o[0][0] for o in ref_outputs])
+        keywords = _transcript_keywords(ref, [o[0][0] for o in ref_outputs])
         contexts: list[np.ndarray] = []
         pairs: list[tuple[np.ndarray, np.ndarray]] = []
 
@@ -210,23 +211,37 @@ def _chunks(model: KeywordSpotterModel, fbank: np.ndarray) -> list[np.ndarray]:
     return out
 
 
-def _greedy_keywords(model: KeywordSpotterModel, frames: list[np.ndarray]) -> list[Keyword]:
-    """Keywords from the reference's greedy transcript (one symbol per frame): each pair of
-    consecutive tokens, first seen first."""
+def _transcript_keywords(model: KeywordSpotterModel, frames: list[np.ndarray]) -> list[Keyword]:
+    """Keywords from the reference's own transcript of the file (a beam-4 transducer search,
+    one symbol per frame, as icefall's modified_beam_search): each pair of consecutive
+    tokens, first seen first."""
     spec = model.spec
-    context = [-1] * (spec.context_size - 1) + [spec.blank_id]
-    tokens: list[int] = []
+    start = (-1,) * (spec.context_size - 1) + (spec.blank_id,)
+    beam: dict[tuple[int, ...], float] = {start: 0.0}
     for frame in (f for chunk in frames for f in chunk):
-        dec = model.decoder(np.asarray([context[-spec.context_size :]], dtype=np.int64))
-        token = int(model.joiner(frame[None], dec)[0].argmax())
-        if token not in (spec.blank_id, spec.unk_id):
-            tokens.append(token)
-            context.append(token)
+        hyps = list(beam.items())
+        contexts = np.asarray([ys[-spec.context_size :] for ys, _ in hyps], dtype=np.int64)
+        dec = model.decoder(contexts)
+        logits = model.joiner(np.repeat(frame[None], len(hyps), axis=0), dec).astype(np.float64)
+        logp = logits - logits.max(axis=1, keepdims=True)
+        logp -= np.log(np.exp(logp).sum(axis=1, keepdims=True))
+        total = logp + np.array([score for _, score in hyps])[:, None]
+        best = np.argsort(-total.reshape(-1), kind="stable")[:VERIFY_BEAM]
+        new: dict[tuple[int, ...], float] = {}
+        for index in best.tolist():
+            ys, _ = hyps[index // total.shape[1]]
+            token = index % total.shape[1]
+            if token not in (spec.blank_id, spec.unk_id):
+                ys = (*ys, token)
+            score = float(total.reshape(-1)[index])
+            new[ys] = float(np.logaddexp(new[ys], score)) if ys in new else score
+        beam = new
+    tokens = list(max(beam.items(), key=lambda item: item[1])[0][spec.context_size :])
     seen: dict[tuple[int, int], None] = {}
     for a, b in itertools.pairwise(tokens):
         seen.setdefault((a, b), None)
     pairs = list(seen)[:VERIFY_KEYWORDS]
-    if not pairs:  # nothing emitted: any keyword will do (the search still runs)
+    if not pairs:  # nothing heard: any keyword will do (the search still runs)
         pairs = [(spec.blank_id + 1, spec.blank_id + 1)]
     return [Keyword(p, "_".join(model.pieces[t] for t in p).replace("\u2581", "")) for p in pairs]
 
