@@ -178,6 +178,7 @@ class KwsFileResult(FileResult):
     detections_reference: list[str]
     detections: list[str]
     detections_kept: float  # share of the reference's detections also found
+    detections_added: int  # detections the reference does not have (false alarms)
 
     @property
     def detections_equal(self) -> bool:

@@ -108,7 +108,7 @@ class KwsTask(Task):
                 agree += int(np.array_equal(a.argmax(axis=-1), b.argmax(axis=-1)))
             hits = _detect(got, fbank, keywords, got.decoder, got.joiner)
             run.run_seconds[name] = run.run_seconds.get(name, 0.0) + time.perf_counter() - start
-            kept = _kept(ref_hits, hits)
+            kept, added = _kept(ref_hits, hits)
             failures = [] if hits == ref_hits else ["detections differ from the reference's"]
             run.report.files.append(
                 KwsFileResult(
@@ -127,6 +127,7 @@ class KwsTask(Task):
                     detections_reference=ref_hits,
                     detections=hits,
                     detections_kept=kept,
+                    detections_added=added,
                 )
             )
 
@@ -134,7 +135,8 @@ class KwsTask(Task):
         r = _kws(result)
         return (
             f"detections {'equal' if r.detections_equal else 'DIFFER'} "
-            f"({len(r.detections_reference)}); encoder max|d| {r.encoder_max_abs:.1e}, "
+            f"({len(r.detections_reference)}, kept {r.detections_kept:.2f}, "
+            f"{r.detections_added} added); encoder max|d| {r.encoder_max_abs:.1e}, "
             f"states {r.state_max_abs:.1e} ({r.worst_state}), joiner {r.joiner_max_abs:.1e} "
             f"top-1 {r.joiner_top1:.3f} over {r.joiner_pairs} pairs"
         )
@@ -147,7 +149,7 @@ class KwsTask(Task):
         ]
         for f in report.files:
             r = _kws(f)
-            same = "equal" if r.detections_equal else "differ"
+            same = "equal" if r.detections_equal else f"differ, {r.detections_added} added"
             lines.append(
                 f"| {Path(r.audio).name} | {r.backend} | {r.chunks} | {r.encoder_max_abs:.1e} | "
                 f"{r.state_max_abs:.1e} | {r.joiner_max_abs:.1e} ({r.joiner_top1:.3f}) | "
@@ -275,13 +277,12 @@ def _detect(
     return [f"{h.keyword}@{h.start_frame}-{h.end_frame}" for h in hits]
 
 
-def _kept(reference: list[str], got: list[str]) -> float:
-    if not reference:
-        return 1.0
+def _kept(reference: list[str], got: list[str]) -> tuple[float, int]:
+    """The share of the reference's detections found, and how many were found besides."""
     remaining = list(got)
     kept = 0
     for hit in reference:
         if hit in remaining:
             remaining.remove(hit)
             kept += 1
-    return kept / len(reference)
+    return (kept / len(reference) if reference else 1.0), len(remaining)
