@@ -296,3 +296,30 @@ def test_verify_onnx_bundle(onnx_bundle: Path) -> None:
     assert isinstance(result, KwsFileResult)
     assert result.detections == result.detections_reference != []
     assert result.encoder_max_abs < 1e-5 and result.joiner_top1 == 1.0
+
+
+def test_spot_runs_without_torch(onnx_bundle: Path) -> None:
+    """The keyword-spotting runtime needs numpy, onnxruntime and sentencepiece only."""
+    import subprocess
+
+    from tests.test_runtime_without_torch import BLOCKER
+
+    clip = "clip2_turn_on_the_light"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            BLOCKER,
+            "spot",
+            str(onnx_bundle),
+            str(kws_data.KWS / "audio" / f"{clip}.wav"),
+            "--keywords",
+            str(kws_data.KWS / "keywords.txt"),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    keywords = [line.split()[2] for line in result.stdout.splitlines()]
+    assert keywords == [k for k, _, _ in kws_data.expected_sherpa(clip, kws_data.settings()[0])]

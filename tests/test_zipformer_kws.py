@@ -121,3 +121,17 @@ def test_non_streaming_config_is_refused(tmp_path: Path) -> None:
         config_from_dict({**config, "causal": False})
     with pytest.raises(CheckpointError, match="chunk_size"):
         config_from_dict({**config, "chunk_size": "16,32"})
+
+
+def test_full_size_model_streams_with_icefall_state_shapes() -> None:
+    """The recipe's full-size model (random weights): one chunk, icefall's state layout."""
+    model = ZipformerTransducer(ZipformerConfig()).eval()
+    states = model.initial_states()
+    assert len(states) == len(model.state_names()) == 38
+    assert tuple(states[model.state_names().index("cached_key_3")].shape) == (8, 1, 8 * 32)
+    assert tuple(states[-2].shape) == (1, 128, 3, 19)
+    with torch.no_grad():
+        out, new = model.streaming_step(torch.randn(1, 45, 80), states)
+    assert tuple(out.shape) == (1, 8, 128)
+    assert [tuple(s.shape) for s in new] == [tuple(s.shape) for s in states]
+    assert int(new[-1][0]) == 16
