@@ -260,6 +260,8 @@ def test_bad_keyword_lists_are_clear_errors(
         model.spotter(" , ")
     with pytest.raises(KeywordError, match="empty"):
         model.spotter([])
+    with pytest.raises(KeywordError, match="keyword file not found"):
+        model.spotter("missing_keywords.txt")
     with pytest.raises(KeywordError, match=r"'h\u00e9llo'.*unknown token"):
         model.spotter("HELLO,h\u00e9llo")
     wav = str(kws_data.KWS / "audio" / "clip1_hello_computer.wav")

@@ -182,6 +182,8 @@ class KeywordSpotterModel:
                 raise KeywordError(f"cannot read the keyword file ({exc})", path=path) from exc
             return self._from_lines(lines, separator_is_comma=False)
         if isinstance(keywords, str):
+            if Path(keywords).suffix.lower() in (".txt", ".list") and "," not in keywords:
+                raise KeywordError("keyword file not found", path=keywords)
             return self._from_lines([keywords], separator_is_comma=True)
         items = list(keywords)
         if items and all(isinstance(k, Keyword) for k in items):
