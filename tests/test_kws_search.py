@@ -229,3 +229,57 @@ def test_bad_settings_are_errors() -> None:
         SearchSettings(semantics="kaldi")
     with pytest.raises(KeywordError, match="beam"):
         SearchSettings(beam=0)
+
+
+# --------------------------------------------------------------------------- sherpa's stream
+
+
+class _CountingEncoder:
+    """8 frames per chunk, whatever the features; counts its resets."""
+
+    def __init__(self) -> None:
+        self.resets = 0
+        self.calls = 0
+
+    def reset(self) -> None:
+        self.resets += 1
+
+    def __call__(self, features: np.ndarray) -> np.ndarray:
+        self.calls += 1
+        return np.zeros((8, 2), dtype=np.float32)
+
+
+def _blank_joiner(enc: np.ndarray, dec: np.ndarray) -> np.ndarray:
+    logits = np.zeros((len(enc), 5), dtype=np.float32)
+    logits[:, 0] = 10.0  # blank everywhere
+    return logits
+
+
+def test_sherpa_stream_resets_itself_after_1_5_s_of_blanks() -> None:
+    graph = ContextGraph([Keyword((3, 4), "X")], default_boost=1.0, default_threshold=0.25)
+    search = KeywordSearch(
+        graph, lambda c: np.zeros((len(c), 2), np.float32), _blank_joiner, SearchSettings()
+    )
+    encoder = _CountingEncoder()
+    stream = KeywordStream(search, encoder, chunk_frames=45, chunk_shift=32)
+    assert encoder.resets == 1  # the stream starts from the initial state
+    for chunk in range(1, 12):
+        stream.accept(np.zeros((32 if chunk > 1 else 46, 80), np.float32))
+        # before each chunk, sherpa resets when the best path ends in more than 37 blank
+        # frames (1.5 s at 40 ms): after 5 chunks (40 frames), then 5 chunks later again
+        assert encoder.resets == 1 + (encoder.calls - 1) // 5, chunk
+    assert search.frame == 8 * ((encoder.calls - 1) % 5 + 1)
+
+
+def test_icefall_stream_never_resets_the_encoder() -> None:
+    graph = ContextGraph([Keyword((3, 4), "X")], default_boost=1.0, default_threshold=0.25)
+    search = KeywordSearch(
+        graph,
+        lambda c: np.zeros((len(c), 2), np.float32),
+        _blank_joiner,
+        SearchSettings(semantics="icefall"),
+    )
+    encoder = _CountingEncoder()
+    stream = KeywordStream(search, encoder, chunk_frames=45, chunk_shift=32)
+    stream.accept(np.zeros((46 + 32 * 10, 80), np.float32))
+    assert (encoder.calls, encoder.resets, search.frame) == (11, 1, 88)
