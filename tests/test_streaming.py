@@ -283,7 +283,7 @@ def test_verify_streaming_bundle(bundles: dict[str, Path], tmp_path: Path) -> No
     (result,) = report.files
     assert result.token_exact  # type: ignore[attr-defined]
     (encoder,) = report.components[0].components
-    assert encoder.kind == "encoder_chunk" and encoder.calls == 17
+    assert encoder.kind == "streaming_encoder" and encoder.calls == 17
     assert encoder.outputs["encoded_len"].exact and encoder.outputs["cache_len_next"].exact
     assert encoder.outputs["encoded"].max_abs < ENCODER_ATOL
     assert encoder.outputs["cache_channel_next"].max_abs < ENCODER_ATOL
@@ -333,7 +333,7 @@ def test_bundle_layout(bundles: dict[str, Path]) -> None:
     ]
     assert m.streaming.prompts["auto"] == 101 and m.streaming.num_prompts == 128
     encoder = m.component("encoder_la3")
-    assert encoder.kind == "encoder_chunk"
+    assert encoder.kind == "streaming_encoder"
     assert [p.input for p in encoder.state] == ["cache_channel", "cache_time", "cache_len"]
     assert [t.name for t in encoder.inputs][-1] == "prompt"
     assert m.component("decoder").kind == "decoder_step"

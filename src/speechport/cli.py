@@ -174,6 +174,24 @@ def build_parser() -> argparse.ArgumentParser:
         "--stream", action="store_true", help="feed the audio as a stream; print start/end events"
     )
 
+    spot = sub.add_parser("spot", help="keywords heard in audio, with a keyword-spotting bundle")
+    spot.add_argument("bundle", type=Path)
+    spot.add_argument("audio", nargs="+", help="audio files; - reads 16 kHz 16-bit PCM from stdin")
+    spot.add_argument(
+        "--keywords",
+        required=True,
+        help="a keyword file (sherpa-onnx syntax, or one phrase per line) or phrases "
+        'separated by commas: "HEY COMPUTER,LIGHTS ON"',
+    )
+    spot.add_argument("--boost", type=float, help="boost per keyword token (default: bundle's)")
+    spot.add_argument("--threshold", type=float, help="mean token probability to trigger")
+    spot.add_argument("--trailing-blanks", type=int, help="blank frames needed after a keyword")
+    spot.add_argument("--beam", type=int, help="active paths of the search")
+    spot.add_argument("--search", choices=["sherpa", "icefall"], help="search semantics")
+    spot.add_argument("--backend", choices=["onnx", "coreml", "torch"], default="onnx")
+    spot.add_argument("--checkpoint", type=Path, help="source weights for --backend torch")
+    spot.add_argument("--output", choices=["text", "json"], default="text")
+
     verify = sub.add_parser("verify", help="parity of a bundle against its torch reference")
     verify.add_argument("bundle", type=Path)
     verify.add_argument(
@@ -321,6 +339,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "info": _info,
         "vad": _vad,
         "stream": _stream,
+        "spot": _spot,
         "verify": _verify,
         "quantize": _quantize,
         "bench": _bench,
@@ -566,6 +585,54 @@ def _check_thresholds(args: argparse.Namespace, defaults: Any) -> None:
             f"--neg-threshold {args.neg_threshold:g} must not be above the threshold {threshold:g}",
             hint="speech ends when the probability falls below --neg-threshold",
         )
+
+
+def _spot(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from speechport.audio import load_audio
+
+    model = _open(args.bundle, args.backend, args.checkpoint, "kws")
+    options = {
+        "boost": args.boost,
+        "threshold": args.threshold,
+        "trailing_blanks": args.trailing_blanks,
+        "beam": args.beam,
+        "search": args.search,
+    }
+    keywords = model.keywords(args.keywords)  # checked before any audio is read
+    many = len(args.audio) > 1
+    for source in args.audio:
+        session = model.spotter(keywords, **options)
+        if many and args.output == "text":
+            sys.stdout.write(f"==> {source} <==\n")
+        found: list[Any] = []
+
+        def emit(detections: list[Any], found: list[Any] = found) -> None:
+            found.extend(detections)
+            if args.output == "text":
+                for d in detections:
+                    print(f"{d.start:8.2f} {d.end:8.2f}  {d.keyword}  ({d.score:.2f})", flush=True)
+
+        if source == "-":  # raw PCM as it arrives: detections print as they happen
+            rest = b""
+            while block := sys.stdin.buffer.read(3200):
+                block, rest = rest + block, b""
+                if len(block) % 2:
+                    block, rest = block[:-1], block[-1:]
+                emit(session.feed(np.frombuffer(block, dtype="<i2").astype(np.float32) / 32768))
+        else:
+            emit(session.feed(load_audio(source, sample_rate=model.sample_rate).samples))
+        emit(session.finish())
+        if args.output == "json":
+            data = {
+                "source": source,
+                "engine": model.bundle.engine,
+                "search": session.settings.semantics,
+                "detections": [d.to_dict() for d in found],
+            }
+            print(json.dumps(data, indent=2, ensure_ascii=False))
+    return 0
 
 
 def _verify(args: argparse.Namespace) -> int:

@@ -52,7 +52,8 @@ COMPONENT_KINDS: dict[str, str] = {
     "vad_batch": "several audio chunks per call -> one speech probability each",
     "vad_encoder": "a VAD's encoder stage: features and state -> state",
     "vad_decoder": "a VAD's decoder stage: state -> speech probability",
-    "encoder_chunk": "one chunk of mel frames and every cache -> its encoder frames, next caches",
+    "streaming_encoder": "one chunk of features and every cache -> encodings and new caches",
+    "decoder_context": "stateless prediction network: the last few tokens -> output",
 }
 # Manifests written before components declared a kind: the kind of each role they used
 # (the other roles of those manifests were named as their kind).

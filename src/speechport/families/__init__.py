@@ -34,6 +34,12 @@ def _nemo_streaming() -> Family:
     return NemoStreamingFamily()
 
 
+def _zipformer_kws() -> Family:
+    from speechport.families.zipformer_kws import ZipformerKwsFamily
+
+    return ZipformerKwsFamily()
+
+
 def _silero_vad() -> Family:
     from speechport.families.silero_vad import SileroVadFamily
 
@@ -47,6 +53,7 @@ FAMILIES: dict[str, Callable[[], Family]] = {
     "parakeet": _parakeet,
     "nemo-streaming": _nemo_streaming,
     "silero-vad": _silero_vad,
+    "zipformer-kws": _zipformer_kws,
 }
 
 

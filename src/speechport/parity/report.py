@@ -161,11 +161,36 @@ class VadFileResult(FileResult):
         return cls(**values)
 
 
+@dataclass
+class KwsFileResult(FileResult):
+    """Keyword spotting: the streaming encoder chunk by chunk (output and every cache), the
+    decoder and joiner on the inputs the search visited, and the detections."""
+
+    chunks: int
+    encoder_max_abs: float
+    state_max_abs: float
+    worst_state: str
+    decoder_max_abs: float
+    joiner_max_abs: float
+    joiner_top1: float
+    joiner_pairs: int
+    keywords: list[str]
+    detections_reference: list[str]
+    detections: list[str]
+    detections_kept: float  # share of the reference's detections also found
+    detections_added: int  # detections the reference does not have (false alarms)
+
+    @property
+    def detections_equal(self) -> bool:
+        return self.detections == self.detections_reference
+
+
 # The per-file result type of each task's report (the task's plug-in names it too).
 FILE_RESULTS: dict[str, type[FileResult]] = {
     "asr": AsrFileResult,
     "streaming-asr": AsrFileResult,
     "vad": VadFileResult,
+    "kws": KwsFileResult,
 }
 
 

@@ -12,10 +12,13 @@ from speechport.errors import BundleError
 from speechport.manifest import MANIFEST_NAME, Manifest
 from speechport.tasks.asr import AsrTask
 from speechport.tasks.base import GateLimits, Task
+from speechport.tasks.kws import KwsTask
 from speechport.tasks.streaming_asr import StreamingAsrTask
 from speechport.tasks.vad import VadTask
 
-TASKS: dict[str, Task] = {task.name: task for task in (AsrTask(), StreamingAsrTask(), VadTask())}
+TASKS: dict[str, Task] = {
+    task.name: task for task in (AsrTask(), StreamingAsrTask(), VadTask(), KwsTask())
+}
 
 
 def get_task(name: str) -> Task:

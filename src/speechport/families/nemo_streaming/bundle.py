@@ -305,7 +305,7 @@ def _encoder(
             StatePair("cache_time", "cache_time_next"),
             StatePair("cache_len", "cache_len_next"),
         ),
-        kind="encoder_chunk",
+        kind="streaming_encoder",
     )
     return ExportableComponent(
         spec,
