@@ -145,7 +145,10 @@ def test_a_task_without_a_plug_in_is_refused(ctc: Path, tmp_path: Path, task: st
     data = json.loads((ctc / MANIFEST_NAME).read_text(encoding="utf-8"))
     data["task"] = task
     (tmp_path / MANIFEST_NAME).write_text(json.dumps(data), encoding="utf-8")
-    with pytest.raises(BundleError, match=f"unknown task '{task}'; this speechport runs: asr, streaming-asr, vad, kws"):
+    with pytest.raises(
+        BundleError,
+        match=f"unknown task '{task}'; this speechport runs: asr, streaming-asr, vad, kws",
+    ):
         speechport.load(tmp_path)
     assert main(["transcribe", str(tmp_path), str(GIGAAM_CLIP)]) == 2
 

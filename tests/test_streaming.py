@@ -146,6 +146,13 @@ def test_torch_encoder_chunk_by_chunk_equals_nemo(
         caches[1].numpy(), ref["final_cache_last_time"], atol=ENCODER_ATOL, rtol=0
     )
     assert int(caches[2][0]) == int(ref["final_cache_last_channel_len"][0])
+    if model == "nemotron_prompt" and lang == "en-US":
+        # The second oracle: transformers' Nemotron3_5AsrForRNNT with use_cache=True, its
+        # projected encoder output (pooler) over the complete chunks.
+        pooler = ref["hf_stream_pooler"]
+        with torch.no_grad():
+            projected = net.joint.enc(torch.from_numpy(streamed[0].T)).numpy()
+        np.testing.assert_allclose(projected[: pooler.shape[0]], pooler, atol=ENCODER_ATOL, rtol=0)
 
 
 @pytest.mark.parametrize(("model", "la", "clip", "lang"), cases(languages=True))
@@ -177,6 +184,27 @@ def test_torch_reference_tokens_equal_nemo(bundles: dict[str, Path]) -> None:
             assert (
                 got.token_ids == reference("streaming_rnnt", la, clip)["stream_token_ids"].tolist()
             )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_core_ml_bundle_tokens_equal_nemo(bundle_cache: BundleCache, precision: str) -> None:
+    """The Core ML packages (run by speechport's Core ML program interpreter off macOS,
+    fp16 emulated): NeMo's streaming tokens and frames at the default lookahead."""
+    bundle = bundle_cache.get(
+        "nemo-streaming",
+        DATA / "streaming_rnnt.nemo",
+        f"streaming_rnnt_{precision}",
+        formats="coreml",
+        precision=precision,
+    )
+    recognizer = speechport.load(bundle, "coreml")
+    assert "MIL interpreter" in recognizer.bundle.engine
+    for clip in CLIPS:
+        ref = reference("streaming_rnnt", 3, clip)
+        got = recognizer.transcribe(audio(clip))
+        assert got.token_ids == ref["stream_token_ids"].tolist()
+        assert [round(t.start / 0.08) for t in got.tokens] == ref["stream_token_frames"].tolist()
 
 
 def test_any_packet_size_gives_the_same_tokens(bundles: dict[str, Path]) -> None:
