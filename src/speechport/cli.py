@@ -310,6 +310,22 @@ def build_parser() -> argparse.ArgumentParser:
     bench_q.add_argument("--window", type=float, default=30.0, help="encoder window, seconds")
     bench_q.add_argument("--work-dir", type=Path, help="keep the bundle and sweep here")
     bench_q.add_argument("--json", action="store_true")
+    bench_s = bench_sub.add_parser(
+        "streaming",
+        help="full-size cache-aware streaming models (random weights): conversion time and "
+        "memory, package sizes, encoder latency per chunk under ONNX Runtime and the Core ML "
+        "interpreter, RTFx",
+    )
+    bench_s.add_argument(
+        "--architecture", choices=["eou-120m", "nemotron-0.6b"], default="eou-120m"
+    )
+    bench_s.add_argument("--format", default="onnx,coreml", help="comma-separated formats")
+    bench_s.add_argument("--chunks", type=int, default=20, help="chunks timed under ONNX Runtime")
+    bench_s.add_argument(
+        "--interpreter-chunks", type=int, default=3, help="chunks timed under the interpreter"
+    )
+    bench_s.add_argument("--work-dir", type=Path, help="keep the bundle here")
+    bench_s.add_argument("--json", action="store_true")
     return parser
 
 
@@ -840,6 +856,17 @@ def _bench(args: argparse.Namespace) -> int:
         result = bench_convert_parakeet(
             formats=tuple(parse_formats(args.format)),
             precision=args.precision,
+            work_dir=args.work_dir,
+        )
+    elif args.bench == "streaming":
+        from speechport.bench.streaming import bench_streaming
+        from speechport.export.bundle import parse_formats
+
+        result = bench_streaming(
+            args.architecture,
+            formats=tuple(parse_formats(args.format)),
+            chunks=args.chunks,
+            interpreter_chunks=args.interpreter_chunks,
             work_dir=args.work_dir,
         )
     elif args.bench == "coreml-encoder":

@@ -87,6 +87,9 @@ def _check_io(session: object, spec: ComponentSpec, path: Path) -> None:
     call with an engine error."""
     file = spec.files["onnx"]
     got_in = {i.name: i.shape for i in session.get_inputs()}  # type: ignore[attr-defined]
+    # Inputs with a default value (an initializer of the same name) are not listed as inputs.
+    overridable = session.get_overridable_initializers()  # type: ignore[attr-defined]
+    got_in.update({i.name: i.shape for i in overridable})
     got_out = {o.name: o.shape for o in session.get_outputs()}  # type: ignore[attr-defined]
     want_in = {t.name: t.shape for t in file.inputs}
     want_in.update({c.name: None for c in file.constants})  # type: ignore[misc]
