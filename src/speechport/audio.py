@@ -244,9 +244,10 @@ class AudioSource:
         self.original_sample_rate: int | None = None if array is None else sample_rate
         self.original_channels: int | None = None if array is None else 1
 
-    def blocks(self) -> Iterator[np.ndarray]:
+    def blocks(self, *, keep: bool = True) -> Iterator[np.ndarray]:
         """Mono float32 blocks at ``sample_rate``; a file's header is checked first, every
-        block's samples are checked to be finite."""
+        block's samples are checked to be finite. ``keep=False``: a single pass, nothing
+        kept for a replay (memory independent of the length from the first sample on)."""
         if self._array is not None:
             step = max(1, round(self.block_seconds * self.sample_rate))
             for start in range(0, self._array.shape[0], step):
@@ -255,7 +256,7 @@ class AudioSource:
         if self._replay is not None:
             yield from self._replay
             return
-        kept: list[np.ndarray] | None = []
+        kept: list[np.ndarray] | None = [] if keep else None
         kept_size, limit = 0, REPLAY_SECONDS * self.sample_rate
         for block in self._decode():
             if kept is not None:
@@ -265,7 +266,8 @@ class AudioSource:
                 else:
                     kept = None
             yield block
-        self._replay = kept
+        if keep:
+            self._replay = kept
 
     def read_all(self) -> np.ndarray:
         """Every sample in one array (as much memory as the audio)."""

@@ -789,11 +789,18 @@ def _packets(source: str, rate: int, packet: int) -> Iterator[np.ndarray]:
                 data = data[:-1]
             yield np.frombuffer(data, dtype="<i2").astype(np.float32) / 32768.0
     else:
-        from speechport.audio import load_audio
+        from speechport.audio import open_audio
 
-        samples = load_audio(Path(source), sample_rate=rate).samples
-        for start in range(0, samples.size, packet):
-            yield samples[start : start + packet]
+        pending = np.zeros(0, dtype=np.float32)
+        source_audio = open_audio(Path(source), target_rate=rate)
+        for block in source_audio.blocks(keep=False):  # one pass, bounded memory
+            pending = np.concatenate([pending, block])
+            full = pending.size - pending.size % packet
+            for start in range(0, full, packet):
+                yield pending[start : start + packet]
+            pending = pending[full:]
+        if pending.size:
+            yield pending
 
 
 def _backends(text: str) -> list[str]:

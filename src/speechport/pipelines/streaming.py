@@ -128,7 +128,7 @@ class StreamingRecognizer:
         marks their ends."""
         audio_source = open_audio(audio, sample_rate=sample_rate, target_rate=self.sample_rate)
         session = self.stream(language=language, lookahead=lookahead)
-        for block in audio_source.blocks():  # bounded memory, whatever the length
+        for block in audio_source.blocks(keep=False):  # bounded memory, whatever the length
             for start in range(0, block.size, packet_samples):
                 session.feed(block[start : start + packet_samples])
         session.finish()
