@@ -45,6 +45,9 @@ class OnnxBackend:
                 "onnxruntime is not installed", hint="pip install onnxruntime"
             ) from exc
         self._ort = ort
+        # Graph notes (e.g. an input with a default value is not constant-folded) go to the
+        # process-wide logger, not the session's: errors only.
+        ort.set_default_logger_severity(3)
         self.providers = providers or ["CPUExecutionProvider"]
         self.threads = threads
 
