@@ -68,6 +68,8 @@ _MILLISECONDS = _number(0.0)
 _SECONDS = _number(0.0, above=True)
 _RUNS = _number(1, integer=True)
 _TOLERANCE = _number(0.0)
+_THREADS = _number(1, integer=True)
+_THREADS_HELP = "ONNX Runtime threads for encoders and front ends (default: every CPU)"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -116,6 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     transcribe.add_argument("bundle", type=Path)
     transcribe.add_argument("audio", type=Path, nargs="+")
     transcribe.add_argument("--backend", choices=["onnx", "coreml", "torch"], default="onnx")
+    transcribe.add_argument("--threads", type=_THREADS, help=_THREADS_HELP)
     transcribe.add_argument(
         "--checkpoint",
         type=Path,
@@ -153,6 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     vad.add_argument("bundle", type=Path)
     vad.add_argument("audio", type=Path, nargs="+")
     vad.add_argument("--backend", choices=["onnx", "coreml", "torch"], default="onnx")
+    vad.add_argument("--threads", type=_THREADS, help=_THREADS_HELP)
     vad.add_argument("--checkpoint", type=Path, help="source weights for --backend torch")
     vad.add_argument("--output", choices=OUTPUTS, default="text")
     vad.add_argument(
@@ -189,6 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
     spot.add_argument("--beam", type=int, help="active paths of the search")
     spot.add_argument("--search", choices=["sherpa", "icefall"], help="search semantics")
     spot.add_argument("--backend", choices=["onnx", "coreml", "torch"], default="onnx")
+    spot.add_argument("--threads", type=_THREADS, help=_THREADS_HELP)
     spot.add_argument("--checkpoint", type=Path, help="source weights for --backend torch")
     spot.add_argument("--output", choices=["text", "json"], default="text")
 
@@ -254,6 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
     stream.add_argument("bundle", type=Path)
     stream.add_argument("audio", help="an audio file, or - for 16-bit PCM on stdin")
     stream.add_argument("--backend", choices=["onnx", "coreml", "torch"], default="onnx")
+    stream.add_argument("--threads", type=_THREADS, help=_THREADS_HELP)
     stream.add_argument("--checkpoint", type=Path, help="source checkpoint for --backend torch")
     stream.add_argument("--lookahead", type=int, help="one of the bundle's (default: its first)")
     stream.add_argument("--language", help="the prompt of a multilingual model (en-US, auto...)")
@@ -411,7 +417,7 @@ def _transcribe(args: argparse.Namespace) -> int:
     detector = None
     if args.vad is not None:
         try:
-            detector = _open(args.vad, "onnx", None, "vad")
+            detector = _open(args.vad, "onnx", None, "vad", args.threads)
         except SpeechportError as exc:
             raise SpeechportError(
                 f"--vad bundle: {exc}",
@@ -431,7 +437,12 @@ def _transcribe(args: argparse.Namespace) -> int:
             )
         options = {}
     transcriber = _open(
-        args.bundle, args.backend, args.checkpoint, ("asr", "streaming-asr"), **options
+        args.bundle,
+        args.backend,
+        args.checkpoint,
+        ("asr", "streaming-asr"),
+        args.threads,
+        **options,
     )
 
     def render(t: Transcript) -> str:
@@ -524,7 +535,7 @@ def _vad(args: argparse.Namespace) -> int:
         raise SpeechportError("--probs needs --output json")
     if args.threshold is not None:
         _check_thresholds(args, None)
-    detector = _open(args.bundle, args.backend, args.checkpoint, "vad")
+    detector = _open(args.bundle, args.backend, args.checkpoint, "vad", args.threads)
     _check_thresholds(args, detector.defaults)
     params = detector.params(
         threshold=args.threshold,
@@ -592,7 +603,7 @@ def _spot(args: argparse.Namespace) -> int:
 
     from speechport.audio import load_audio
 
-    model = _open(args.bundle, args.backend, args.checkpoint, "kws")
+    model = _open(args.bundle, args.backend, args.checkpoint, "kws", args.threads)
     options = {
         "boost": args.boost,
         "threshold": args.threshold,
@@ -708,6 +719,7 @@ def _open(
     backend: str,
     checkpoint: Path | None,
     task_names: str | tuple[str, ...],
+    threads: int | None = None,
     **options: Any,
 ) -> Any:
     """``speechport.load`` for a command that serves the tasks ``task_names``: a bundle of
@@ -721,7 +733,7 @@ def _open(
     if task_for(manifest, bundle) not in wanted:
         raise manifest.wrong_task(" or ".join(t.title for t in wanted), bundle)
     reference = checkpoint if backend == "torch" else None
-    return load(bundle, backend, checkpoint=reference, **options)
+    return load(bundle, backend, checkpoint=reference, threads=threads, **options)
 
 
 def _streaming(bundle: Path) -> bool:
@@ -735,7 +747,7 @@ def _stream(args: argparse.Namespace) -> int:
     from speechport.render import StreamPrinter
 
     recognizer: StreamingRecognizer = _open(
-        args.bundle, args.backend, args.checkpoint, "streaming-asr"
+        args.bundle, args.backend, args.checkpoint, "streaming-asr", args.threads
     )
     session = recognizer.stream(language=args.language, lookahead=args.lookahead)
     rate = recognizer.sample_rate

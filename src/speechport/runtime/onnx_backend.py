@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -32,8 +33,35 @@ class OnnxComponent(FileComponent):
         return self.outputs(results)
 
 
+# Kinds called once per frame, token or audio chunk on tensors of one step: a thread pool
+# costs more to wake (and, spinning, steals the core the next call needs) than it saves.
+STEP_KINDS = frozenset(
+    {
+        "decoder_step",
+        "joint",
+        "decoder_joint",
+        "joint_decision_frame",
+        "decoder_context",
+        "vad",
+        "vad_encoder",
+        "vad_decoder",
+    }
+)
+
+
+def threads_for(kind: str, threads: int) -> int:
+    """Intra-op threads for a component of ``kind``: one for per-step kinds, ``threads`` for
+    whole-window and whole-chunk ones (encoders, front ends)."""
+    return 1 if kind in STEP_KINDS else threads
+
+
 class OnnxBackend:
-    """ONNX Runtime on the CPU (or the providers given)."""
+    """ONNX Runtime on the CPU (or the providers given).
+
+    ``threads``: intra-op threads for the components that run on a whole window or chunk
+    (encoders, front ends; default: every CPU); components called once per step (decoder,
+    joint, VAD chunk) run on one. No pool spin-waits: the decoder and the joint alternate
+    every step, and a spinning pool of one would hold the core the other needs."""
 
     name = "onnx"
 
@@ -44,9 +72,21 @@ class OnnxBackend:
             raise BackendError(
                 "onnxruntime is not installed", hint="pip install onnxruntime"
             ) from exc
+        if threads is not None and threads < 1:
+            raise BackendError(f"threads must be at least 1, got {threads}")
         self._ort = ort
         self.providers = providers or ["CPUExecutionProvider"]
-        self.threads = threads
+        self.threads = threads or os.cpu_count() or 1
+
+    def session_options(self, kind: str) -> object:
+        """The session options for a component of ``kind``."""
+        options = self._ort.SessionOptions()
+        options.log_severity_level = 3
+        options.intra_op_num_threads = threads_for(kind, self.threads)
+        options.inter_op_num_threads = 1
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options.add_session_config_entry("session.inter_op.allow_spinning", "0")
+        return options
 
     @property
     def engine(self) -> str:
@@ -65,13 +105,9 @@ class OnnxBackend:
             raise BundleError(
                 "ONNX file listed in the manifest is missing", path=path, component=spec.name
             )
-        options = self._ort.SessionOptions()
-        options.log_severity_level = 3
-        if self.threads:
-            options.intra_op_num_threads = self.threads
         try:
             session = self._ort.InferenceSession(
-                str(path), sess_options=options, providers=self.providers
+                str(path), sess_options=self.session_options(spec.kind), providers=self.providers
             )
         except Exception as exc:
             raise BundleError(

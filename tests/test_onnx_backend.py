@@ -1,0 +1,45 @@
+"""ONNX Runtime sessions: thread pools sized per component kind, no spin-waiting."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+import speechport
+from speechport.errors import BackendError, SpeechportError
+from speechport.runtime import load_bundle
+from speechport.runtime.onnx_backend import OnnxBackend
+from tests.helpers import GIGAAM, gigaam_clip
+
+
+def test_step_components_run_on_one_thread_and_no_pool_spins(
+    gigaam_onnx: Callable[[str], Path],
+) -> None:
+    loaded = load_bundle(gigaam_onnx("v3_e2e_rnnt"), OnnxBackend(threads=3))
+    threads = {}
+    for component in loaded.components.values():
+        options = component._session.get_session_options()  # type: ignore[attr-defined]
+        threads[component.spec.kind] = options.intra_op_num_threads
+        for pool in ("intra_op", "inter_op"):
+            assert options.get_session_config_entry(f"session.{pool}.allow_spinning") == "0"
+    assert threads == {"encoder": 3, "decoder_step": 1, "joint": 1}
+
+
+def test_threads_default_to_the_cpu_count_and_must_be_positive(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("os.cpu_count", lambda: 5)
+    assert OnnxBackend().threads == 5
+    with pytest.raises(BackendError, match="at least 1"):
+        OnnxBackend(threads=0)
+
+
+def test_load_takes_threads_for_onnx_only(gigaam_onnx: Callable[[str], Path]) -> None:
+    bundle = gigaam_onnx("v3_e2e_rnnt")
+    ref = gigaam_clip("v3_e2e_rnnt", 0).expected
+    text = speechport.load(bundle, threads=1).transcribe(GIGAAM / ref["audio"]).text
+    assert text == ref["text"]
+    with pytest.raises(SpeechportError, match="coreml backend takes none"):
+        speechport.load(bundle, "coreml", threads=2)
