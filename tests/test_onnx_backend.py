@@ -10,6 +10,7 @@ import pytest
 import speechport
 from speechport.errors import BackendError, SpeechportError
 from speechport.runtime import load_bundle
+from speechport.runtime.base import dynamic_axes
 from speechport.runtime.onnx_backend import OnnxBackend
 from tests.helpers import GIGAAM, gigaam_clip
 
@@ -43,3 +44,20 @@ def test_load_takes_threads_for_onnx_only(gigaam_onnx: Callable[[str], Path]) ->
     assert text == ref["text"]
     with pytest.raises(SpeechportError, match="coreml backend takes none"):
         speechport.load(bundle, "coreml", threads=2)
+
+
+def test_the_time_axis_is_dynamic_in_onnx_and_through_wrappers(
+    gigaam_onnx: Callable[[str], Path],
+) -> None:
+    """The encoder's ONNX file takes its features at any length (batch and time axes);
+    verify's recorder and the benchmark's timer declare what they wrap, so they are fed
+    the shapes a user's run is fed."""
+    from speechport.bench.decode_loop import _Timed, _Timer
+    from speechport.parity.latency import Recorder
+
+    loaded = load_bundle(gigaam_onnx("v3_e2e_rnnt"))
+    encoder, joint = loaded.of_kind("encoder"), loaded.of_kind("joint")
+    assert dynamic_axes(encoder) == {0, 2} and dynamic_axes(encoder, 1) == {0}
+    assert dynamic_axes(joint) == frozenset()  # [1, d] fed as the file's [1, d, 1]
+    for wrapper in (Recorder(encoder), _Timed(encoder, _Timer())):
+        assert dynamic_axes(wrapper) == {0, 2}

@@ -47,6 +47,12 @@ def dynamic_axes(component: Component, index: int = 0) -> frozenset[int]:
     return axes[index] if index < len(axes) else frozenset()
 
 
+def dynamic_inputs(component: Component) -> tuple[frozenset[int], ...]:
+    """``dynamic_axes`` of every input: what a wrapper around ``component`` declares, so that
+    wrapping (timing, recording) does not change the shapes it is fed."""
+    return tuple(dynamic_axes(component, i) for i in range(len(component.spec.inputs)))
+
+
 @dataclass
 class LoadedBundle:
     """A bundle with its components loaded by one backend."""
