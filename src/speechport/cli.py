@@ -287,6 +287,17 @@ def build_parser() -> argparse.ArgumentParser:
     decode.add_argument("--seconds", type=float, default=60.0, help="clip length")
     decode.add_argument("--work-dir", type=Path, help="where to keep the bundle (default: temp)")
     decode.add_argument("--json", action="store_true")
+    compare = bench_sub.add_parser(
+        "compare",
+        help="speechport against onnx-asr and sherpa-onnx on the bundle's own ONNX files: "
+        "RTFx, time ratios, transcript agreement",
+    )
+    compare.add_argument("bundle", type=Path)
+    compare.add_argument("audio", type=Path, nargs="+", help="audio files or directories")
+    compare.add_argument("--threads", type=_THREADS, help="for every engine (default: every CPU)")
+    compare.add_argument("--runs", type=_RUNS, default=3, help="timed rounds (median)")
+    compare.add_argument("--onnx-asr-model", help="onnx-asr's model type (default: guessed)")
+    compare.add_argument("--json", action="store_true")
     parakeet = bench_sub.add_parser(
         "convert-parakeet",
         help="full-size Parakeet-TDT-0.6B-v3 (random weights): Core ML and ONNX conversion "
@@ -845,7 +856,21 @@ def _info(args: argparse.Namespace) -> int:
 
 def _bench(args: argparse.Namespace) -> int:
     result: dict[str, Any]
-    if args.bench == "convert-parakeet":
+    if args.bench == "compare":
+        from speechport.bench.compare import bench_compare
+        from speechport.bench.compare import table as compare_table
+
+        result = bench_compare(
+            args.bundle,
+            args.audio,
+            threads=args.threads,
+            runs=args.runs,
+            onnx_asr_model=args.onnx_asr_model,
+        )
+        if not args.json:
+            print("\n".join(compare_table(result)))
+            return 0
+    elif args.bench == "convert-parakeet":
         from speechport.bench.convert_parakeet import bench_convert_parakeet
         from speechport.export.bundle import parse_formats
 
