@@ -11,7 +11,7 @@ import speechport
 from speechport.errors import BackendError, SpeechportError
 from speechport.runtime import load_bundle
 from speechport.runtime.base import dynamic_axes
-from speechport.runtime.onnx_backend import OnnxBackend
+from speechport.runtime.onnx_backend import OnnxBackend, threads_for
 from tests.helpers import GIGAAM, gigaam_clip
 
 
@@ -26,6 +26,17 @@ def test_step_components_run_on_one_thread_and_no_pool_spins(
         for pool in ("intra_op", "inter_op"):
             assert options.get_session_config_entry(f"session.{pool}.allow_spinning") == "0"
     assert threads == {"encoder": 3, "decoder_step": 1, "joint": 1}
+
+
+def test_large_step_components_get_a_thread_per_8_mib_of_weights() -> None:
+    """A per-step call streams its weights once: small ones stay on one thread, large
+    ones (full-size Parakeet's 24-45 MiB predictor and joint) spread over the threads."""
+    mib = 1 << 20
+    assert threads_for("joint", 4, 3 * mib) == 1  # full-size GigaAM's joint
+    assert threads_for("decoder_step", 4, 16 * mib) == 2
+    assert threads_for("decoder_step", 4, 45 * mib) == 4
+    assert threads_for("decoder_joint", 1, 70 * mib) == 1
+    assert threads_for("encoder", 4, 0) == 4 and threads_for("frontend", 3, mib) == 3
 
 
 def test_threads_default_to_the_cpu_count_and_must_be_positive(
