@@ -65,6 +65,8 @@ def test_transcribe_formats(
 
     code, stdout, _ = run(capsys, "transcribe", bundle, CLIP0)
     assert (code, stdout) == (0, ref["text"] + "\n")
+    code, stdout, _ = run(capsys, "transcribe", bundle, CLIP0, "--threads", "1")
+    assert (code, stdout) == (0, ref["text"] + "\n")
 
     _, stdout, _ = run(capsys, "transcribe", bundle, CLIP0, "--timestamps")
     lines = stdout.splitlines()

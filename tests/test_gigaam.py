@@ -115,6 +115,38 @@ def test_onnx_encoder_on_padded_window_equals_upstream(
         np.testing.assert_allclose(got, want, rtol=ENCODER_RTOL, atol=ENCODER_ATOL)
 
 
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_onnx_encoder_runs_only_the_valid_frames(
+    transcribers: dict[tuple[str, str], Transcriber], variant: str
+) -> None:
+    """The ONNX file takes its features at any length: the transcriber feeds only the
+    valid frames, rounded up to the subsampling factor, and the encoder gives upstream's
+    frames (to the tolerance of the padded window); the torch reference keeps the window."""
+    transcriber = transcribers[(variant, "onnx")]
+    encoder = transcriber.bundle.component("encoder")
+    factor = transcriber.decoding.subsampling_factor
+    window = encoder.spec.inputs[0].shape[2]
+    for clip in CLIPS:
+        ref = gigaam_clip(variant, clip)
+        inputs = transcriber.encoder_inputs(ref.audio)
+        torch_inputs = transcribers[(variant, "torch")].encoder_inputs(ref.audio)
+        assert inputs is not None and torch_inputs is not None
+        features, length = inputs
+        valid = int(length[0])
+        assert features.shape[2] == -(-valid // factor) * factor < window
+        assert torch_inputs[0].shape[2] == window
+        frames = ref.npz["features"].shape[2]
+        cut = np.zeros((*features.shape[:2], -(-frames // factor) * factor), dtype=np.float32)
+        cut[:, :, :frames] = ref.npz["features"]
+        out, out_len = encoder(cut, np.array([frames], dtype=np.int32))
+        n = int(out_len[0])
+        assert n == int(ref.npz["encoded_length"][0])
+        assert out.shape[1 if "ctc" in variant else 2] == cut.shape[2] // factor
+        got = out[:, :n] if "ctc" in variant else out[:, :, :n]
+        want = ref.npz["log_probs"] if "ctc" in variant else ref.npz["encoded"]
+        np.testing.assert_allclose(got, want, rtol=ENCODER_RTOL, atol=ENCODER_ATOL)
+
+
 def test_full_window_length_is_integer_exact() -> None:
     """2999 feature frames (30 s) -> 750 encoder frames: the length fp16 cannot compute."""
     model = GigaAMFamily().load(checkpoint("v3_e2e_rnnt")).model

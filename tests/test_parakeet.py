@@ -240,6 +240,32 @@ def test_joint_decision_is_the_argmax_of_joint_step_on_every_frame(
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
+def test_onnx_encoder_runs_only_the_valid_frames(
+    loaded: dict[tuple[str, str], LoadedBundle], variant: str
+) -> None:
+    """ONNX: the features are cut to the valid frames rounded up to the subsampling factor,
+    and the valid encoder frames equal the padded window's bit for bit; Core ML (fixed
+    shapes) keeps the window."""
+    onnx = Transcriber(loaded[(variant, "onnx")])
+    coreml = Transcriber(loaded[(variant, "coreml")])
+    encoder = loaded[(variant, "onnx")].of_kind("encoder")
+    factor = onnx.decoding.subsampling_factor
+    for index in CLIPS:
+        audio, _, _ = clip(variant, index)
+        cut_inputs, padded_inputs = onnx.encoder_inputs(audio), coreml.encoder_inputs(audio)
+        assert cut_inputs is not None and padded_inputs is not None
+        (features, length), (padded, _) = cut_inputs, padded_inputs
+        valid = int(length[0])
+        assert features.shape[2] == -(-valid // factor) * factor < onnx.window.feature_frames
+        assert padded.shape[2] == onnx.window.feature_frames
+        np.testing.assert_array_equal(padded[:, :, : features.shape[2]], features)
+        cut, full = encoder(features, length), encoder(padded, length)
+        n = int(cut[1][0])
+        assert n == int(full[1][0]) and cut[0].shape[2] < full[0].shape[2]
+        np.testing.assert_array_equal(cut[0][:, :, :n], full[0][:, :, :n])
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
 def test_onnx_asr_loads_the_bundle_unchanged(bundles: dict[str, Path], variant: str) -> None:
     """onnx-asr (its ``nemo-conformer-*`` model types, its own NeMo front end) gives NeMo's
     transcripts from the directory as it is; no patching was needed."""

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from speechport.errors import SpeechportError
 from speechport.manifest import read_manifest
 from speechport.progress import Progress
 from speechport.tasks import task_for
@@ -96,6 +97,7 @@ def load(
     backend: str = "onnx",
     *,
     checkpoint: str | Path | None = None,
+    threads: int | None = None,
     **options: Any,
 ) -> Any:
     """Open a bundle as the runtime object of its task.
@@ -106,6 +108,8 @@ def load(
             speechport's Core ML program interpreter elsewhere) or ``torch`` (the fp32
             reference; needs the source checkpoint).
         checkpoint: the source checkpoint for ``torch`` (default: the provenance's).
+        threads: ONNX Runtime threads for the encoder and front end (default: every CPU;
+            the per-step decoder and joint run on one); ``onnx`` only.
         options: the task's options: for speech recognition ``overlap``,
             ``window_seconds``, ``vad`` (a VAD bundle's path or detector); for voice
             activity the segmentation parameters (``threshold``, ``min_silence_ms``, ...).
@@ -120,7 +124,13 @@ def load(
     from speechport.runtime import load_bundle, make_backend
 
     task = task_for(read_manifest(bundle), bundle)
-    engine_options = {} if checkpoint is None else {"checkpoint": Path(checkpoint)}
+    engine_options: dict[str, Any] = {} if checkpoint is None else {"checkpoint": Path(checkpoint)}
+    if threads is not None:
+        if backend != "onnx":
+            raise SpeechportError(
+                f"threads sets ONNX Runtime's thread pools; the {backend} backend takes none"
+            )
+        engine_options["threads"] = threads
     loaded = load_bundle(bundle, make_backend(backend, **engine_options))
     return task.open(loaded, **options)
 

@@ -68,6 +68,8 @@ _MILLISECONDS = _number(0.0)
 _SECONDS = _number(0.0, above=True)
 _RUNS = _number(1, integer=True)
 _TOLERANCE = _number(0.0)
+_THREADS = _number(1, integer=True)
+_THREADS_HELP = "ONNX Runtime threads for encoders and front ends (default: every CPU)"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -116,6 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     transcribe.add_argument("bundle", type=Path)
     transcribe.add_argument("audio", type=Path, nargs="+")
     transcribe.add_argument("--backend", choices=["onnx", "coreml", "torch"], default="onnx")
+    transcribe.add_argument("--threads", type=_THREADS, help=_THREADS_HELP)
     transcribe.add_argument(
         "--checkpoint",
         type=Path,
@@ -153,6 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     vad.add_argument("bundle", type=Path)
     vad.add_argument("audio", type=Path, nargs="+")
     vad.add_argument("--backend", choices=["onnx", "coreml", "torch"], default="onnx")
+    vad.add_argument("--threads", type=_THREADS, help=_THREADS_HELP)
     vad.add_argument("--checkpoint", type=Path, help="source weights for --backend torch")
     vad.add_argument("--output", choices=OUTPUTS, default="text")
     vad.add_argument(
@@ -189,6 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
     spot.add_argument("--beam", type=int, help="active paths of the search")
     spot.add_argument("--search", choices=["sherpa", "icefall"], help="search semantics")
     spot.add_argument("--backend", choices=["onnx", "coreml", "torch"], default="onnx")
+    spot.add_argument("--threads", type=_THREADS, help=_THREADS_HELP)
     spot.add_argument("--checkpoint", type=Path, help="source weights for --backend torch")
     spot.add_argument("--output", choices=["text", "json"], default="text")
 
@@ -254,6 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
     stream.add_argument("bundle", type=Path)
     stream.add_argument("audio", help="an audio file, or - for 16-bit PCM on stdin")
     stream.add_argument("--backend", choices=["onnx", "coreml", "torch"], default="onnx")
+    stream.add_argument("--threads", type=_THREADS, help=_THREADS_HELP)
     stream.add_argument("--checkpoint", type=Path, help="source checkpoint for --backend torch")
     stream.add_argument("--lookahead", type=int, help="one of the bundle's (default: its first)")
     stream.add_argument("--language", help="the prompt of a multilingual model (en-US, auto...)")
@@ -281,6 +287,17 @@ def build_parser() -> argparse.ArgumentParser:
     decode.add_argument("--seconds", type=float, default=60.0, help="clip length")
     decode.add_argument("--work-dir", type=Path, help="where to keep the bundle (default: temp)")
     decode.add_argument("--json", action="store_true")
+    compare = bench_sub.add_parser(
+        "compare",
+        help="speechport against onnx-asr and sherpa-onnx on the bundle's own ONNX files: "
+        "RTFx, time ratios, transcript agreement",
+    )
+    compare.add_argument("bundle", type=Path)
+    compare.add_argument("audio", type=Path, nargs="+", help="audio files or directories")
+    compare.add_argument("--threads", type=_THREADS, help="for every engine (default: every CPU)")
+    compare.add_argument("--runs", type=_RUNS, default=3, help="timed rounds (median)")
+    compare.add_argument("--onnx-asr-model", help="onnx-asr's model type (default: guessed)")
+    compare.add_argument("--json", action="store_true")
     parakeet = bench_sub.add_parser(
         "convert-parakeet",
         help="full-size Parakeet-TDT-0.6B-v3 (random weights): Core ML and ONNX conversion "
@@ -427,7 +444,7 @@ def _transcribe(args: argparse.Namespace) -> int:
     detector = None
     if args.vad is not None:
         try:
-            detector = _open(args.vad, "onnx", None, "vad")
+            detector = _open(args.vad, "onnx", None, "vad", args.threads)
         except SpeechportError as exc:
             raise SpeechportError(
                 f"--vad bundle: {exc}",
@@ -447,7 +464,12 @@ def _transcribe(args: argparse.Namespace) -> int:
             )
         options = {}
     transcriber = _open(
-        args.bundle, args.backend, args.checkpoint, ("asr", "streaming-asr"), **options
+        args.bundle,
+        args.backend,
+        args.checkpoint,
+        ("asr", "streaming-asr"),
+        args.threads,
+        **options,
     )
 
     def render(t: Transcript) -> str:
@@ -540,7 +562,7 @@ def _vad(args: argparse.Namespace) -> int:
         raise SpeechportError("--probs needs --output json")
     if args.threshold is not None:
         _check_thresholds(args, None)
-    detector = _open(args.bundle, args.backend, args.checkpoint, "vad")
+    detector = _open(args.bundle, args.backend, args.checkpoint, "vad", args.threads)
     _check_thresholds(args, detector.defaults)
     params = detector.params(
         threshold=args.threshold,
@@ -608,7 +630,7 @@ def _spot(args: argparse.Namespace) -> int:
 
     from speechport.audio import load_audio
 
-    model = _open(args.bundle, args.backend, args.checkpoint, "kws")
+    model = _open(args.bundle, args.backend, args.checkpoint, "kws", args.threads)
     options = {
         "boost": args.boost,
         "threshold": args.threshold,
@@ -724,6 +746,7 @@ def _open(
     backend: str,
     checkpoint: Path | None,
     task_names: str | tuple[str, ...],
+    threads: int | None = None,
     **options: Any,
 ) -> Any:
     """``speechport.load`` for a command that serves the tasks ``task_names``: a bundle of
@@ -737,7 +760,7 @@ def _open(
     if task_for(manifest, bundle) not in wanted:
         raise manifest.wrong_task(" or ".join(t.title for t in wanted), bundle)
     reference = checkpoint if backend == "torch" else None
-    return load(bundle, backend, checkpoint=reference, **options)
+    return load(bundle, backend, checkpoint=reference, threads=threads, **options)
 
 
 def _streaming(bundle: Path) -> bool:
@@ -751,7 +774,7 @@ def _stream(args: argparse.Namespace) -> int:
     from speechport.render import StreamPrinter
 
     recognizer: StreamingRecognizer = _open(
-        args.bundle, args.backend, args.checkpoint, "streaming-asr"
+        args.bundle, args.backend, args.checkpoint, "streaming-asr", args.threads
     )
     session = recognizer.stream(language=args.language, lookahead=args.lookahead)
     rate = recognizer.sample_rate
@@ -856,7 +879,21 @@ def _info(args: argparse.Namespace) -> int:
 
 def _bench(args: argparse.Namespace) -> int:
     result: dict[str, Any]
-    if args.bench == "convert-parakeet":
+    if args.bench == "compare":
+        from speechport.bench.compare import bench_compare
+        from speechport.bench.compare import table as compare_table
+
+        result = bench_compare(
+            args.bundle,
+            args.audio,
+            threads=args.threads,
+            runs=args.runs,
+            onnx_asr_model=args.onnx_asr_model,
+        )
+        if not args.json:
+            print("\n".join(compare_table(result)))
+            return 0
+    elif args.bench == "convert-parakeet":
         from speechport.bench.convert_parakeet import bench_convert_parakeet
         from speechport.export.bundle import parse_formats
 

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from speechport.progress import Progress
-from speechport.runtime.base import Component
+from speechport.runtime.base import Component, dynamic_inputs
 
 
 @dataclass
@@ -26,6 +26,7 @@ class _Timed:
 
     def __init__(self, component: Component, timer: _Timer) -> None:
         self.spec = component.spec
+        self.dynamic_inputs = dynamic_inputs(component)
         self._component = component
         self._timer = timer
 

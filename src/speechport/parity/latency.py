@@ -12,7 +12,7 @@ import numpy as np
 
 from speechport.manifest import ComponentSpec
 from speechport.parity.report import Latency
-from speechport.runtime.base import Component, LoadedBundle
+from speechport.runtime.base import Component, LoadedBundle, dynamic_inputs
 
 
 class Recorder:
@@ -21,6 +21,7 @@ class Recorder:
     def __init__(self, inner: Component) -> None:
         self.inner = inner
         self.spec: ComponentSpec = inner.spec
+        self.dynamic_inputs = dynamic_inputs(inner)
         self.first_inputs: tuple[np.ndarray, ...] | None = None
         self.first_ms: float | None = None
         self.calls = 0

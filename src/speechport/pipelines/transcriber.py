@@ -34,7 +34,7 @@ from speechport.pipelines.windowing import (
     plan_windows,
     plan_windows_from_power,
 )
-from speechport.runtime.base import Component, LoadedBundle
+from speechport.runtime.base import Component, LoadedBundle, dynamic_axes
 from speechport.tokenizer import Tokenizer
 
 
@@ -180,6 +180,8 @@ class Transcriber:
         self.algorithm = decoding_algorithm(decoding.algorithm)
         self._encoder = bundle.of_kind("encoder")
         self._features_shape = self._encoder.spec.inputs[0].shape
+        # An engine that takes the features at any length runs only the frames there are.
+        self._any_length = len(self._features_shape) - 1 in dynamic_axes(self._encoder)
         self._decode_outputs = _window_decoder(decoding, bundle)
         self.vad = vad
         self.vad_params = vad_params
@@ -205,7 +207,7 @@ class Transcriber:
         return max(1, round(self.decoding.frame_duration * self.sample_rate))
 
     def decode_window(self, samples: np.ndarray) -> WindowDecode:
-        """Decode up to one window of audio (padded to the encoder's fixed shape)."""
+        """Decode up to one window of audio (see ``encoder_inputs``)."""
         samples = np.asarray(samples, dtype=np.float32)
         if samples.size > self.window.samples:
             raise ValueError(
@@ -218,15 +220,23 @@ class Transcriber:
         return WindowDecode(hypothesis, encoded_len, samples.size)
 
     def encoder_inputs(self, samples: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
-        """The encoder's inputs for up to one window of audio: features padded to the fixed
-        shape and the number of valid frames; None when the audio is too short for a frame."""
+        """The encoder's inputs for up to one window of audio: features zero-padded to the
+        window and the number of valid frames; None when the audio is too short for a frame.
+
+        When the encoder takes its features at any length (an ONNX file with a dynamic time
+        axis), they are padded only up to a multiple of the subsampling factor: the valid
+        encoder frames are the same, and the frames past them are not computed."""
         samples = np.asarray(samples, dtype=np.float32)
         valid = self.frontend.num_frames(samples.size)
         if valid == 0:
             return None
         features = self.frontend(samples)
-        width = min(features.shape[1], self._features_shape[-1])
-        padded = np.zeros(self._features_shape, dtype=np.float32)
+        frames = self._features_shape[-1]
+        if self._any_length:
+            factor = max(1, self.decoding.subsampling_factor)
+            frames = min(frames, -(-valid // factor) * factor)
+        width = min(features.shape[1], frames)
+        padded = np.zeros((*self._features_shape[:-1], frames), dtype=np.float32)
         padded[0, :, :width] = features[:, :width]
         return padded, np.array([valid], dtype=np.int32)
 

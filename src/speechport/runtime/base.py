@@ -40,6 +40,19 @@ class Backend(Protocol):
     def load(self, bundle: Path, manifest: Manifest, role: str) -> Component: ...
 
 
+def dynamic_axes(component: Component, index: int = 0) -> frozenset[int]:
+    """The axes of ``component``'s canonical input ``index`` that it takes at any size
+    (none for fixed-shape files and for components that do not say)."""
+    axes: tuple[frozenset[int], ...] = getattr(component, "dynamic_inputs", ())
+    return axes[index] if index < len(axes) else frozenset()
+
+
+def dynamic_inputs(component: Component) -> tuple[frozenset[int], ...]:
+    """``dynamic_axes`` of every input: what a wrapper around ``component`` declares, so that
+    wrapping (timing, recording) does not change the shapes it is fed."""
+    return tuple(dynamic_axes(component, i) for i in range(len(component.spec.inputs)))
+
+
 @dataclass
 class LoadedBundle:
     """A bundle with its components loaded by one backend."""
@@ -87,22 +100,31 @@ class LoadedBundle:
 
 @dataclass(frozen=True)
 class Binding:
-    """How one canonical tensor maps to the tensor a file declares: name, dtype, shape."""
+    """How one canonical tensor maps to the tensor a file declares: name, dtype, shape, and
+    the axes the file lets vary (``dynamic``; only where both sides have the same shape)."""
 
     name: str
     dtype: type[np.generic]
     shape: tuple[int, ...]
+    dynamic: frozenset[int] = frozenset()
 
     @classmethod
-    def of(cls, spec: TensorSpec) -> Binding:
-        return cls(spec.name, NP_DTYPES[spec.dtype], spec.shape)
+    def of(cls, spec: TensorSpec, dynamic: frozenset[int] = frozenset()) -> Binding:
+        return cls(spec.name, NP_DTYPES[spec.dtype], spec.shape, dynamic)
 
     def adapt(self, array: np.ndarray) -> np.ndarray:
-        """Cast and reshape ``array`` to this binding (same element count)."""
+        """Cast and reshape ``array`` to this binding (same element count); an array that
+        differs from the shape only on dynamic axes keeps its shape."""
         out = np.asarray(array, dtype=self.dtype)
-        if out.shape != self.shape:
+        if out.shape != self.shape and not self._fits(out.shape):
             out = out.reshape(self.shape)
         return out
+
+    def _fits(self, shape: tuple[int, ...]) -> bool:
+        if not self.dynamic or len(shape) != len(self.shape):
+            return False
+        pairs = enumerate(zip(shape, self.shape, strict=True))
+        return all(a == b or i in self.dynamic for i, (a, b) in pairs)
 
 
 def bindings_for(
@@ -119,13 +141,24 @@ def bindings_for(
             raise BundleError(
                 f"{where}: {d.name} {list(d.shape)} cannot hold {c.name} {list(c.shape)}"
             )
-    return [Binding.of(d) for d in declared], [Binding.of(c) for c in canonical]
+    dynamic = [
+        frozenset(d.dynamic_axes) if c.shape == d.shape else frozenset()
+        for c, d in zip(canonical, declared, strict=True)
+    ]
+    return (
+        [Binding.of(d, axes) for d, axes in zip(declared, dynamic, strict=True)],
+        [Binding.of(c, axes) for c, axes in zip(canonical, dynamic, strict=True)],
+    )
 
 
 class FileComponent:
     """A component file run by some engine, called with canonical inputs and outputs: the
     manifest's bindings and constant inputs, in one place for every file-format backend.
     Subclasses call ``feeds`` to build the file's inputs and ``outputs`` to read its results.
+
+    ``dynamic_inputs``: per canonical input, the axes the file takes at any size (its
+    manifest entry's ``dynamic_axes``); an input may be fed shorter on those axes, and the
+    outputs' dynamic axes come back at the size the engine gives.
     """
 
     def __init__(self, spec: ComponentSpec, fmt: str, path: Path, where: str) -> None:
@@ -134,6 +167,7 @@ class FileComponent:
         self.path = path
         self._in, _ = bindings_for(spec.inputs, file.inputs, where=f"{where} inputs")
         _, self._out = bindings_for(spec.outputs, file.outputs, where=f"{where} outputs")
+        self.dynamic_inputs = tuple(b.dynamic for b in self._in)
         self._output_names = [t.name for t in file.outputs]
         self._constants = {
             c.name: np.array(c.value, dtype=NP_DTYPES[c.dtype]) for c in file.constants

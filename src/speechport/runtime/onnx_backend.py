@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -32,8 +33,47 @@ class OnnxComponent(FileComponent):
         return self.outputs(results)
 
 
+# Kinds called once per frame, token or audio chunk on tensors of one step. Such a call
+# reads every weight once for a few multiply-adds each, so its time is the time to fetch its
+# weights: small ones (GigaAM's 320-wide predictor and joint, a VAD) sit in one core's
+# cache and a thread pool costs more to wake than it saves (full-size GigaAM v3: 1.27x
+# slower on two threads); large ones (Parakeet's 640-wide two-layer predictor, its 8k-token
+# joint: 24-45 MiB) stream from memory, and more cores fetch faster (1.27x faster on two).
+STEP_KINDS = frozenset(
+    {
+        "decoder_step",
+        "joint",
+        "decoder_joint",
+        "joint_decision_frame",
+        "decoder_context",
+        "vad",
+        "vad_encoder",
+        "vad_decoder",
+    }
+)
+
+
+# Weights per thread for a per-step component: about what one core's cache holds.
+STEP_BYTES_PER_THREAD = 8 << 20
+
+
+def threads_for(kind: str, threads: int, weight_bytes: int = 0) -> int:
+    """Intra-op threads for a component of ``kind`` whose files hold ``weight_bytes``:
+    ``threads`` for whole-window and whole-chunk kinds (encoders, front ends); for per-step
+    kinds one per ``STEP_BYTES_PER_THREAD`` of weights, at least one, at most ``threads``."""
+    if kind not in STEP_KINDS:
+        return threads
+    return max(1, min(threads, weight_bytes // STEP_BYTES_PER_THREAD))
+
+
 class OnnxBackend:
-    """ONNX Runtime on the CPU (or the providers given)."""
+    """ONNX Runtime on the CPU (or the providers given).
+
+    ``threads``: intra-op threads for the components that run on a whole window or chunk
+    (encoders, front ends; default: every CPU); components called once per step (decoder,
+    joint, VAD chunk) run on one thread per 8 MiB of weights (see ``threads_for``). No pool
+    spin-waits: the decoder and the joint alternate every step, and a spinning pool of one
+    would hold the core the other needs."""
 
     name = "onnx"
 
@@ -44,12 +84,24 @@ class OnnxBackend:
             raise BackendError(
                 "onnxruntime is not installed", hint="pip install onnxruntime"
             ) from exc
+        if threads is not None and threads < 1:
+            raise BackendError(f"threads must be at least 1, got {threads}")
         self._ort = ort
         # Graph notes (e.g. an input with a default value is not constant-folded) go to the
         # process-wide logger, not the session's: errors only.
         ort.set_default_logger_severity(3)
         self.providers = providers or ["CPUExecutionProvider"]
-        self.threads = threads
+        self.threads = threads or os.cpu_count() or 1
+
+    def session_options(self, kind: str, weight_bytes: int = 0) -> object:
+        """The session options for a component of ``kind`` with ``weight_bytes`` of files."""
+        options = self._ort.SessionOptions()
+        options.log_severity_level = 3
+        options.intra_op_num_threads = threads_for(kind, self.threads, weight_bytes)
+        options.inter_op_num_threads = 1
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options.add_session_config_entry("session.inter_op.allow_spinning", "0")
+        return options
 
     @property
     def engine(self) -> str:
@@ -68,13 +120,11 @@ class OnnxBackend:
             raise BundleError(
                 "ONNX file listed in the manifest is missing", path=path, component=spec.name
             )
-        options = self._ort.SessionOptions()
-        options.log_severity_level = 3
-        if self.threads:
-            options.intra_op_num_threads = self.threads
         try:
             session = self._ort.InferenceSession(
-                str(path), sess_options=options, providers=self.providers
+                str(path),
+                sess_options=self.session_options(spec.kind, _weight_bytes(path)),
+                providers=self.providers,
             )
         except Exception as exc:
             raise BundleError(
@@ -118,3 +168,9 @@ def _check_io(session: object, spec: ComponentSpec, path: Path) -> None:
             component=spec.name,
             hint="reconvert the bundle, or restore the component's file",
         )
+
+
+def _weight_bytes(path: Path) -> int:
+    """The size of an ONNX file and of its external-data file (``<file>.data``) if any."""
+    data = path.with_name(path.name + ".data")
+    return path.stat().st_size + (data.stat().st_size if data.is_file() else 0)

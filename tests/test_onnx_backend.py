@@ -1,0 +1,74 @@
+"""ONNX Runtime sessions: thread pools sized per component kind, no spin-waiting."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+import speechport
+from speechport.errors import BackendError, SpeechportError
+from speechport.runtime import load_bundle
+from speechport.runtime.base import dynamic_axes
+from speechport.runtime.onnx_backend import OnnxBackend, threads_for
+from tests.helpers import GIGAAM, gigaam_clip
+
+
+def test_step_components_run_on_one_thread_and_no_pool_spins(
+    gigaam_onnx: Callable[[str], Path],
+) -> None:
+    loaded = load_bundle(gigaam_onnx("v3_e2e_rnnt"), OnnxBackend(threads=3))
+    threads = {}
+    for component in loaded.components.values():
+        options = component._session.get_session_options()  # type: ignore[attr-defined]
+        threads[component.spec.kind] = options.intra_op_num_threads
+        for pool in ("intra_op", "inter_op"):
+            assert options.get_session_config_entry(f"session.{pool}.allow_spinning") == "0"
+    assert threads == {"encoder": 3, "decoder_step": 1, "joint": 1}
+
+
+def test_large_step_components_get_a_thread_per_8_mib_of_weights() -> None:
+    """A per-step call streams its weights once: small ones stay on one thread, large
+    ones (full-size Parakeet's 24-45 MiB predictor and joint) spread over the threads."""
+    mib = 1 << 20
+    assert threads_for("joint", 4, 3 * mib) == 1  # full-size GigaAM's joint
+    assert threads_for("decoder_step", 4, 16 * mib) == 2
+    assert threads_for("decoder_step", 4, 45 * mib) == 4
+    assert threads_for("decoder_joint", 1, 70 * mib) == 1
+    assert threads_for("encoder", 4, 0) == 4 and threads_for("frontend", 3, mib) == 3
+
+
+def test_threads_default_to_the_cpu_count_and_must_be_positive(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("os.cpu_count", lambda: 5)
+    assert OnnxBackend().threads == 5
+    with pytest.raises(BackendError, match="at least 1"):
+        OnnxBackend(threads=0)
+
+
+def test_load_takes_threads_for_onnx_only(gigaam_onnx: Callable[[str], Path]) -> None:
+    bundle = gigaam_onnx("v3_e2e_rnnt")
+    ref = gigaam_clip("v3_e2e_rnnt", 0).expected
+    text = speechport.load(bundle, threads=1).transcribe(GIGAAM / ref["audio"]).text
+    assert text == ref["text"]
+    with pytest.raises(SpeechportError, match="coreml backend takes none"):
+        speechport.load(bundle, "coreml", threads=2)
+
+
+def test_the_time_axis_is_dynamic_in_onnx_and_through_wrappers(
+    gigaam_onnx: Callable[[str], Path],
+) -> None:
+    """The encoder's ONNX file takes its features at any length (batch and time axes);
+    verify's recorder and the benchmark's timer declare what they wrap, so they are fed
+    the shapes a user's run is fed."""
+    from speechport.bench.decode_loop import _Timed, _Timer
+    from speechport.parity.latency import Recorder
+
+    loaded = load_bundle(gigaam_onnx("v3_e2e_rnnt"))
+    encoder, joint = loaded.of_kind("encoder"), loaded.of_kind("joint")
+    assert dynamic_axes(encoder) == {0, 2} and dynamic_axes(encoder, 1) == {0}
+    assert dynamic_axes(joint) == frozenset()  # [1, d] fed as the file's [1, d, 1]
+    for wrapper in (Recorder(encoder), _Timed(encoder, _Timer())):
+        assert dynamic_axes(wrapper) == {0, 2}
