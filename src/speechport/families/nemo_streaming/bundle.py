@@ -25,13 +25,8 @@ from speechport.families.nemo_streaming.model import (
     ChunkSchedule,
     StreamingTransducer,
 )
-from speechport.families.parakeet.model import NemoDecoderLayout, NemoJointLayout
+from speechport.families.parakeet.bundle import nemo_decoder_step, nemo_joint_step
 from speechport.families.sentencepiece import SPM_BOUNDARY
-from speechport.families.transducer_specs import (
-    decoder_step_spec,
-    joint_step_spec,
-    lstm_state_shape,
-)
 from speechport.manifest import (
     ChunkingSpec,
     ComponentSpec,
@@ -43,7 +38,6 @@ from speechport.manifest import (
     TokenizerSpec,
 )
 from speechport.nn.streaming_conformer import StreamingFastConformer
-from speechport.nn.transducer import DecoderStep, JointStep
 
 FAMILY = "nemo-streaming"
 B = {0: "batch"}
@@ -356,51 +350,11 @@ def sherpa_metadata(config: StreamingConfig, schedule: ChunkSchedule) -> dict[st
 
 
 def _decoder_step(config: StreamingConfig, model: StreamingTransducer) -> ExportableComponent:
-    state = lstm_state_shape(config.pred_rnn_layers, config.pred_hidden)
-    blank = torch.tensor([[config.blank_id]], dtype=torch.int32)
-    zeros = (torch.zeros(state), torch.zeros(state))
-    target_length = torch.tensor([1], dtype=torch.int32)
-    return ExportableComponent(
-        decoder_step_spec(config.pred_rnn_layers, config.pred_hidden),
-        DecoderStep(model.decoder).eval(),
-        (blank, *zeros),
-        OnnxLayout(
-            "decoder.onnx",
-            NemoDecoderLayout(model.decoder).eval(),
-            (blank, target_length, *zeros),
-            (
-                TensorSpec("targets", (1, 1), "int32", dynamic_axes=B),
-                TensorSpec("input_states_1", state, "float32", dynamic_axes={1: "batch"}),
-                TensorSpec("input_states_2", state, "float32", dynamic_axes={1: "batch"}),
-            ),
-            (
-                TensorSpec("outputs", (1, config.pred_hidden, 1), "float32", dynamic_axes=B),
-                TensorSpec("output_states_1", state, "float32", dynamic_axes={1: "batch"}),
-                TensorSpec("output_states_2", state, "float32", dynamic_axes={1: "batch"}),
-            ),
-            constants=(ConstantInput("target_length", "int32", [1]),),
-            input_order=("targets", "target_length", "input_states_1", "input_states_2"),
-            unused_outputs=(TensorSpec("prednet_lengths", (1,), "int32", dynamic_axes=B),),
-            output_order=("outputs", "prednet_lengths", "output_states_1", "output_states_2"),
-        ),
-    )
+    c = config
+    return nemo_decoder_step(model.decoder, c.pred_rnn_layers, c.pred_hidden, c.blank_id)
 
 
 def _joint_step(config: StreamingConfig, model: StreamingTransducer) -> ExportableComponent:
     d, h, v = config.d_model, config.pred_hidden, config.vocab_size + 1
     logits = TensorSpec("logits", (1, v), "float32", "raw: tokens + blank (blank last)")
-    return ExportableComponent(
-        joint_step_spec(d, h, logits),
-        JointStep(model.joint).eval(),
-        (torch.zeros(1, d), torch.zeros(1, h)),
-        OnnxLayout(
-            "joiner.onnx",
-            NemoJointLayout(model.joint).eval(),
-            (torch.zeros(1, d, 1), torch.zeros(1, h, 1)),
-            (
-                TensorSpec("encoder_outputs", (1, d, 1), "float32", dynamic_axes=B),
-                TensorSpec("decoder_outputs", (1, h, 1), "float32", dynamic_axes=B),
-            ),
-            (TensorSpec("outputs", (1, 1, 1, v), "float32", dynamic_axes=B),),
-        ),
-    )
+    return nemo_joint_step(model.joint, d, h, logits)

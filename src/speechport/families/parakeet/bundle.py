@@ -52,7 +52,7 @@ from speechport.manifest import (
     TokenizerSpec,
     WindowSpec,
 )
-from speechport.nn.transducer import DecoderStep, EncoderStep, JointStep
+from speechport.nn.transducer import DecoderStep, EncoderStep, JointStep, LSTMPredictor, RNNTJoint
 
 FAMILY = "parakeet"
 DEFAULT_WINDOW_SECONDS = 15.0
@@ -339,22 +339,41 @@ def _mel_encoder(parts: _Parts) -> ExportableComponent:
 
 
 def _decoder_step(parts: _Parts) -> ExportableComponent:
-    config, model, state = parts.config, parts.model, parts.state_shape
+    config = parts.config
+    return nemo_decoder_step(
+        parts.model.decoder, config.pred_rnn_layers, config.pred_hidden, config.blank_id
+    )
+
+
+def _joint_step(parts: _Parts) -> ExportableComponent:
+    config = parts.config
+    return nemo_joint_step(parts.model.joint, config.d_model, config.pred_hidden, parts.logits())
+
+
+def nemo_decoder_step(
+    predictor: LSTMPredictor, layers: int, hidden: int, blank_id: int
+) -> ExportableComponent:
+    """``DecoderStep`` with its ONNX file in NeMo's export layout (sherpa-onnx's
+    ``decoder.onnx``): ``targets, target_length, input_states_1/2 -> outputs,
+    prednet_lengths, output_states_1/2``."""
+    state = lstm_state_shape(layers, hidden)
+    blank = torch.tensor([[blank_id]], dtype=torch.int32)
+    zeros = (torch.zeros(state), torch.zeros(state))
     return ExportableComponent(
-        decoder_step_spec(config.pred_rnn_layers, config.pred_hidden),
-        DecoderStep(model.decoder).eval(),
-        (parts.blank(), *parts.zero_state()),
+        decoder_step_spec(layers, hidden),
+        DecoderStep(predictor).eval(),
+        (blank, *zeros),
         OnnxLayout(
             "decoder.onnx",
-            NemoDecoderLayout(model.decoder).eval(),
-            (parts.blank(), _target_length(), *parts.zero_state()),
+            NemoDecoderLayout(predictor).eval(),
+            (blank, _target_length(), *zeros),
             (
                 TensorSpec("targets", (1, 1), "int32", dynamic_axes=B),
                 TensorSpec("input_states_1", state, "float32", dynamic_axes={1: "batch"}),
                 TensorSpec("input_states_2", state, "float32", dynamic_axes={1: "batch"}),
             ),
             (
-                TensorSpec("outputs", (1, config.pred_hidden, 1), "float32", dynamic_axes=B),
+                TensorSpec("outputs", (1, hidden, 1), "float32", dynamic_axes=B),
                 TensorSpec("output_states_1", state, "float32", dynamic_axes={1: "batch"}),
                 TensorSpec("output_states_2", state, "float32", dynamic_axes={1: "batch"}),
             ),
@@ -366,16 +385,17 @@ def _decoder_step(parts: _Parts) -> ExportableComponent:
     )
 
 
-def _joint_step(parts: _Parts) -> ExportableComponent:
-    config, model = parts.config, parts.model
-    d, h, c = config.d_model, config.pred_hidden, config.num_outputs
+def nemo_joint_step(joint: RNNTJoint, d: int, h: int, logits: TensorSpec) -> ExportableComponent:
+    """``JointStep`` with its ONNX file in NeMo's export layout (sherpa-onnx's
+    ``joiner.onnx``): ``encoder_outputs [B, D, 1], decoder_outputs [B, H, 1] -> outputs``."""
+    c = logits.shape[-1]
     return ExportableComponent(
-        joint_step_spec(d, h, parts.logits()),
-        JointStep(model.joint).eval(),
+        joint_step_spec(d, h, logits),
+        JointStep(joint).eval(),
         (torch.zeros(1, d), torch.zeros(1, h)),
         OnnxLayout(
             "joiner.onnx",
-            NemoJointLayout(model.joint).eval(),
+            NemoJointLayout(joint).eval(),
             (torch.zeros(1, d, 1), torch.zeros(1, h, 1)),
             (
                 TensorSpec("encoder_outputs", (1, d, 1), "float32", dynamic_axes=B),
