@@ -61,8 +61,15 @@ def reference(model: str, la: int, clip: int) -> dict[str, np.ndarray]:
 
 @pytest.fixture(scope="module")
 def bundles(bundle_cache: BundleCache) -> dict[str, Path]:
-    return {
-        m: bundle_cache.get("nemo-streaming", DATA / f"{m}.nemo", m, formats="onnx") for m in MODELS
+    return {  # every lookahead the model has (a bundle exports the first by default)
+        m: bundle_cache.get(
+            "nemo-streaming",
+            DATA / f"{m}.nemo",
+            m,
+            formats="onnx",
+            plan_options={"lookaheads": tuple(lookaheads(m))},
+        )
+        for m in MODELS
     }
 
 
@@ -347,6 +354,26 @@ def test_sherpa_onnx_loads_the_bundle_like_nemos_export(bundles: dict[str, Path]
     ours = run(bundles["streaming_rnnt"], "encoder.onnx", "tokens.txt")
     nemo = run(DATA / "nemo_export", "encoder.onnx", "tokens.txt")
     assert ours == nemo and ours[0] == "the birch canoe slid on the smooth planks"
+
+
+def test_a_bundle_exports_the_models_first_lookahead_unless_told(
+    bundles: dict[str, Path], torch_models: dict[str, Any]
+) -> None:
+    from speechport.families.base import LoadedCheckpoint
+    from speechport.families.nemo_streaming.bundle import StreamingCheckpoint, plan_bundle
+
+    net = torch_models["nemotron_prompt"]
+    loaded = LoadedCheckpoint(
+        "nemo-streaming", "x", net, StreamingCheckpoint(net.config, [], b""), DATA, None, "-"
+    )
+    default = plan_bundle(loaded).streaming
+    assert default is not None and [c.lookahead for c in default.chunkings] == [3]
+    with pytest.raises(CheckpointError, match="no lookahead 2; it has: 3, 1, 0"):
+        plan_bundle(loaded, lookaheads=(2,))
+    # The lookaheads a bundle was made with are in its provenance: the torch reference
+    # rebuilds those components.
+    provenance = read_manifest(bundles["nemotron_prompt"]).provenance
+    assert provenance["plan_options"] == {"lookaheads": [3, 1, 0]}
 
 
 def test_bundle_layout(bundles: dict[str, Path]) -> None:

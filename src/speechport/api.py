@@ -38,7 +38,8 @@ class ConvertOptions:
     (default: the family's); ``tokenizer``: a SentencePiece model where the checkpoint has
     none (GigaAM e2e variants); ``overwrite``: replace an existing bundle. With
     ``verify_audio``, the new bundle is verified on those files with ``gate`` before it is
-    kept (a bundle that fails is not written).
+    kept (a bundle that fails is not written). ``lookaheads``: the attention lookaheads a
+    streaming bundle exports (default: the model's first).
     """
 
     formats: tuple[str, ...] = ("coreml", "onnx")
@@ -48,6 +49,7 @@ class ConvertOptions:
     overwrite: bool = False
     verify_audio: tuple[Path, ...] = ()
     gate: VerifyOptions | None = None
+    lookaheads: tuple[int, ...] | None = None  # streaming bundles: which to export
 
 
 @dataclass(frozen=True)
@@ -183,6 +185,7 @@ def convert(
         overwrite=options.overwrite,
         gate=gate,
         progress=_progress(verbose, progress),
+        plan_options={"lookaheads": options.lookaheads} if options.lookaheads else None,
     )
 
 

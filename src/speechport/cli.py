@@ -102,6 +102,12 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument(
         "--window", type=_SECONDS, help="ASR encoder window in seconds (default 30)"
     )
+    convert.add_argument(
+        "--lookaheads",
+        type=_lookaheads,
+        help="streaming models: the attention lookaheads to export, comma-separated, the "
+        "first the default (default: the model's first)",
+    )
     convert.add_argument("--force", action="store_true", help="replace --out if it exists")
     convert.add_argument(
         "--verify",
@@ -431,6 +437,7 @@ def _convert(args: argparse.Namespace) -> int:
         quiet=args.quiet,
         gate=gate,
         on_report=_print_report,
+        plan_options={"lookaheads": args.lookaheads} if args.lookaheads else None,
     )
     files = sorted({f.path for c in manifest.components.values() for f in c.files.values()})
     print(f"wrote {args.out} ({manifest.family} {manifest.variant}: {', '.join(files)})")
@@ -824,6 +831,16 @@ def _packets(source: str, rate: int, packet: int) -> Iterator[np.ndarray]:
             pending = pending[full:]
         if pending.size:
             yield pending
+
+
+def _lookaheads(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a list of whole numbers: {text!r}") from None
+    if not values or min(values) < 0:
+        raise argparse.ArgumentTypeError(f"lookaheads must be >= 0, got {text!r}")
+    return values
 
 
 def _backends(text: str) -> list[str]:

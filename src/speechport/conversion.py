@@ -54,7 +54,9 @@ def convert(
     for note in loaded.notes:
         progress.note(note)
     _check_finite_weights(loaded.model, checkpoint)
-    plan = family.plan(loaded, window_seconds=window_seconds, **dict(plan_options or {}))
+    options = {k: v for k, v in dict(plan_options or {}).items() if v is not None}
+    plan = family.plan(loaded, window_seconds=window_seconds, **options)
+    plan.options = {k: list(v) if isinstance(v, tuple) else v for k, v in options.items()}
     exports = sum(len(set(c.formats) & set(chosen)) for c in plan.components)
     progress.total = 2 + exports + (gate is not None)
     check = None

@@ -119,7 +119,7 @@ def write_bundle(
             tokenizer=plan.tokenizer,
             vad=plan.vad,
             streaming=plan.streaming,
-            provenance=_provenance(loaded, Path(out), formats, precision),
+            provenance=_provenance(loaded, Path(out), formats, precision, plan.options),
             extras={**plan.extras, "description": plan.description},
         )
         (tmp / MANIFEST_NAME).write_text(manifest.to_json(), encoding="utf-8")
@@ -145,7 +145,11 @@ def example_script(fmt: str, task: str) -> str:
 
 
 def _provenance(
-    loaded: LoadedCheckpoint, out: Path, formats: Sequence[str], precision: str
+    loaded: LoadedCheckpoint,
+    out: Path,
+    formats: Sequence[str],
+    precision: str,
+    plan_options: dict[str, Any],
 ) -> dict[str, Any]:
     # The checkpoint's place relative to the bundle (no absolute path, so a published bundle
     # does not carry its maker's directories); the torch reference backend looks there.
@@ -161,4 +165,5 @@ def _provenance(
         "converters": converter_versions(),
         "created": _dt.datetime.now(_dt.UTC).replace(microsecond=0).isoformat(),
         "notes": list(loaded.notes),
+        **({"plan_options": dict(plan_options)} if plan_options else {}),
     }

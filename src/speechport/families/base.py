@@ -100,6 +100,9 @@ class BundlePlan:
     onnx_files: dict[str, bytes] = field(default_factory=dict)
     description: str = ""
     extras: dict[str, Any] = field(default_factory=dict)
+    # The family's plan options this plan was made with (recorded in the provenance, so the
+    # torch reference rebuilds the same components).
+    options: dict[str, Any] = field(default_factory=dict)
 
     def component(self, role: str) -> ExportableComponent:
         for comp in self.components:

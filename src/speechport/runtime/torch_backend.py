@@ -96,7 +96,8 @@ class TorchBackend:
             window_seconds = (
                 manifest.window.seconds(manifest.sample_rate) if manifest.window else None
             )
-            self._plans[bundle] = family.plan(loaded, window_seconds=window_seconds)
+            options = dict(prov.get("plan_options") or {})  # as the bundle was planned
+            self._plans[bundle] = family.plan(loaded, window_seconds=window_seconds, **options)
         return self._plans[bundle]
 
 

@@ -25,7 +25,7 @@ from speechport.fsutil import sha256_file
 
 class NemoStreamingFamily:
     """Family ``nemo-streaming``: load cache-aware ``.nemo`` archives, describe their
-    bundles (``lookaheads``: which to export, default every one the model has)."""
+    bundles (``lookaheads``: which to export, default the model's first)."""
 
     name = FAMILY
 

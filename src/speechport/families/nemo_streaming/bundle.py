@@ -110,13 +110,13 @@ class NemoCacheEncoderLayout(nn.Module):
 def plan_bundle(
     loaded: LoadedCheckpoint, *, lookaheads: tuple[int, ...] | None = None
 ) -> BundlePlan:
-    """Describe the bundle of a loaded streaming model exporting ``lookaheads`` (default:
-    every lookahead the model was trained with; the first listed is the default)."""
+    """Describe the bundle of a loaded streaming model exporting ``lookaheads`` (default: the
+    model's first, its default; the first listed is the bundle's default)."""
     source: StreamingCheckpoint = loaded.config
     config, tokens = source.config, source.tokens
     model = loaded.model
     assert isinstance(model, StreamingTransducer)
-    chosen = tuple(lookaheads) if lookaheads else config.lookaheads
+    chosen = tuple(lookaheads) if lookaheads else config.lookaheads[:1]
     for lookahead in chosen:
         config.context_of(lookahead)  # a clear error for a lookahead the model lacks
     if len(set(chosen)) != len(chosen):
