@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -44,38 +46,15 @@ class ParakeetFamily:
                 "Parakeet needs a .nemo checkpoint",
                 hint="pass --checkpoint parakeet-tdt-0.6b-v3.nemo",
             )
-        checkpoint = Path(checkpoint)
-        archive = read_nemo_archive(checkpoint, wanted=(TOKENIZER_KEY,))
-        try:
-            config = ParakeetConfig.from_nemo(archive.config, source=checkpoint)
-        except CheckpointError:
-            raise
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise CheckpointError(
-                f"the config is malformed ({type(exc).__name__}: {exc})",
-                path=checkpoint,
-                component="config",
-                hint="the archive is corrupt or not a NeMo transducer",
-            ) from exc
-        model_bytes, tokens = archive_tokenizer(archive, config.vocab_size, config.vocabulary)
-        if tokenizer is not None and tokenizer.is_file() and tokenizer.read_bytes() != model_bytes:
-            raise CheckpointError(
-                "this SentencePiece model is not the one inside the .nemo archive",
-                path=tokenizer,
-                component="tokenizer",
-                hint="a .nemo carries its tokenizer: leave out --tokenizer",
-            )
-        model, notes = build_model(config, archive.state_dict, source=checkpoint)
-        return LoadedCheckpoint(
-            family=FAMILY,
-            variant=config.variant,
-            model=model,
-            config=ParakeetCheckpoint(config, tokens, model_bytes),
-            checkpoint=checkpoint,
-            tokenizer_path=None,
-            checkpoint_sha256=archive.sha256 or sha256_file(checkpoint),
-            tokenizer_sha256=hashlib.sha256(model_bytes).hexdigest(),
-            notes=notes,
+        nemo = read_nemo_transducer(Path(checkpoint), tokenizer, ParakeetConfig.from_nemo)
+        config: ParakeetConfig = nemo.config
+        model, notes = build_model(config, nemo.archive.state_dict, source=nemo.path)
+        return nemo.loaded(
+            FAMILY,
+            config.variant,
+            model,
+            ParakeetCheckpoint(config, nemo.tokens, nemo.model_bytes),
+            notes,
         )
 
     def plan(
@@ -86,6 +65,63 @@ class ParakeetFamily:
             loaded,
             window_seconds=DEFAULT_WINDOW_SECONDS if window_seconds is None else window_seconds,
         )
+
+
+@dataclass(frozen=True)
+class NemoTransducer:
+    """A ``.nemo`` transducer archive read and checked: its config (the family's type), its
+    SentencePiece model and pieces."""
+
+    path: Path
+    archive: NemoArchive
+    config: Any
+    model_bytes: bytes
+    tokens: list[str]
+
+    def loaded(
+        self, family: str, variant: str, model: Any, config: Any, notes: list[str]
+    ) -> LoadedCheckpoint:
+        return LoadedCheckpoint(
+            family=family,
+            variant=variant,
+            model=model,
+            config=config,
+            checkpoint=self.path,
+            tokenizer_path=None,
+            checkpoint_sha256=self.archive.sha256 or sha256_file(self.path),
+            tokenizer_sha256=hashlib.sha256(self.model_bytes).hexdigest(),
+            notes=notes,
+        )
+
+
+def read_nemo_transducer(
+    checkpoint: Path, tokenizer: Path | None, parse: Callable[..., Any]
+) -> NemoTransducer:
+    """Read a ``.nemo`` archive safely, its config with ``parse`` (``from_nemo(cfg,
+    source=)``: a config with ``vocab_size`` and ``vocabulary``) and its tokenizer. A
+    ``tokenizer`` given too (e.g. the bundle's copy, by the torch reference backend) must be
+    the archive's own."""
+    archive = read_nemo_archive(checkpoint, wanted=(TOKENIZER_KEY,))
+    try:
+        config = parse(archive.config, source=checkpoint)
+    except CheckpointError:
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise CheckpointError(
+            f"the config is malformed ({type(exc).__name__}: {exc})",
+            path=checkpoint,
+            component="config",
+            hint="the archive is corrupt or not a NeMo transducer",
+        ) from exc
+    model_bytes, tokens = archive_tokenizer(archive, config.vocab_size, config.vocabulary)
+    if tokenizer is not None and tokenizer.is_file() and tokenizer.read_bytes() != model_bytes:
+        raise CheckpointError(
+            "this SentencePiece model is not the one inside the .nemo archive",
+            path=tokenizer,
+            component="tokenizer",
+            hint="a .nemo carries its tokenizer: leave out --tokenizer",
+        )
+    return NemoTransducer(checkpoint, archive, config, model_bytes, tokens)
 
 
 def archive_tokenizer(
