@@ -302,6 +302,10 @@ def test_cli_stream_and_transcribe(
     assert "no lookahead 2; it has: 3, 1, 0" in capsys.readouterr().err
     assert main(["transcribe", str(bundles["streaming_rnnt"]), str(clip), "--overlap", "1"]) == 2
     assert "takes no --overlap" in capsys.readouterr().err
+    assert main(["info", str(bundles["nemotron_prompt"])]) == 0
+    info = capsys.readouterr().out
+    assert "streaming: lookaheads 3 (320 ms chunks), 1 (160 ms chunks), 0 (80 ms chunks)" in info
+    assert "languages: en-US, en-GB, es-ES, es-US, fr-FR, de-DE, it-IT, auto" in info
 
 
 def test_verify_streaming_bundle(bundles: dict[str, Path], tmp_path: Path) -> None:

@@ -879,6 +879,17 @@ def _info(args: argparse.Namespace) -> int:
             f"vad: {m.vad.context_samples} context + {m.vad.chunk_samples} new samples per call, "
             f"{m.vad.sub_chunks} per long call; defaults {m.vad.defaults}"
         )
+    if m.streaming is not None:
+        st, hop = m.streaming, m.frontend.get("hop_length", 160) / m.sample_rate
+        chunks = ", ".join(
+            f"{c.lookahead} ({1000 * c.step_frames * hop:.0f} ms chunks)" for c in st.chunkings
+        )
+        print(f"streaming: lookaheads {chunks}, the first the default; left context "
+              f"{st.left_context} encoder frames")  # fmt: skip
+        if st.prompts:
+            print(f"languages: {', '.join(st.prompts)}")
+        if st.end_of_utterance is not None:
+            print(f"end-of-utterance token: {st.end_of_utterance}")
     for comp in m.components.values():
         print(f"{comp.name} ({comp.role}):")
         for t in comp.inputs:
