@@ -10,10 +10,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from speechport.errors import CheckpointError
-from speechport.families.base import load_weights
 from speechport.families.nemo_streaming.config import PRE_ENCODE_HISTORY, StreamingConfig
-from speechport.families.parakeet.model import nemo_to_speechport
+from speechport.families.parakeet.model import build_nemo_model, nemo_to_speechport
 from speechport.nn.streaming_conformer import (
     CausalStridingSubsampling,
     StreamingConformerLayer,
@@ -99,14 +97,10 @@ def default_language(config: StreamingConfig) -> str:
 
 @dataclass(frozen=True)
 class ChunkSchedule:
-    """Where each chunk's mel window lies, as NeMo's cache-aware streaming cuts it.
-
-    Chunk sizes in mel frames: the first ``1 + 8L``, then ``8(L + 1)`` (``L`` the lookahead).
-    After the first chunk every window starts ``history`` (9) frames before its chunk and
-    the encoder drops the 2 frames that history yields; while fewer than 9 frames of history
-    exist (lookahead 0 only), the window starts at frame 0 and is padded before it, so the
-    result is the one an exact driver gets, not a zero-padded history.
-    """
+    """The sizes of NeMo's cache-aware chunks at one lookahead, in mel frames: the first
+    ``1 + 8L``, then ``8(L + 1)`` (``L`` the lookahead), each after ``history`` (9) frames
+    whose 2 encoder frames are dropped. They become the manifest's ``ChunkingSpec``, which
+    places each chunk's window (`speechport.pipelines.streaming.chunk_windows`)."""
 
     lookahead: int
     factor: int = 8
@@ -125,42 +119,12 @@ class ChunkSchedule:
         """The fixed window of the encoder component: history and one steady chunk."""
         return self.history + self.step
 
-    def windows(self, total: int) -> list[tuple[int, int, int]]:
-        """``(mel start, mel end, lead)`` per chunk for ``total`` mel frames: the window is
-        ``mel[start:end]`` placed after ``lead`` frames of padding in the fixed window."""
-        out = []
-        pos = min(self.first, total)
-        out.append((0, pos, self.width - self.first))
-        while pos < total:
-            end = min(pos + self.step, total)
-            start = max(pos - self.history, 0)
-            out.append((start, end, self.history - (pos - start)))
-            pos = end
-        return out
-
 
 def build_model(
     config: StreamingConfig, state_dict: dict[str, Any] | None, *, source: Path | None = None
 ) -> tuple[StreamingTransducer, list[str]]:
     """Instantiate the model and load NeMo's weights (``None``: keep random weights)."""
-    try:
-        model = StreamingTransducer(config)
-    except (ValueError, RuntimeError) as exc:
-        raise CheckpointError(
-            f"the config describes an impossible model ({exc})", path=source, component="config"
-        ) from exc
-    notes: list[str] = []
-    if state_dict is not None:
-        load_weights(
-            model,
-            {_rename(k): v for k, v in state_dict.items() if not k.startswith("preprocessor.")},
-            source=source,
-            architecture="the architecture the config describes",
-            hint="the archive is corrupt or its config and weights belong to different models",
-        )
-        notes.extend(model.decoder.zero_blank_row("NeMo's padding_idx row"))
-    model.eval()
-    return model, notes
+    return build_nemo_model(StreamingTransducer, config, state_dict, _rename, source=source)
 
 
 def _rename(name: str) -> str:

@@ -3,8 +3,9 @@ mapping of NeMo's state dict onto them."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from torch import Tensor, nn
@@ -258,15 +259,22 @@ def nemo_to_speechport(name: str) -> str:
     return name
 
 
-def build_model(
-    config: ParakeetConfig,
+M = TypeVar("M", bound=nn.Module)
+
+
+def build_nemo_model(
+    model_class: Callable[[Any], M],
+    config: Any,
     state_dict: dict[str, Any] | None,
+    rename: Callable[[str], str],
     *,
     source: Path | None = None,
-) -> tuple[ParakeetModel, list[str]]:
-    """Instantiate the model and load NeMo's weights (``None``: keep random weights)."""
+) -> tuple[M, list[str]]:
+    """Instantiate a NeMo transducer's modules from ``config`` and load NeMo's weights
+    (``rename``: a NeMo key -> the model's; ``None``: keep random weights), leaving out the
+    preprocessor's buffers and zeroing the predictor's blank row as NeMo pads it."""
     try:
-        model = ParakeetModel(config)
+        model = model_class(config)
     except (ValueError, RuntimeError) as exc:
         raise CheckpointError(
             f"the config describes an impossible model ({exc})", path=source, component="config"
@@ -275,15 +283,23 @@ def build_model(
     if state_dict is not None:
         load_weights(
             model,
-            {
-                nemo_to_speechport(k): v
-                for k, v in state_dict.items()
-                if not k.startswith(_IGNORED_PREFIXES)
-            },
+            {rename(k): v for k, v in state_dict.items() if not k.startswith(_IGNORED_PREFIXES)},
             source=source,
             architecture="the architecture the config describes",
             hint="the archive is corrupt or its config and weights belong to different models",
         )
-        notes.extend(model.decoder.zero_blank_row("NeMo's padding_idx row"))
+        predictor = model.decoder
+        assert isinstance(predictor, LSTMPredictor), type(predictor).__name__
+        notes.extend(predictor.zero_blank_row("NeMo's padding_idx row"))
     model.eval()
     return model, notes
+
+
+def build_model(
+    config: ParakeetConfig,
+    state_dict: dict[str, Any] | None,
+    *,
+    source: Path | None = None,
+) -> tuple[ParakeetModel, list[str]]:
+    """Instantiate the model and load NeMo's weights (``None``: keep random weights)."""
+    return build_nemo_model(ParakeetModel, config, state_dict, nemo_to_speechport, source=source)
