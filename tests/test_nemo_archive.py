@@ -118,9 +118,16 @@ BAD = {
 
 
 @pytest.mark.parametrize("case", sorted(BAD))
-def test_bad_archives_are_refused_and_leave_nothing(tmp_path: Path, case: str) -> None:
+def test_bad_archives_are_refused_and_leave_nothing(
+    tmp_path: Path, case: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     make, expected = BAD[case]
     bad = make(tmp_path / f"{case}.nemo")
+    # A temp directory of this test's own: another test process converting a .nemo at the
+    # same time makes and removes its scratch directories in the shared one.
+    private = tmp_path / "tmp"
+    private.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(private))
     before = _scratch_dirs()
     with pytest.raises(CheckpointError) as info:
         ParakeetFamily().load(bad)
