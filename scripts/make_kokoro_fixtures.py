@@ -23,6 +23,7 @@ fixture subclasses its ``Decoder`` so they follow the extra config key
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import math
 import sys
@@ -41,6 +42,8 @@ from torch import nn
 from torch.nn.utils import weight_norm
 
 SEED = 20261201
+# Sentences up to this many phonemes also get a float64 reference (size: the long ones skip).
+FLOAT64_MAX_PHONEMES = 25
 SAMPLES_PER_FRAME = 600
 HARMONICS = 9
 
@@ -288,7 +291,7 @@ def run_sentence(model: KModel, ids: list[int], ref_s: torch.Tensor, speed: floa
         hook.remove()
     model.predictor.F0Ntrain = original  # type: ignore[method-assign]
     raw = torch.sigmoid(captured["duration_logits"]).sum(-1) / speed
-    return {
+    result = {
         "input_ids": input_ids.numpy().astype(np.int32),
         "style": ref_s.numpy().astype(np.float32),
         "speed": np.float32(speed),
@@ -302,6 +305,30 @@ def run_sentence(model: KModel, ids: list[int], ref_s: torch.Tensor, speed: floa
         "phase": phase,
         "audio": audio.numpy().astype(np.float32).reshape(1, -1),
     }
+    if len(ids) <= FLOAT64_MAX_PHONEMES:
+        result.update(run_float64(model, result, noise))
+    return result
+
+
+def run_float64(model: KModel, result: dict[str, Any], noise: np.ndarray) -> dict[str, np.ndarray]:
+    """Upstream's decoder in float64 on the float32 run's text features, F0 and energy, with
+    the same noise: the accurate audio that its float32 phase accumulation (phases of
+    ~1e5 rad at full length) only approximates."""
+    decoder = copy.deepcopy(model.decoder).double()
+    decoder.generator.stft.window = decoder.generator.stft.window.double()
+    durations = torch.from_numpy(result["durations"][0]).long()
+    n = durations.shape[0]
+    indices = torch.repeat_interleave(torch.arange(n), durations)
+    aln = torch.zeros((n, indices.shape[0]), dtype=torch.float64)
+    aln[indices, torch.arange(indices.shape[0])] = 1
+    asr = torch.from_numpy(result["t_en"]).double() @ aln.unsqueeze(0)
+    f0 = torch.from_numpy(result["f0"]).double()
+    energy = torch.from_numpy(result["energy"]).double()
+    style = torch.from_numpy(result["style"]).double()[:, :128]
+    phase = torch.from_numpy(result["phase"]).double()
+    with torch.no_grad(), injected_randomness(torch.from_numpy(noise).double(), phase):
+        audio = decoder(asr, f0, energy, style)
+    return {"audio_f64": audio.numpy().astype(np.float32).reshape(1, -1)}
 
 
 def _frames(model: KModel, input_ids: torch.Tensor, ref_s: torch.Tensor, speed: float) -> int:
