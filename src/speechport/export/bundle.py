@@ -106,6 +106,7 @@ def write_bundle(
         if "onnx" in formats:
             extra.update(plan.onnx_files)
         for name, data in extra.items():
+            (tmp / name).parent.mkdir(parents=True, exist_ok=True)
             (tmp / name).write_bytes(data)
         manifest = Manifest(
             family=plan.family,
@@ -119,6 +120,7 @@ def write_bundle(
             tokenizer=plan.tokenizer,
             vad=plan.vad,
             streaming=plan.streaming,
+            tts=plan.tts,
             provenance=_provenance(loaded, Path(out), formats, precision, plan.options),
             extras={**plan.extras, "description": plan.description},
         )

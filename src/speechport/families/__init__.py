@@ -40,6 +40,12 @@ def _zipformer_kws() -> Family:
     return ZipformerKwsFamily()
 
 
+def _kokoro() -> Family:
+    from speechport.families.kokoro import KokoroFamily
+
+    return KokoroFamily()
+
+
 def _silero_vad() -> Family:
     from speechport.families.silero_vad import SileroVadFamily
 
@@ -54,6 +60,7 @@ FAMILIES: dict[str, Callable[[], Family]] = {
     "nemo-streaming": _nemo_streaming,
     "silero-vad": _silero_vad,
     "zipformer-kws": _zipformer_kws,
+    "kokoro": _kokoro,
 }
 
 

@@ -94,8 +94,11 @@ class BundlePlan:
     tokenizer: TokenizerSpec | None = None
     vad: VadSpec | None = None
     streaming: StreamingSpec | None = None
+    # The ``tts`` manifest section of a speech-synthesis bundle (speechport.tasks.tts).
+    tts: dict[str, Any] | None = None
     tokens: list[str] = field(default_factory=list)
-    # Files copied or written into the bundle, by name. ``onnx_files`` only with ONNX.
+    # Files copied or written into the bundle, by relative path. ``onnx_files`` only with
+    # ONNX.
     files: dict[str, bytes] = field(default_factory=dict)
     onnx_files: dict[str, bytes] = field(default_factory=dict)
     description: str = ""

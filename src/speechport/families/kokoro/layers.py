@@ -20,6 +20,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 
+def upsample_nearest(x: Tensor, factor: int) -> Tensor:
+    """``[B, C, T]`` → ``[B, C, factor * T]``, each step repeated (nearest-neighbour)."""
+    b, c, t = x.shape
+    return x.unsqueeze(-1).expand(b, c, t, factor).reshape(b, c, t * factor)
+
+
 def valid_mask(length: Tensor, size: int, like: Tensor) -> Tensor:
     """``[1, 1, size]``: 1.0 where the step is below ``length`` (a ``[1]`` int tensor)."""
     steps = torch.arange(size, device=like.device).unsqueeze(0)
@@ -112,7 +118,7 @@ class AdainResBlk1d(nn.Module):
         upsampling)."""
         shortcut = x
         if self.upsample:
-            shortcut = torch.repeat_interleave(shortcut, 2, dim=-1)
+            shortcut = upsample_nearest(shortcut, 2)
         if self.learned_sc:
             shortcut = self.conv1x1(shortcut)
         h = F.leaky_relu(self.norm1(x, s, mask), 0.2)
@@ -173,5 +179,6 @@ __all__ = [
     "MaskedBiLSTM",
     "MaskedInstanceNorm",
     "reverse_index",
+    "upsample_nearest",
     "valid_mask",
 ]

@@ -28,6 +28,7 @@ from speechport.families.kokoro.layers import (
     AdainResBlk1d,
     AdaINResBlock1,
     MaskedBiLSTM,
+    upsample_nearest,
     valid_mask,
 )
 
@@ -381,7 +382,7 @@ class SineSource(nn.Module):
         """``f0`` ``[1, S]`` (S F0 steps, ``steps`` valid), ``noise`` ``[1, S * scale, 9]``."""
         phase = self.phase_radians(f0, steps)
         voiced = (f0 > VOICED_THRESHOLD).to(f0.dtype)
-        voiced = torch.repeat_interleave(voiced, self.scale, dim=1).unsqueeze(-1)
+        voiced = upsample_nearest(voiced.unsqueeze(1), self.scale).transpose(1, 2)
         amplitude = voiced * NOISE_STD + (1 - voiced) * SINE_AMP / 3
         sines = torch.sin(phase) * SINE_AMP * voiced + amplitude * noise
         return torch.tanh(self.l_linear(sines)).squeeze(-1)
