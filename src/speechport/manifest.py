@@ -54,6 +54,8 @@ COMPONENT_KINDS: dict[str, str] = {
     "vad_decoder": "a VAD's decoder stage: state -> speech probability",
     "streaming_encoder": "one chunk of features and every cache -> encodings and new caches",
     "decoder_context": "stateless prediction network: the last few tokens -> output",
+    "tts_text": "phoneme ids at a token bucket -> durations and per-token features",
+    "tts_acoustic": "frame-aligned features at a frame bucket and noise -> audio, F0, energy",
 }
 # Manifests written before components declared a kind: the kind of each role they used
 # (the other roles of those manifests were named as their kind).
@@ -413,6 +415,7 @@ class Manifest:
     tokenizer: TokenizerSpec | None = None
     vad: VadSpec | None = None
     streaming: StreamingSpec | None = None
+    tts: dict[str, Any] | None = None  # checked by speechport.tasks.tts.TtsSpec
     extras: dict[str, Any] = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
 
@@ -476,6 +479,8 @@ class Manifest:
             out["vad"] = asdict(self.vad)
         if self.streaming is not None:
             out["streaming"] = self.streaming.to_dict()
+        if self.tts is not None:
+            out["tts"] = self.tts
         out["provenance"] = self.provenance
         out["extras"] = self.extras
         return out
@@ -523,6 +528,7 @@ class Manifest:
             tokenizer=_tokenizer_from_dict(data["tokenizer"]) if "tokenizer" in data else None,
             vad=VadSpec(**data["vad"]) if "vad" in data else None,
             streaming=StreamingSpec.from_dict(data["streaming"]) if "streaming" in data else None,
+            tts=dict(data["tts"]) if "tts" in data else None,
             provenance=dict(data["provenance"]),
             extras=dict(data.get("extras", {})),
         )
@@ -583,7 +589,16 @@ def _list(data: dict[str, Any], key: str, where: str) -> None:
 def _check_sections(data: dict[str, Any]) -> None:
     """The types of the top-level sections, before anything is built from them."""
     _mapping(data, "components", "role -> component")
-    for key in ("frontend", "provenance", "extras", "window", "decoding", "tokenizer", "vad"):
+    for key in (
+        "frontend",
+        "provenance",
+        "extras",
+        "window",
+        "decoding",
+        "tokenizer",
+        "vad",
+        "tts",
+    ):
         _mapping(data, key, "an object")
     rate = data["sample_rate"]
     if not _is_int(rate) or not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:

@@ -54,6 +54,8 @@ class VariantResult:
     cer: float | None = None
     max_prob_diff: float | None = None
     segments_equal: bool | None = None
+    spectral_convergence: float | None = None  # speech synthesis: worst text
+    mel_distance_db: float | None = None
     rtfx: float | None = None
 
     @property
