@@ -185,6 +185,20 @@ def randomize(model: nn.Module, generator: torch.Generator) -> None:
                 param.copy_(torch.randn(param.shape, generator=generator) / math.sqrt(fan_in))
 
 
+def voice_the_source(model: KModel) -> None:
+    """Random weights give F0 near 0 Hz (all unvoiced: SineGen's harmonics never sound) and a
+    log-magnitude spectrum in the tens (audio in the millions). Scale the F0 projection to a
+    pitch of about 150 +- 60 Hz, and the generator's last conv to magnitudes near exp(-1)."""
+    with torch.no_grad():
+        f0_proj = model.predictor.F0_proj
+        f0_proj.weight.mul_(60.0 / max(float(f0_proj.weight.norm()), 1e-6))
+        f0_proj.bias.fill_(150.0)
+        post = model.decoder.generator.conv_post
+        post.weight_g.fill_(0.05)
+        bins = model.decoder.generator.post_n_fft // 2 + 1
+        post.bias[:bins].fill_(-1.0)
+
+
 def calibrate_durations(model: KModel, packs: dict[str, torch.Tensor]) -> None:
     """Bias the duration projection so that a phoneme lasts 2-8 frames, as real speech does
     (random weights give every phoneme the same length). Of its 50 sigmoid units, one is
@@ -329,6 +343,7 @@ def main(argv: list[str] | None = None) -> int:
     model = TinyKModel(CONFIG, str(empty)).eval()
     empty.unlink()
     randomize(model, generator)
+    voice_the_source(model)
     packs = _voice_packs()
     calibrate_durations(model, packs)
     state = {
