@@ -3,6 +3,7 @@ speaker (pipelines/speaker.py) on numpy stand-ins for the two stages (tests/tts_
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -218,3 +219,50 @@ def test_voices(speaker: Speaker) -> None:
     assert speaker.voices == ["af_test", "bm_test"]
     a = speaker.speak("abc", phonemes=True, voice="bm_test")
     assert a.samples.size > 0
+
+
+LONG_TEXT = (
+    "Speech synthesis turns written language into sound, and a good system never drops a "
+    "word. This paragraph is long on purpose: it has short sentences. It has long ones, too, "
+    "with commas, semicolons; colons: and dashes — all of which are places to pause. "
+    "Numbers such as 1,234 and 3.5 are read by espeak-ng, and so are dates like May 21st. "
+) * 5 + (
+    "and here is a run of words with no punctuation at all that goes on and on well past "
+    "the limit of a single chunk so that the splitter has to cut it between words instead "
+    "of at a phrase mark which it does without losing any of them, not even one, not one "
+    "Now the end is near. The very last word of this text is zebra."
+)
+
+
+@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed")
+def test_two_thousand_characters_spoken_whole(speaker: Speaker) -> None:
+    assert len(LONG_TEXT) >= 2000
+    phonemes = speaker.phonemes(LONG_TEXT)
+    speech = speaker.speak(LONG_TEXT)
+    assert "".join(c.phonemes for c in speech.chunks).replace(" ", "") == phonemes.replace(" ", "")
+    assert speech.chunks[-1].phonemes.endswith("zˈibɹə.")  # the ending is spoken
+    assert speech.chunks[-1].end == speech.samples.size
+    assert all(len(c.phonemes) <= speaker.max_phonemes for c in speech.chunks)
+    assert all(c.frames <= 120 for c in speech.chunks)
+    assert len(speech.chunks) > 20
+
+
+def test_stream_runs_one_chunk_at_a_time(tmp_path: Path) -> None:
+    bundle, spec = fake_bundle(tmp_path)
+    calls = {"n": 0}
+    inner = bundle.components["text_stage_64"]
+
+    class Counting:
+        spec = inner.spec
+
+        def __call__(self, *inputs: np.ndarray) -> tuple[np.ndarray, ...]:
+            calls["n"] += 1
+            return inner(*inputs)
+
+    bundle.components["text_stage_64"] = Counting()
+    ps = " ".join(["ðə kwɪk bɹaʊn fɑks dʒʌmps ovəɹ ðə leɪzi dɑɡz bæk."] * 10)
+    stream = Speaker(bundle, spec).stream(ps, phonemes=True)
+    assert calls["n"] == 0  # checked, nothing run yet
+    first = next(iter(stream))
+    assert first.chunk is not None and calls["n"] == 1
+    assert sum(1 for _ in stream) > 10  # the rest follows on demand

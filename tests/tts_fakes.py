@@ -8,6 +8,7 @@ plus the phase's harmonic 1, into that frame's samples, and only over the valid 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,10 @@ from speechport.manifest import ComponentSpec, Manifest, TensorSpec
 from speechport.runtime.base import LoadedBundle
 from speechport.tasks.tts_spec import TtsSpec
 
-VOCAB = {c: i + 1 for i, c in enumerate(" ,.!?;:—abcdefghijklmnopqrstuvwxyzˈˌəɹæɪʊɛɑɡʌθðʃʒŋ")}
+# Kokoro-82M's phoneme vocabulary (the fixture's config.json keeps it whole)
+VOCAB: dict[str, int] = json.loads(
+    (Path(__file__).parent / "data" / "tts" / "config.json").read_text(encoding="utf-8")
+)["vocab"]
 CP, CT, H, SPF = 6, 4, 9, 600
 
 
