@@ -100,7 +100,7 @@ class TtsTask(Task):
         for name, candidate in run.candidates.items():
             got = Speaker(candidate, TtsSpec.from_manifest(candidate.manifest))
             start = time.perf_counter()
-            result = _compare(run, name, ref, got, chunks, text, phonemes)
+            result = _compare(run, name, ref, got, chunks, path, phonemes)
             run.run_seconds[name] = run.run_seconds.get(name, 0.0) + (time.perf_counter() - start)
             run.report.files.append(result)
 
@@ -237,7 +237,7 @@ def _compare(
     ref: Speaker,
     got: Speaker,
     chunks: list[tuple[list[int], np.ndarray, TextStageResult, ChunkAudio]],
-    text: str,
+    label: str,
     phonemes: str,
 ) -> TtsFileResult:
     from speechport.parity.speech_metrics import mel_distance, spectral_convergence
@@ -320,7 +320,7 @@ def _compare(
     if figures["bucket"] > gate * float(np.abs(reference_all).max(initial=1.0)):
         failures.append(f"frame buckets differ: max|d| {figures['bucket']:.2e}")
     return TtsFileResult(
-        audio=text,
+        audio=label,
         backend=backend,
         failures=failures,
         phonemes=phonemes,
