@@ -94,6 +94,8 @@ class QuantizeOptions:
     weight_threshold: int | None = None  # None: coremltools' default (2048 elements)
     max_cer: float = 0.0
     max_prob_diff: float = 1e-3
+    max_audio_diff: float = 1e-3
+    texts: tuple[str, ...] = ()
     latency_runs: int = 5
     emit: str | None = None
     overwrite: bool = False
@@ -266,6 +268,8 @@ def quantize(
         weight_threshold=DEFAULT_WEIGHT_THRESHOLD if threshold is None else threshold,
         max_cer=options.max_cer,
         max_prob_diff=options.max_prob_diff,
+        max_audio_diff=options.max_audio_diff,
+        texts=list(options.texts),
         latency_runs=options.latency_runs,
         emit=options.emit,
         overwrite=options.overwrite,

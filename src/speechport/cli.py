@@ -254,6 +254,12 @@ def build_parser() -> argparse.ArgumentParser:
         "but the front ends)",
     )
     quantize.add_argument("--audio", type=Path, nargs="+", help="audio files or directories")
+    quantize.add_argument(
+        "--text",
+        nargs="+",
+        default=[],
+        help="texts to score speech synthesis on (default: built-in)",
+    )
     quantize.add_argument("--emit", metavar="NAME", help="write this variant as OUT/NAME")
     quantize.add_argument(
         "--weight-threshold",
@@ -270,7 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=1e-3,
         help="VAD gate: largest |dp| (default 1e-3)",
     )
-    parser.add_argument(
+    quantize.add_argument(
         "--max-audio-diff",
         type=_TOLERANCE,
         default=1e-3,
@@ -388,6 +394,12 @@ def _add_gate_options(parser: argparse.ArgumentParser) -> None:
         type=_TOLERANCE,
         default=1e-3,
         help="VAD gate: largest |dp| (default 1e-3)",
+    )
+    parser.add_argument(
+        "--max-audio-diff",
+        type=_TOLERANCE,
+        default=1e-3,
+        help="speech-synthesis gate: largest |d audio| / the reference's peak (default 1e-3)",
     )
 
 
@@ -783,6 +795,8 @@ def _quantize(args: argparse.Namespace) -> int:
         weight_threshold=args.weight_threshold,
         max_cer=args.max_cer,
         max_prob_diff=args.max_prob_diff,
+        max_audio_diff=args.max_audio_diff,
+        texts=list(args.text),
         latency_runs=args.latency_runs,
         emit=args.emit,
         overwrite=args.force,

@@ -80,6 +80,8 @@ class VariantResult:
             return self.token_agreement
         if self.max_prob_diff is not None:
             return 1.0 - self.max_prob_diff
+        if self.spectral_convergence is not None:
+            return 1.0 - self.spectral_convergence
         return None
 
     def to_dict(self) -> dict[str, Any]:

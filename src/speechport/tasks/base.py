@@ -58,6 +58,7 @@ class Task(ABC):
     example_template: ClassVar[str]  # file in speechport/export/templates
     usage: ClassVar[str]  # the CLI line the model card shows (run inside the bundle)
     quality_label: ClassVar[str]  # the end-to-end figure quantize ranks by
+    verifies_by_default: ClassVar[bool] = False  # verify has inputs of its own (no --audio)
 
     def check_manifest(self, manifest: Manifest) -> None:
         """Refuse a manifest that lacks what this task needs."""

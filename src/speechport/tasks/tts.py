@@ -51,6 +51,7 @@ class TtsTask(Task):
     example_template = "tts_example.py"
     usage = 'speechport speak . "Hello there." --voice af_heart --out speech.wav'
     quality_label = "1 - spectral convergence"
+    verifies_by_default = True
 
     def check_manifest(self, manifest: Manifest) -> None:
         super().check_manifest(manifest)
