@@ -959,6 +959,20 @@ def _info(args: argparse.Namespace) -> int:
             print(f"languages: {', '.join(st.prompts)}")
         if st.end_of_utterance is not None:
             print(f"end-of-utterance token: {st.end_of_utterance}")
+    if m.tts is not None:
+        from speechport.tasks.tts_spec import TtsSpec
+
+        tts = TtsSpec.from_manifest(m, args.bundle)
+        g2p = tts.g2p
+        spf = tts.samples_per_frame
+        seconds = ", ".join(f"{f * spf / m.sample_rate:g} s" for f in tts.frame_buckets)
+        print(
+            f"tts: token buckets {list(tts.token_buckets)}, frame buckets "
+            f"{list(tts.frame_buckets)} ({seconds}), up to {tts.max_phonemes} phonemes per "
+            f"chunk, {len(tts.vocab)} phonemes"
+        )
+        print(f"voices: {', '.join(tts.voices)} (default {tts.default_voice})")
+        print(f"g2p: {g2p['engine']} {g2p['version']} ({g2p['language']})")
     for comp in m.components.values():
         print(f"{comp.name} ({comp.role}):")
         for t in comp.inputs:
