@@ -31,7 +31,7 @@ from speechport.pipelines.synthesis import (
     run_text_stage,
     style_row,
 )
-from speechport.text.phonemes import encode_phonemes, in_vocabulary, phonemize
+from speechport.text.phonemes import encode_phonemes, in_vocabulary, phonemize, prepare_text
 from speechport.text.split import END, PHRASE, SENTENCE, Piece, split_phonemes
 
 if TYPE_CHECKING:
@@ -182,6 +182,7 @@ class Speaker:
 
     def phonemes(self, text: str) -> str:
         """The phonemes of ``text`` (the G2P's, restricted to the vocabulary)."""
+        prepare_text(text)  # empty or unspeakable text is refused before espeak-ng is needed
         return in_vocabulary(phonemize(text, self._g2p()), self.spec.vocab)
 
     def speak(

@@ -83,9 +83,9 @@ def speakable(text: str) -> bool:
     return any(unicodedata.category(c)[0] in "LN" for c in text)
 
 
-def phonemize(text: str, espeak: Espeak) -> str:
-    """Kokoro phonemes of ``text``: normalised, split at punctuation, each phrase through
-    espeak-ng, the punctuation put back between them (one space where the text had space)."""
+def prepare_text(text: str) -> str:
+    """``text`` normalised for the G2P; a ``PhonemeError`` if it is empty or has nothing to
+    say (checked before espeak-ng is needed)."""
     if not text.strip():
         raise PhonemeError("the text is empty", hint="give some words to speak")
     text = normalize_text(text)
@@ -94,6 +94,13 @@ def phonemize(text: str, espeak: Espeak) -> str:
             f"the text has no speakable characters: {text[:60]!r}",
             hint="give words or numbers to speak",
         )
+    return text
+
+
+def phonemize(text: str, espeak: Espeak) -> str:
+    """Kokoro phonemes of ``text``: normalised, split at punctuation, each phrase through
+    espeak-ng, the punctuation put back between them (one space where the text had space)."""
+    text = prepare_text(text)
     out: list[str] = []
     position = 0
     for match in [*_PUNCTUATION.finditer(text), None]:
