@@ -98,6 +98,18 @@ def test_bad_input_is_one_line_exit_2_nothing_written(
     assert list(tmp_path.iterdir()) == []
 
 
+def test_model_card_describes_text_voices_and_usage(bundle: Path) -> None:
+    from speechport.export.card import render_card
+    from speechport.manifest import read_manifest
+
+    card = render_card(read_manifest(bundle), bundle)
+    assert "## Text and voices" in card and "## Front end" not in card
+    assert "acoustic stage at 40 (1 s) and 120 (3 s) frames of 600 samples" in card
+    assert '`python example_infer_onnx.py "Hello there." --out speech.wav`' in card
+    assert "| `voices` | " in card and "voice style packs" in card
+    assert "Not measured yet: `speechport verify .` (built-in sentences" in card
+
+
 def test_verify_refuses_audio_for_a_tts_bundle(
     bundle: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -117,7 +129,7 @@ def test_example_script_speaks_like_speechport(bundle: Path, tmp_path: Path) -> 
     out = tmp_path / "example.wav"
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # no speechport
     done = subprocess.run(
-        [sys.executable, str(bundle / "example_infer.py"), PHONEMES, "--phonemes",
+        [sys.executable, str(bundle / "example_infer_onnx.py"), PHONEMES, "--phonemes",
          "--seed", "3", "--out", str(out)],
         capture_output=True, text=True, env=env, check=False, cwd=tmp_path,
     )  # fmt: skip

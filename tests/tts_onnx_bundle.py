@@ -11,7 +11,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from speechport.export.templates import __file__ as templates_init
+from speechport.export.bundle import EXAMPLE_SCRIPTS, example_script
 from speechport.manifest import MANIFEST_NAME, ComponentFile, ComponentSpec, Manifest
 from tests.tts_fakes import CP, CT, SPF, FakeAcoustic, FakeText, H, fake_bundle
 
@@ -180,7 +180,7 @@ def write_onnx_tts_bundle(
         tts={**spec.to_dict(), "voices": voices},
     )
     (path / MANIFEST_NAME).write_text(manifest.to_json(), encoding="utf-8")
-    shutil.copy(Path(templates_init).parent / "tts_example.py", path / "example_infer.py")
+    (path / EXAMPLE_SCRIPTS["onnx"]).write_text(example_script("onnx", "tts"), encoding="utf-8")
     return path
 
 

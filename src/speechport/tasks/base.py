@@ -57,6 +57,9 @@ class Task(ABC):
     file_result: ClassVar[type[FileResult]]  # its per-file verify result
     example_template: ClassVar[str]  # file in speechport/export/templates
     usage: ClassVar[str]  # the CLI line the model card shows (run inside the bundle)
+    example_args: ClassVar[str] = "audio.wav"  # the example script's arguments on the card
+    example_input: ClassVar[str] = "reads 16-bit PCM WAV at the bundle's sample rate"
+    verify_usage: ClassVar[str] = "`speechport verify . --audio FILES` (on real audio)"
     quality_label: ClassVar[str]  # the end-to-end figure quantize ranks by
     verifies_by_default: ClassVar[bool] = False  # verify has inputs of its own (no --audio)
 

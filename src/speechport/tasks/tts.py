@@ -50,6 +50,9 @@ class TtsTask(Task):
     file_result = TtsFileResult
     example_template = "tts_example.py"
     usage = 'speechport speak . "Hello there." --voice af_heart --out speech.wav'
+    example_args = '"Hello there." --out speech.wav'
+    example_input = "text through espeak-ng, or Kokoro phonemes with --phonemes"
+    verify_usage = '`speechport verify .` (built-in sentences; `--text "..."` for others)'
     quality_label = "1 - spectral convergence"
     verifies_by_default = True
 
