@@ -33,6 +33,8 @@ GOLDEN = {
     "It costs 3.14 dollars, or 1,000 cents (roughly).": (
         "ɪt kˈɔsts θɹˈi pYnt wˈʌn fˈɔɹ dˈɑləɹz, ɔɹ wˈʌn θˈWzənd sˈɛnts (ɹˈʌfli)."
     ),
+    "Meet me at 3:30 in the U.S.A., okay?": "mˈit mˌi æt θɹˈi θˈɜɹTi ɪnðə jˌuˌɛsˈA, OkˈA?",
+    "My #1 fan: you.": "mI nˈʌmbəɹ wˈʌn fˈæn: jˈu.",
     "Thirty-two thousand people arrived on the 21st of May.": (
         "θˈɜɹTitˈu θˈWzənd pˈipᵊl əɹɹˈIvd ɔnðə twˈɛnti fˈɜɹst ʌv mˈA."
     ),
@@ -88,6 +90,7 @@ def test_normalisation() -> None:
     )
     assert normalize_text("St. Louis is on Main St.") == "Saint Louis is on Main Street"
     assert normalize_text("3.14 and 1,000") == "3.14 and 1,000"
+    assert normalize_text("I.B.M. and the u.s. at #1") == "IBM and the US at number 1"
 
 
 @pytest.mark.parametrize("text", ["", "   ", "\n\t"])

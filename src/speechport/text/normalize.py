@@ -6,6 +6,8 @@ symbols are left to espeak-ng, which reads them well.
   know (``’`` -> ``'``, `` - `` and ``--`` -> ``—``, ``...`` -> ``…``);
 - a few abbreviations whose period would otherwise end a sentence (``Dr.``, ``Mr.``, ``e.g.``,
   ``St.``: "Saint" before a name, "Street" otherwise) are spelled out;
+- initialisms lose their periods (``U.S.A.`` -> ``USA``, which espeak-ng spells out) and
+  ``#1`` becomes "number 1";
 - currency amounts (espeak-ng says "dollar five point five zero" for ``$5.50``) are spelled
   as "5 dollars 50 cents";
 - control characters and runs of white space become one space.
@@ -56,6 +58,8 @@ _CURRENCY = re.compile(r"([$€£])\s?(\d{1,3}(?:,\d{3})+|\d+)(?:\.(\d{2}))?(?!\
 _DASH = re.compile(r"\s+-{1,2}\s+|-{2,}")
 _ELLIPSIS = re.compile(r"\.{3,}")
 _SPACE = re.compile(r"\s+")
+_INITIALISM = re.compile(r"\b(?:[A-Za-z]\.){2,}(?![A-Za-z])")  # "U.S.A." -> "USA"
+_NUMBER_SIGN = re.compile(r"#(?=\d)")  # "#1" -> "number 1" (espeak-ng says "hash")
 _SAINT = re.compile(r"\bSt\.(?=\s+[A-Z])")  # "St. Louis"; any other "St." is a street
 _STREET = re.compile(r"\bSt\.")
 
@@ -69,6 +73,8 @@ def normalize_text(text: str) -> str:
     text = _DASH.sub(" — ", text)
     text = _CURRENCY.sub(_spell_currency, text)
     text = _STREET.sub("Street", _SAINT.sub("Saint", text))
+    text = _INITIALISM.sub(lambda m: m.group(0).replace(".", "").upper(), text)
+    text = _NUMBER_SIGN.sub("number ", text)
     text = _ABBREVIATION.sub(lambda m: _LOWER_ABBREVIATIONS[m.group(1).lower()], text)
     return _SPACE.sub(" ", text).strip()
 

@@ -63,9 +63,9 @@ _AMERICAN = (
 )
 
 # Punctuation espeak-ng does not speak but the model does (phonemizer's default marks); a
-# period or comma between digits belongs to a number.
-_MARKS = ';:!?¡¿—…"«»“”(){}[]'
-_PUNCTUATION = re.compile(r"\s*(?:[" + re.escape(_MARKS) + r"]|(?<!\d)[.,]|[.,](?!\d))+\s*")
+# period, comma or colon between digits belongs to a number or a time ("3.5", "1,000", "3:30").
+_MARKS = ';!?¡¿—…"«»“”(){}[]'
+_PUNCTUATION = re.compile(r"\s*(?:[" + re.escape(_MARKS) + r"]|(?<!\d)[.,:]|[.,:](?!\d))+\s*")
 
 
 def espeak_to_kokoro(ipa: str) -> str:
