@@ -73,9 +73,9 @@ def normalize_text(text: str) -> str:
     text = _DASH.sub(" — ", text)
     text = _CURRENCY.sub(_spell_currency, text)
     text = _STREET.sub("Street", _SAINT.sub("Saint", text))
-    text = _INITIALISM.sub(lambda m: m.group(0).replace(".", "").upper(), text)
     text = _NUMBER_SIGN.sub("number ", text)
     text = _ABBREVIATION.sub(lambda m: _LOWER_ABBREVIATIONS[m.group(1).lower()], text)
+    text = _INITIALISM.sub(lambda m: m.group(0).replace(".", "").upper(), text)
     return _SPACE.sub(" ", text).strip()
 
 
