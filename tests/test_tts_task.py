@@ -138,6 +138,28 @@ def test_verify_catches_duration_error(tmp_path: Path) -> None:
     assert r.audio_max_abs == 0  # the acoustic stage, fed the reference's frames, agrees
 
 
+def test_verify_catches_f0_error(tmp_path: Path) -> None:
+    r = _run(tmp_path, {"acoustic_40": (1, 1.002)})  # F0 0.2 % off, audio exact
+    assert r.audio_max_abs == 0 and r.f0_max_abs > 0
+    assert [f for f in r.failures if f.startswith("f0 |d|/peak 2.00e-03 > 0.001")]
+
+
+def test_plots(tmp_path: Path) -> None:
+    from speechport.parity import plots
+
+    if not plots.available():
+        pytest.skip("matplotlib is not installed")
+    r = _run(tmp_path, {"acoustic_40": (0, 1.01)})
+    report = ParityReport(bundle="b", task="tts", reference_engine="t", engines={}, files=[r])
+    written = get_task("tts").draw_plots(report, tmp_path / "plots")
+    assert [p.name for p in written] == [
+        "tts_waveform_diff.png",
+        "tts_mel_diff.png",
+        "tts_durations.png",
+    ]
+    assert all(p.stat().st_size > 1000 for p in written)
+
+
 def test_card_and_report_round_trip(tmp_path: Path) -> None:
     r = _run(tmp_path, {})
     report = ParityReport(bundle="b", task="tts", reference_engine="t", engines={}, files=[r])

@@ -84,6 +84,8 @@ class TtsTask(Task):
             yield VerifyInput(text, text, 0.0)
 
     def gates(self, limits: GateLimits) -> dict[str, float]:
+        """Frames per token exactly the reference's; audio, F0 and energy within
+        ``max_audio_diff`` of the reference's peak; the frame buckets agree as closely."""
         return {"durations_equal": 1.0, "max_audio_diff": limits.max_audio_diff}
 
     def verify_file(self, run: VerifyRun, audio: Any, path: str) -> None:
@@ -259,6 +261,8 @@ def _compare(
             "energy",
             "bucket",
             "rel",
+            "f0_peak",
+            "energy_peak",
         ),
         0.0,
     )
@@ -301,6 +305,10 @@ def _compare(
         figures["rel"] = max(figures["rel"], rest / peak if peak > 0 else rest)
         figures["f0"] = max(figures["f0"], _max_abs(a_got.f0, a_ref.f0))
         figures["energy"] = max(figures["energy"], _max_abs(a_got.energy, a_ref.energy))
+        figures["f0_peak"] = max(figures["f0_peak"], float(np.abs(a_ref.f0).max(initial=0.0)))
+        figures["energy_peak"] = max(
+            figures["energy_peak"], float(np.abs(a_ref.energy).max(initial=0.0))
+        )
         ref_audio.append(a_ref.audio)
         got_audio.append(a_got.audio)
         if index == 0:
@@ -321,6 +329,10 @@ def _compare(
     gate = run.limits.max_audio_diff
     if figures["rel"] > gate:
         failures.append(f"audio |d|/peak {figures['rel']:.2e} > {gate:g}")
+    for name in ("f0", "energy"):  # relative to the reference's peak, as the audio
+        relative = figures[name] / max(figures[f"{name}_peak"], 1e-12)
+        if relative > gate:
+            failures.append(f"{name} |d|/peak {relative:.2e} > {gate:g}")
     if figures["bucket"] > gate * float(np.abs(reference_all).max(initial=1.0)):
         failures.append(f"frame buckets differ: max|d| {figures['bucket']:.2e}")
     return TtsFileResult(
