@@ -145,3 +145,26 @@ def test_example_script_speaks_like_speechport(bundle: Path, tmp_path: Path) -> 
     expected = np.clip(speech.samples, -1, 1)  # the stand-in's audio is not speech-sized
     assert np.abs(data[a] - expected[a]).max() <= 2 / 32768
     assert np.abs(data[b] - expected[b]).max() <= 2 / 32768
+
+
+def test_speak_and_info_without_torch_or_onnx(bundle: Path, tmp_path: Path) -> None:
+    from tests.test_runtime_without_torch import BLOCKER
+
+    out = tmp_path / "s.wav"
+    for args in (["speak", bundle, PHONEMES, "--phonemes", "--out", out], ["info", bundle]):
+        done = subprocess.run(
+            [sys.executable, "-c", BLOCKER, *map(str, args)],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+    assert "voices: af_test, bm_test (default af_test)" in done.stdout
+    assert sf.info(out).frames > 0
+
+
+@needs_espeak
+def test_another_espeak_version_warns(bundle: Path) -> None:
+    speaker = speechport.load(bundle)
+    speaker.spec = type(speaker.spec)(**{**speaker.spec.__dict__, "g2p": {
+        "engine": "espeak-ng", "language": "en-us", "version": "0.99"}})  # fmt: skip
+    with pytest.warns(UserWarning, match=r"espeak-ng 1\.\d+ is installed; .* checked with 0\.99"):
+        speaker.speak("Hi.")
