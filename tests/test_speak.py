@@ -80,6 +80,7 @@ def test_speak_reads_stdin(bundle: Path, tmp_path: Path, monkeypatch: pytest.Mon
         ),
         ([PHONEMES, "--phonemes", "--speed", "5"], "speed 5 is out of range"),
         ([PHONEMES, "--phonemes", "--speed", "0"], "speed 0 is out of range"),
+        ([PHONEMES, "--phonemes", "--seed", "-1"], "seed must be an integer >= 0, got -1"),
     ],
 )
 def test_bad_input_is_one_line_exit_2_nothing_written(

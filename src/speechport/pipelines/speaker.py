@@ -32,7 +32,7 @@ from speechport.pipelines.synthesis import (
     style_row,
 )
 from speechport.text.phonemes import encode_phonemes, in_vocabulary, phonemize, prepare_text
-from speechport.text.split import END, PHRASE, SENTENCE, Piece, split_phonemes
+from speechport.text.split import PHRASE, SENTENCE, Piece, split_phonemes
 
 if TYPE_CHECKING:
     from speechport.runtime.base import Component, LoadedBundle
@@ -218,6 +218,8 @@ class Speaker:
             raise SpeechportError(
                 f"speed {speed:g} is out of range", hint=f"pick {MIN_SPEED:g} to {MAX_SPEED:g}"
             )
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            raise SpeechportError(f"seed must be an integer >= 0, got {seed!r}")
         pack = self.voice_pack(voice)
         if phonemes:
             ps = " ".join(text.split())
@@ -269,7 +271,7 @@ class Speaker:
             yield SpeechPart(audio, chunk, result)
             position += audio.size
             pause = round(PAUSES.get(piece.boundary, 0.0) * self.sample_rate)
-            if pause and piece.boundary != END:
+            if pause:
                 yield SpeechPart(np.zeros(pause, np.float32))
                 position += pause
 
