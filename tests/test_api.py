@@ -140,21 +140,21 @@ def test_public_names() -> None:
     assert speechport.load.__doc__ and "Example" in speechport.load.__doc__
 
 
-@pytest.mark.parametrize("task", ["tts", "diarization"])
+@pytest.mark.parametrize("task", ["diarization", "translation"])
 def test_a_task_without_a_plug_in_is_refused(ctc: Path, tmp_path: Path, task: str) -> None:
     data = json.loads((ctc / MANIFEST_NAME).read_text(encoding="utf-8"))
     data["task"] = task
     (tmp_path / MANIFEST_NAME).write_text(json.dumps(data), encoding="utf-8")
     with pytest.raises(
         BundleError,
-        match=f"unknown task '{task}'; this speechport runs: asr, streaming-asr, vad, kws",
+        match=f"unknown task '{task}'; this speechport runs: asr, streaming-asr, vad, kws, tts",
     ):
         speechport.load(tmp_path)
     assert main(["transcribe", str(tmp_path), str(GIGAAM_CLIP)]) == 2
 
 
 def test_registries_cover_every_manifest_name(rnnt: Path, ctc: Path, vad_bundle: Path) -> None:
-    assert set(TASKS) == {"asr", "streaming-asr", "vad", "kws"}
+    assert set(TASKS) == {"asr", "streaming-asr", "vad", "kws", "tts"}
     for name, task in TASKS.items():
         assert task.name == name and task.sections
     assert set(DECODERS) == {"ctc_greedy", "rnnt_greedy", "tdt_greedy"}

@@ -31,6 +31,7 @@ RUNTIME_SIDE = (
     "speechport.coreml",
     "speechport.pipelines",
     "speechport.tasks",
+    "speechport.text",
 )
 RUNTIME_EXCEPTIONS = ("speechport.features.torch_frontend", "speechport.runtime.torch_backend")
 CONVERTER_SIDE = (

@@ -60,7 +60,10 @@ class VerifyOptions:
     ``reference``: the source checkpoint (default: the one the bundle's provenance names);
     ``max_cer``: speech recognition passes when tokens are exact or the CER is at most this;
     ``max_prob_diff``: voice activity passes within this speech-probability difference;
-    ``latency_runs``: warm calls timed per component; ``write``: store the report, plots
+    ``max_audio_diff``: speech synthesis passes within this |Δaudio| / the reference's peak
+    (and with exact durations); ``texts``: what a speech-synthesis bundle is verified on
+    (``phonemes:...`` for phonemes; default: built-in phoneme strings); ``latency_runs``:
+    warm calls timed per component; ``write``: store the report, plots
     and model-card tables in the bundle.
     """
 
@@ -68,6 +71,8 @@ class VerifyOptions:
     reference: Path | None = None
     max_cer: float = 0.0
     max_prob_diff: float = 1e-3
+    max_audio_diff: float = 1e-3
+    texts: tuple[str, ...] = ()
     latency_runs: int = 20
     write: bool = True
 
@@ -89,6 +94,8 @@ class QuantizeOptions:
     weight_threshold: int | None = None  # None: coremltools' default (2048 elements)
     max_cer: float = 0.0
     max_prob_diff: float = 1e-3
+    max_audio_diff: float = 1e-3
+    texts: tuple[str, ...] = ()
     latency_runs: int = 5
     emit: str | None = None
     overwrite: bool = False
@@ -118,7 +125,8 @@ def load(
 
     Returns:
         A ``Transcriber`` for speech recognition (``.transcribe(path_or_array)``), a
-        ``VoiceActivityDetector`` for voice activity (``.segments(...)``, ``.stream()``).
+        ``VoiceActivityDetector`` for voice activity (``.segments(...)``, ``.stream()``), a
+        ``Speaker`` for speech synthesis (``.speak(text, voice=, speed=)``, ``.voices``).
 
     Example:
         >>> speechport.load("bundles/v3_e2e_rnnt").transcribe("talk.wav").text
@@ -191,7 +199,7 @@ def convert(
 
 def verify(
     bundle: str | Path,
-    audio: Sequence[str | Path],
+    audio: Sequence[str | Path] = (),
     options: VerifyOptions = VerifyOptions(),
 ) -> ParityReport:
     """Compare a bundle with its torch reference on real audio; returns the typed report
@@ -199,7 +207,8 @@ def verify(
 
     Args:
         bundle: the bundle directory.
-        audio: audio files or directories of them.
+        audio: audio files or directories of them (none for speech synthesis: it is
+            verified on ``options.texts``).
         options: see ``VerifyOptions``.
 
     Example:
@@ -211,12 +220,14 @@ def verify(
 
     report = verify_bundle(
         Path(bundle),
-        collect_audio([Path(a) for a in audio]),
+        collect_audio([Path(a) for a in audio]) if audio else [],
         backends=list(options.backends),
         checkpoint=options.reference,
         max_cer=options.max_cer,
         max_prob_diff=options.max_prob_diff,
+        max_audio_diff=options.max_audio_diff,
         latency_runs=options.latency_runs,
+        texts=list(options.texts),
     )
     if options.write:
         write_report(report, Path(bundle))
@@ -257,6 +268,8 @@ def quantize(
         weight_threshold=DEFAULT_WEIGHT_THRESHOLD if threshold is None else threshold,
         max_cer=options.max_cer,
         max_prob_diff=options.max_prob_diff,
+        max_audio_diff=options.max_audio_diff,
+        texts=list(options.texts),
         latency_runs=options.latency_runs,
         emit=options.emit,
         overwrite=options.overwrite,

@@ -24,7 +24,7 @@ import shutil
 import stat
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -378,6 +378,37 @@ def write_wav(
     sf.write(buffer, data, sample_rate, format="WAV", subtype=subtype)
     atomic_write_bytes(path, buffer.getvalue())
     return path
+
+
+def write_wav_stream(
+    path: str | Path,
+    blocks: Iterable[np.ndarray],
+    sample_rate: int,
+    *,
+    subtype: str = "PCM_16",
+) -> int:
+    """Write mono float blocks to a WAV file as they come (memory: one block), through a
+    temporary sibling renamed into place at the end: a failure leaves nothing behind.
+    Returns the number of samples written."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".wav", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    written = 0
+    try:
+        with sf.SoundFile(tmp, "w", sample_rate, 1, subtype=subtype, format="WAV") as out:
+            for block in blocks:
+                data = np.asarray(block, dtype=np.float32).reshape(-1)
+                if subtype in _PCM_BITS:
+                    data = _quantize(data, _PCM_BITS[subtype])
+                out.write(data)
+                written += data.size
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return written
 
 
 # --- decoding -------------------------------------------------------------------------------

@@ -203,10 +203,28 @@ def build_parser() -> argparse.ArgumentParser:
     spot.add_argument("--checkpoint", type=Path, help="source weights for --backend torch")
     spot.add_argument("--output", choices=["text", "json"], default="text")
 
+    speak = sub.add_parser("speak", help="speak text with a text-to-speech bundle into a WAV file")
+    speak.add_argument("bundle", type=Path)
+    speak.add_argument("text", help="what to say (phonemes with --phonemes); - reads stdin")
+    speak.add_argument("--out", type=Path, required=True, help="the WAV file to write")
+    speak.add_argument("--voice", help="a voice of the bundle (default: the bundle's)")
+    speak.add_argument("--speed", type=float, default=1.0, help="speaking rate, 0.5-2 (default 1)")
+    speak.add_argument("--seed", type=int, default=0, help="seed of the voice's noise (default 0)")
+    speak.add_argument(
+        "--phonemes", action="store_true", help="TEXT is Kokoro phonemes: no G2P (espeak-ng)"
+    )
+    speak.add_argument("--backend", choices=["onnx", "coreml", "torch"], default="onnx")
+    speak.add_argument("--threads", type=_THREADS, help=_THREADS_HELP)
+    speak.add_argument("--checkpoint", type=Path, help="source weights for --backend torch")
+
     verify = sub.add_parser("verify", help="parity of a bundle against its torch reference")
     verify.add_argument("bundle", type=Path)
+    verify.add_argument("--audio", type=Path, nargs="+", help="audio files or directories")
     verify.add_argument(
-        "--audio", type=Path, nargs="+", required=True, help="audio files or directories"
+        "--text",
+        nargs="+",
+        default=[],
+        help="texts to speak (speech synthesis; 'phonemes:...' for phonemes; default: built-in)",
     )
     _add_gate_options(verify)
     verify.add_argument("--reference", type=Path, help="source checkpoint (default: provenance)")
@@ -236,6 +254,12 @@ def build_parser() -> argparse.ArgumentParser:
         "but the front ends)",
     )
     quantize.add_argument("--audio", type=Path, nargs="+", help="audio files or directories")
+    quantize.add_argument(
+        "--text",
+        nargs="+",
+        default=[],
+        help="texts to score speech synthesis on (default: built-in)",
+    )
     quantize.add_argument("--emit", metavar="NAME", help="write this variant as OUT/NAME")
     quantize.add_argument(
         "--weight-threshold",
@@ -251,6 +275,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=_TOLERANCE,
         default=1e-3,
         help="VAD gate: largest |dp| (default 1e-3)",
+    )
+    quantize.add_argument(
+        "--max-audio-diff",
+        type=_TOLERANCE,
+        default=1e-3,
+        help="speech-synthesis gate: largest |d audio| / the reference's peak (default 1e-3)",
     )
     quantize.add_argument(
         "--latency-runs", type=_RUNS, default=5, help="warm calls timed per component (default 5)"
@@ -365,6 +395,12 @@ def _add_gate_options(parser: argparse.ArgumentParser) -> None:
         default=1e-3,
         help="VAD gate: largest |dp| (default 1e-3)",
     )
+    parser.add_argument(
+        "--max-audio-diff",
+        type=_TOLERANCE,
+        default=1e-3,
+        help="speech-synthesis gate: largest |d audio| / the reference's peak (default 1e-3)",
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -379,6 +415,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "vad": _vad,
         "stream": _stream,
         "spot": _spot,
+        "speak": _speak,
         "verify": _verify,
         "quantize": _quantize,
         "bench": _bench,
@@ -680,18 +717,48 @@ def _spot(args: argparse.Namespace) -> int:
     return 0
 
 
+def _speak(args: argparse.Namespace) -> int:
+    from speechport.audio import write_wav_stream
+    from speechport.pipelines.speaker import SpokenChunk
+
+    text = sys.stdin.read() if args.text == "-" else args.text
+    speaker = _open(args.bundle, args.backend, args.checkpoint, "tts", args.threads)
+    chunks: list[SpokenChunk] = []
+
+    def audio() -> Iterator[np.ndarray]:
+        for part in parts:
+            if part.chunk is not None:
+                chunks.append(part.chunk)
+            yield part.samples
+
+    # input is checked when the stream is made, before the file is opened
+    parts = speaker.stream(
+        text, voice=args.voice, speed=args.speed, seed=args.seed, phonemes=args.phonemes
+    )
+    samples = write_wav_stream(args.out, audio(), speaker.sample_rate)
+    seconds = samples / speaker.sample_rate
+    voice = args.voice or speaker.spec.default_voice
+    print(
+        f"{args.out}: {seconds:.2f} s at {speaker.sample_rate} Hz, voice {voice}, "
+        f"{len(chunks)} chunk(s)"
+    )
+    return 0
+
+
 def _verify(args: argparse.Namespace) -> int:
     from speechport.audio import collect_audio
     from speechport.parity.run import verify_bundle, write_report
 
     report = verify_bundle(
         args.bundle,
-        collect_audio(list(args.audio)),
+        collect_audio(list(args.audio)) if args.audio else [],
         backends=_backends(args.backends),
         checkpoint=args.reference,
         max_prob_diff=args.max_prob_diff,
         max_cer=args.max_cer,
+        max_audio_diff=args.max_audio_diff,
         latency_runs=args.latency_runs,
+        texts=list(args.text),
     )
     written = write_report(report, args.bundle)
     if args.json:
@@ -728,6 +795,8 @@ def _quantize(args: argparse.Namespace) -> int:
         weight_threshold=args.weight_threshold,
         max_cer=args.max_cer,
         max_prob_diff=args.max_prob_diff,
+        max_audio_diff=args.max_audio_diff,
+        texts=list(args.text),
         latency_runs=args.latency_runs,
         emit=args.emit,
         overwrite=args.force,
@@ -890,6 +959,20 @@ def _info(args: argparse.Namespace) -> int:
             print(f"languages: {', '.join(st.prompts)}")
         if st.end_of_utterance is not None:
             print(f"end-of-utterance token: {st.end_of_utterance}")
+    if m.tts is not None:
+        from speechport.tasks.tts_spec import TtsSpec
+
+        tts = TtsSpec.from_manifest(m, args.bundle)
+        g2p = tts.g2p
+        spf = tts.samples_per_frame
+        seconds = ", ".join(f"{f * spf / m.sample_rate:g} s" for f in tts.frame_buckets)
+        print(
+            f"tts: token buckets {list(tts.token_buckets)}, frame buckets "
+            f"{list(tts.frame_buckets)} ({seconds}), up to {tts.max_phonemes} phonemes per "
+            f"chunk, {len(tts.vocab)} phonemes"
+        )
+        print(f"voices: {', '.join(tts.voices)} (default {tts.default_voice})")
+        print(f"g2p: {g2p['engine']} {g2p['version']} ({g2p['language']})")
     for comp in m.components.values():
         print(f"{comp.name} ({comp.role}):")
         for t in comp.inputs:

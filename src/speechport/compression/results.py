@@ -54,6 +54,8 @@ class VariantResult:
     cer: float | None = None
     max_prob_diff: float | None = None
     segments_equal: bool | None = None
+    spectral_convergence: float | None = None  # speech synthesis: worst text
+    mel_distance_db: float | None = None
     rtfx: float | None = None
 
     @property
@@ -78,6 +80,8 @@ class VariantResult:
             return self.token_agreement
         if self.max_prob_diff is not None:
             return 1.0 - self.max_prob_diff
+        if self.spectral_convergence is not None:
+            return 1.0 - self.spectral_convergence
         return None
 
     def to_dict(self) -> dict[str, Any]:

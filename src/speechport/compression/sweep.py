@@ -75,6 +75,8 @@ def quantize_sweep(
     weight_threshold: int = DEFAULT_WEIGHT_THRESHOLD,
     max_cer: float = 0.0,
     max_prob_diff: float = 1e-3,
+    max_audio_diff: float = 1e-3,
+    texts: list[str] | None = None,
     latency_runs: int = 5,
     emit: str | None = None,
     overwrite: bool = False,
@@ -108,7 +110,9 @@ def quantize_sweep(
         audio=[str(a) for a in audio],
         engine="",
         weight_threshold=weight_threshold,
-        gate=task.gates(GateLimits(max_cer=max_cer, max_prob_diff=max_prob_diff)),
+        gate=task.gates(
+            GateLimits(max_cer=max_cer, max_prob_diff=max_prob_diff, max_audio_diff=max_audio_diff)
+        ),
         variants=[],
         host=host_info(),
         versions=package_versions(("coremltools", "numpy", "torch", "onnxruntime")),
@@ -126,9 +130,11 @@ def quantize_sweep(
             weight_threshold=weight_threshold,
         )
         variant = VariantResult(recipe.name, recipe.to_dict(), str(target), results)
-        if audio:
-            progress.start(f"{recipe.name}: verify on {len(audio)} file(s) with the Core ML engine")
-            _score(variant, target, audio, checkpoint, max_cer, max_prob_diff, latency_runs)
+        if audio or texts or task.verifies_by_default:
+            what = f"{len(audio)} file(s)" if audio else f"{len(texts or []) or 'built-in'} text(s)"
+            progress.start(f"{recipe.name}: verify on {what} with the Core ML engine")
+            limits = GateLimits(max_cer, max_prob_diff, max_audio_diff)
+            _score(variant, target, audio, texts or [], checkpoint, limits, latency_runs)
         else:
             progress.start(f"{recipe.name}: run every component once on silence")
             _smoke(variant, target)
@@ -246,9 +252,9 @@ def _score(
     variant: VariantResult,
     bundle: Path,
     audio: list[Path],
+    texts: list[str],
     checkpoint: Path | None,
-    max_cer: float,
-    max_prob_diff: float,
+    limits: GateLimits,
     latency_runs: int,
 ) -> None:
     from speechport.parity.run import verify_bundle, write_report
@@ -258,8 +264,10 @@ def _score(
         audio,
         backends=[ENGINE_BACKEND],
         checkpoint=checkpoint,
-        max_cer=max_cer,
-        max_prob_diff=max_prob_diff,
+        max_cer=limits.max_cer,
+        max_prob_diff=limits.max_prob_diff,
+        max_audio_diff=limits.max_audio_diff,
+        texts=texts,
         latency_runs=latency_runs,
         label=variant.name,
         time_reference=False,

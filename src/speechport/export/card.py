@@ -19,7 +19,7 @@ from speechport.manifest import (
     VadSpec,
 )
 from speechport.parity.report import PARITY_FILE, ParityReport
-from speechport.tasks import get_task
+from speechport.tasks import Task, get_task
 
 FORMAT_TITLES = {"coreml": "Core ML", "onnx": "ONNX"}
 
@@ -46,7 +46,9 @@ def render_card(manifest: Manifest, bundle: Path) -> str:
     lines += ["", "## I/O contracts", ""]
     for comp in m.components.values():
         lines += _component_section(comp)
-    if m.frontend.get("kind") == "waveform":
+    if m.tts is not None:
+        lines += ["## Text and voices", "", _tts_text(m), ""]
+    elif m.frontend.get("kind") == "waveform":
         lines += [
             "## Front end",
             "",
@@ -69,18 +71,18 @@ def render_card(manifest: Manifest, bundle: Path) -> str:
         lines += ["## Decoding", "", _decoding_text(m.decoding, m.tokenizer), ""]
     if m.vad is not None:
         lines += ["## Voice activity", "", _vad_text(m.vad, m.sample_rate), ""]
-    usage = get_task(m.task).usage
-    lines += ["## Usage", "", "```sh", "pip install speechport", usage, "```", ""]
+    task = get_task(m.task)
+    lines += ["## Usage", "", "```sh", "pip install speechport", task.usage, "```", ""]
     for fmt, script in (("coreml", "example_infer.py"), ("onnx", "example_infer_onnx.py")):
         if fmt in m.formats:
             deps = "coremltools, numpy" if fmt == "coreml" else "onnxruntime, numpy"
             lines.append(
-                f"Without speechport: `python {script} audio.wav` (needs only {deps}; reads "
-                "16-bit PCM WAV at the bundle's sample rate)."
+                f"Without speechport: `python {script} {task.example_args}` (needs only "
+                f"{deps}; {task.example_input})."
             )
     if "onnx" in m.formats and m.extras.get("onnx_compatibility"):
         lines += ["", str(m.extras["onnx_compatibility"])]
-    lines += ["", *_fidelity_section(bundle), "", "## Provenance", ""]
+    lines += ["", *_fidelity_section(bundle, task), "", "## Provenance", ""]
     prov = m.provenance
     lines += [
         f"- source: `{prov.get('source_checkpoint')}` (sha256 `{prov.get('checkpoint_sha256')}`)",
@@ -123,6 +125,8 @@ def _file_roles(m: Manifest, bundle: Path) -> list[tuple[str, str]]:
         "example_infer_onnx.py": "standalone ONNX example (onnxruntime + numpy)",
         "config.json": "ONNX runtime config (onnx-asr layout)",
     }
+    if m.tts is not None:
+        described["voices"] = "voice style packs (`.npy`, [rows, style_dim])"
     if m.tokenizer is not None:
         described[m.tokenizer.tokens_file] = "token pieces in id order (blank excluded)"
         if m.tokenizer.model_file:
@@ -204,6 +208,27 @@ def _decoding_text(d: DecodingSpec, tokenizer: TokenizerSpec) -> str:
     )
 
 
+def _tts_text(m: Manifest) -> str:
+    from speechport.tasks.tts_spec import TtsSpec
+
+    t = TtsSpec.from_manifest(m)
+    spf = t.samples_per_frame
+    seconds = " and ".join(f"{f} ({f * spf / m.sample_rate:g} s)" for f in t.frame_buckets)
+    g2p = t.g2p
+    return (
+        f"Text becomes phonemes through {g2p['engine']} {g2p['version']} ({g2p['language']}), "
+        f"mapped to the model's {len(t.vocab)}-symbol phoneme vocabulary (`tts.vocab`). The text "
+        f"stage runs at {' or '.join(str(n) for n in t.token_buckets)} tokens (phoneme ids "
+        "between two 0 boundary tokens, zero-padded) and returns durations in frames; the host "
+        "rounds them (half to even, at least 1), repeats each token's features for its frames "
+        f"and runs the acoustic stage at {seconds} frames of {spf} samples, with normal noise "
+        f"drawn for the true length and zero-padded ({', '.join(t.noise_inputs)}). Voice "
+        f"styles: {', '.join(f'`{v}`' for v in t.voices)} (default `{t.default_voice}`), "
+        "`[rows, style_dim]` each; the row is the number of phonemes − 1. Long text is split "
+        f"at sentences, phrases, then words (at most {t.max_phonemes} phonemes per chunk)."
+    )
+
+
 def _vad_text(v: VadSpec, sample_rate: int) -> str:
     long_ms = 1000 * v.chunk_samples * v.sub_chunks / sample_rate
     defaults = ", ".join(f"{k} {val:g}" for k, val in v.defaults.items())
@@ -218,14 +243,14 @@ def _vad_text(v: VadSpec, sample_rate: int) -> str:
     )
 
 
-def _fidelity_section(bundle: Path) -> list[str]:
+def _fidelity_section(bundle: Path, task: Task) -> list[str]:
     parity = bundle / PARITY_FILE
     title = ["## Fidelity", ""]
     if not parity.is_file():
         return [
             *title,
-            "Not measured yet: `speechport verify . --audio FILES` compares this "
-            "bundle with its torch reference on real audio and writes the results here.",
+            f"Not measured yet: {task.verify_usage} compares this bundle with its torch "
+            "reference and writes the results here.",
         ]
     try:
         report = ParityReport.load(parity)

@@ -185,12 +185,42 @@ class KwsFileResult(FileResult):
         return self.detections == self.detections_reference
 
 
+@dataclass
+class TtsFileResult(FileResult):
+    """Speech synthesis of one text (``audio`` holds the text): each stage against the
+    reference's, chunk by chunk. Audio figures skip the first frame (``first_frame_max_abs``
+    reports it): upstream's iSTFT may flip the first frame's phase between +π and −π."""
+
+    phonemes: str
+    chunks: int
+    frames: int
+    frame_buckets: list[int]
+    durations_equal: bool  # frames per token exactly the reference's
+    durations_max_abs: float  # the text stage's unrounded durations
+    prosody_max_abs: float
+    text_features_max_abs: float
+    audio_max_abs: float
+    audio_rel: float  # audio_max_abs / the reference's peak
+    first_frame_max_abs: float
+    f0_max_abs: float
+    energy_max_abs: float
+    mel_distance_db: float
+    spectral_convergence: float
+    bucket_max_abs: float  # the same chunk through the smallest and the largest frame bucket
+    seconds: float
+    frames_reference: list[int] = field(default_factory=list)  # first chunk, per token
+    frames_got: list[int] = field(default_factory=list)
+    wave_diff_per_frame: list[float] = field(default_factory=list)  # first chunk, max |Δ|
+    mel_diff_per_frame: list[float] = field(default_factory=list)  # first chunk, dB
+
+
 # The per-file result type of each task's report (the task's plug-in names it too).
 FILE_RESULTS: dict[str, type[FileResult]] = {
     "asr": AsrFileResult,
     "streaming-asr": AsrFileResult,
     "vad": VadFileResult,
     "kws": KwsFileResult,
+    "tts": TtsFileResult,
 }
 
 

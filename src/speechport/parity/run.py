@@ -22,7 +22,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from speechport.audio import load_audio
 from speechport.environment import host_info, package_versions
 from speechport.errors import GateError, SpeechportError
 from speechport.manifest import read_manifest
@@ -48,6 +47,7 @@ class VerifyRun:
     limits: GateLimits
     report: ParityReport
     run_seconds: dict[str, float] = field(default_factory=dict)
+    audio_seconds: float = 0.0  # audio heard or spoken, for RTFx
 
 
 def verify_bundle(
@@ -61,10 +61,13 @@ def verify_bundle(
     latency_runs: int = 20,
     label: str | None = None,
     time_reference: bool = True,
+    texts: list[str] | None = None,
+    max_audio_diff: float = 1e-3,
 ) -> ParityReport:
     """Run ``audio_files`` through the torch reference and through each backend
     (``time_reference=False``: latency of the backends only). What is compared and gated is
-    the bundle's task's (``speechport.tasks``)."""
+    the bundle's task's (``speechport.tasks``); ``texts`` are for tasks verified on text
+    (speech synthesis), which have default texts of their own."""
     if not backends:
         raise SpeechportError("no backend to verify", hint="pass --backends onnx")
     if REFERENCE in backends:
@@ -72,14 +75,14 @@ def verify_bundle(
             "the torch backend is the reference; it cannot be verified against itself",
             hint="pass --backends onnx,coreml",
         )
-    if not audio_files:
-        raise SpeechportError("no audio to verify on", hint="pass --audio FILES or a directory")
     task = task_for(read_manifest(bundle), bundle)
+    sample_rate = read_manifest(bundle).sample_rate
+    inputs = list(task.verify_inputs(audio_files, list(texts or []), sample_rate))
     reference = load_bundle(bundle, make_backend(REFERENCE, checkpoint=checkpoint))
     loaded = {name: load_bundle(bundle, name) for name in backends}
     recorders = {REFERENCE: record(reference)} if time_reference else {}
     recorders.update({name: record(b) for name, b in loaded.items()})
-    limits = GateLimits(max_cer=max_cer, max_prob_diff=max_prob_diff)
+    limits = GateLimits(max_cer=max_cer, max_prob_diff=max_prob_diff, max_audio_diff=max_audio_diff)
     report = ParityReport(
         bundle=label or str(bundle),
         task=task.name,
@@ -90,13 +93,13 @@ def verify_bundle(
         versions=package_versions(_VERSIONS),
     )
     run = VerifyRun(reference, loaded, limits, report, dict.fromkeys(loaded, 0.0))
-    audio_seconds = 0.0
-    for path in audio_files:
-        audio = load_audio(path, sample_rate=reference.manifest.sample_rate).samples
-        audio_seconds += audio.size / reference.manifest.sample_rate
-        task.verify_file(run, audio, str(path))
+    for item in inputs:
+        run.audio_seconds += item.seconds
+        task.verify_file(run, item.data, item.label)
     report.rtfx = {
-        name: audio_seconds / seconds for name, seconds in run.run_seconds.items() if seconds > 0
+        name: run.audio_seconds / seconds
+        for name, seconds in run.run_seconds.items()
+        if seconds > 0
     }
     report.latency = _latency(recorders, latency_runs)
     return report

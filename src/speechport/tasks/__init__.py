@@ -14,10 +14,11 @@ from speechport.tasks.asr import AsrTask
 from speechport.tasks.base import GateLimits, Task
 from speechport.tasks.kws import KwsTask
 from speechport.tasks.streaming_asr import StreamingAsrTask
+from speechport.tasks.tts import TtsTask
 from speechport.tasks.vad import VadTask
 
 TASKS: dict[str, Task] = {
-    task.name: task for task in (AsrTask(), StreamingAsrTask(), VadTask(), KwsTask())
+    task.name: task for task in (AsrTask(), StreamingAsrTask(), VadTask(), KwsTask(), TtsTask())
 }
 
 

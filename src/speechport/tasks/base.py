@@ -15,11 +15,10 @@ them.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
-
-import numpy as np
 
 from speechport.manifest import Manifest, require_sections
 from speechport.parity.report import FileResult, ParityReport
@@ -36,6 +35,17 @@ class GateLimits:
 
     max_cer: float = 0.0  # speech recognition: largest CER allowed when tokens differ
     max_prob_diff: float = 1e-3  # voice activity: largest speech-probability difference
+    max_audio_diff: float = 1e-3  # speech synthesis: largest |Δaudio| / the reference's peak
+
+
+@dataclass(frozen=True)
+class VerifyInput:
+    """One input of ``verify``: the data a task's ``verify_file`` takes, its label in the
+    report (a path, a text), and the seconds of audio it holds (0: the task counts them)."""
+
+    data: Any
+    label: str
+    seconds: float
 
 
 class Task(ABC):
@@ -47,7 +57,11 @@ class Task(ABC):
     file_result: ClassVar[type[FileResult]]  # its per-file verify result
     example_template: ClassVar[str]  # file in speechport/export/templates
     usage: ClassVar[str]  # the CLI line the model card shows (run inside the bundle)
+    example_args: ClassVar[str] = "audio.wav"  # the example script's arguments on the card
+    example_input: ClassVar[str] = "reads 16-bit PCM WAV at the bundle's sample rate"
+    verify_usage: ClassVar[str] = "`speechport verify . --audio FILES` (on real audio)"
     quality_label: ClassVar[str]  # the end-to-end figure quantize ranks by
+    verifies_by_default: ClassVar[bool] = False  # verify has inputs of its own (no --audio)
 
     def check_manifest(self, manifest: Manifest) -> None:
         """Refuse a manifest that lacks what this task needs."""
@@ -61,14 +75,32 @@ class Task(ABC):
 
     # --- verify --------------------------------------------------------------------------
 
+    def verify_inputs(
+        self, audio: list[Path], texts: list[str], sample_rate: int
+    ) -> Iterator[VerifyInput]:
+        """What ``verify`` feeds ``verify_file``: by default each audio file, read at the
+        bundle's rate (a task that is verified on something else overrides this)."""
+        from speechport.audio import load_audio
+        from speechport.errors import SpeechportError
+
+        if texts:
+            raise SpeechportError(
+                f"{self.title} is verified on audio, not text", hint="pass --audio FILES"
+            )
+        if not audio:
+            raise SpeechportError("no audio to verify on", hint="pass --audio FILES or a directory")
+        for path in audio:
+            samples = load_audio(path, sample_rate=sample_rate).samples
+            yield VerifyInput(samples, str(path), samples.size / sample_rate)
+
     @abstractmethod
     def gates(self, limits: GateLimits) -> dict[str, float]:
         """The limits this task gates on, by name, for the report."""
 
     @abstractmethod
-    def verify_file(self, run: VerifyRun, audio: np.ndarray, path: str) -> None:
-        """Compare every backend of ``run`` with its reference on one file; add the results
-        to ``run.report``."""
+    def verify_file(self, run: VerifyRun, audio: Any, path: str) -> None:
+        """Compare every backend of ``run`` with its reference on one input (an audio file's
+        samples, or what ``verify_inputs`` gives); add the results to ``run.report``."""
 
     @abstractmethod
     def file_line(self, result: FileResult) -> str:
