@@ -276,3 +276,23 @@ def test_speak_on_the_converted_bundle_gives_upstreams_frames(
     diff = np.abs(speech.samples - reference)
     # Measured: median 2.9e-4 (fox), upstream's own float32 drift from float64 is larger.
     assert np.median(diff) < 1e-2 * np.abs(reference).max()
+
+
+def test_torch_reference_backend_speaks_like_onnx(kokoro_onnx_bundle: Path) -> None:
+    """The torch backend rebuilds both stages from the checkpoint (its config.json beside
+    it, the voices from the provenance's plan options) and speaks as the ONNX files do."""
+    import speechport
+
+    z = fixture("short")
+    args = {
+        "voice": str(z["voice"]),
+        "seed": int(z["seed"]),
+        "phonemes": True,
+    }
+    onnx = speechport.load(kokoro_onnx_bundle).speak(str(z["phonemes"]), **args)
+    reference = speechport.load(
+        kokoro_onnx_bundle, backend="torch", checkpoint=DATA / "kokoro-tiny.pth"
+    ).speak(str(z["phonemes"]), **args)
+    assert reference.samples.shape == onnx.samples.shape == z["audio"][0].shape
+    # Measured 1.3e-5 (ONNX vs torch on this sentence, peaks ~0.08).
+    assert np.abs(reference.samples - onnx.samples).max() < 5e-5
