@@ -296,3 +296,23 @@ def test_torch_reference_backend_speaks_like_onnx(kokoro_onnx_bundle: Path) -> N
     assert reference.samples.shape == onnx.samples.shape == z["audio"][0].shape
     # Measured 1.3e-5 (ONNX vs torch on this sentence, peaks ~0.08).
     assert np.abs(reference.samples - onnx.samples).max() < 5e-5
+
+
+def test_cli_convert_refuses_bad_buckets_and_missing_config(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from speechport.cli import main
+
+    out = tmp_path / "bundle"
+    base = ["convert", "kokoro", "--checkpoint", str(DATA / "kokoro-tiny.pth"), "--out", str(out)]
+    with pytest.raises(SystemExit):
+        main([*base, "--frame-buckets", "0,200"])
+    assert "buckets must be > 0" in capsys.readouterr().err
+    code = main([*base, "--config", str(tmp_path / "missing.json"), "--format", "onnx"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "config file not found" in err and "missing.json" in err
+    code = main([*base, "--token-buckets", "1024", "--format", "onnx"])
+    assert code == 2
+    assert "token bucket 1024 outside 3..512" in capsys.readouterr().err
+    assert not out.exists()
