@@ -277,10 +277,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="VAD gate: largest |dp| (default 1e-3)",
     )
     quantize.add_argument(
-        "--max-audio-diff",
+        "--max-spectral-convergence",
+        type=_TOLERANCE,
+        default=0.05,
+        help="speech-synthesis gate: largest spectral convergence of the audio (default 0.05)",
+    )
+    quantize.add_argument(
+        "--max-f0-diff",
         type=_TOLERANCE,
         default=1e-3,
-        help="speech-synthesis gate: largest |d audio| / the reference's peak (default 1e-3)",
+        help="speech-synthesis gate: largest |d F0|, |d energy| / the reference's peak "
+        "(default 1e-3)",
     )
     quantize.add_argument(
         "--latency-runs", type=_RUNS, default=5, help="warm calls timed per component (default 5)"
@@ -396,10 +403,17 @@ def _add_gate_options(parser: argparse.ArgumentParser) -> None:
         help="VAD gate: largest |dp| (default 1e-3)",
     )
     parser.add_argument(
-        "--max-audio-diff",
+        "--max-spectral-convergence",
+        type=_TOLERANCE,
+        default=0.05,
+        help="speech-synthesis gate: largest spectral convergence of the audio (default 0.05)",
+    )
+    parser.add_argument(
+        "--max-f0-diff",
         type=_TOLERANCE,
         default=1e-3,
-        help="speech-synthesis gate: largest |d audio| / the reference's peak (default 1e-3)",
+        help="speech-synthesis gate: largest |d F0|, |d energy| / the reference's peak "
+        "(default 1e-3)",
     )
 
 
@@ -756,7 +770,8 @@ def _verify(args: argparse.Namespace) -> int:
         checkpoint=args.reference,
         max_prob_diff=args.max_prob_diff,
         max_cer=args.max_cer,
-        max_audio_diff=args.max_audio_diff,
+        max_spectral_convergence=args.max_spectral_convergence,
+        max_f0_diff=args.max_f0_diff,
         latency_runs=args.latency_runs,
         texts=list(args.text),
     )
@@ -795,7 +810,8 @@ def _quantize(args: argparse.Namespace) -> int:
         weight_threshold=args.weight_threshold,
         max_cer=args.max_cer,
         max_prob_diff=args.max_prob_diff,
-        max_audio_diff=args.max_audio_diff,
+        max_spectral_convergence=args.max_spectral_convergence,
+        max_f0_diff=args.max_f0_diff,
         texts=list(args.text),
         latency_runs=args.latency_runs,
         emit=args.emit,

@@ -62,7 +62,8 @@ def verify_bundle(
     label: str | None = None,
     time_reference: bool = True,
     texts: list[str] | None = None,
-    max_audio_diff: float = 1e-3,
+    max_spectral_convergence: float = 0.05,
+    max_f0_diff: float = 1e-3,
 ) -> ParityReport:
     """Run ``audio_files`` through the torch reference and through each backend
     (``time_reference=False``: latency of the backends only). What is compared and gated is
@@ -82,7 +83,12 @@ def verify_bundle(
     loaded = {name: load_bundle(bundle, name) for name in backends}
     recorders = {REFERENCE: record(reference)} if time_reference else {}
     recorders.update({name: record(b) for name, b in loaded.items()})
-    limits = GateLimits(max_cer=max_cer, max_prob_diff=max_prob_diff, max_audio_diff=max_audio_diff)
+    limits = GateLimits(
+        max_cer=max_cer,
+        max_prob_diff=max_prob_diff,
+        max_spectral_convergence=max_spectral_convergence,
+        max_f0_diff=max_f0_diff,
+    )
     report = ParityReport(
         bundle=label or str(bundle),
         task=task.name,

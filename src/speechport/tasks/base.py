@@ -35,7 +35,8 @@ class GateLimits:
 
     max_cer: float = 0.0  # speech recognition: largest CER allowed when tokens differ
     max_prob_diff: float = 1e-3  # voice activity: largest speech-probability difference
-    max_audio_diff: float = 1e-3  # speech synthesis: largest |Δaudio| / the reference's peak
+    max_spectral_convergence: float = 0.05  # speech synthesis: of the audio, per text
+    max_f0_diff: float = 1e-3  # speech synthesis: |ΔF0|, |Δenergy| / the reference's peak
 
 
 @dataclass(frozen=True)
