@@ -54,3 +54,17 @@ def vad_bundle(bundle_cache: BundleCache) -> Path:
     """Silero VAD from the installed silero-vad package, Core ML and ONNX."""
     pytest.importorskip("silero_vad")
     return bundle_cache.get("silero-vad", None, "silero")
+
+
+@pytest.fixture(scope="session")
+def kokoro_onnx_bundle(bundle_cache: BundleCache) -> Path:
+    """The tiny Kokoro fixture (tests/data/tts) converted to ONNX with its two voices."""
+    data = Path(__file__).parent / "data" / "tts"
+    return bundle_cache.get(
+        "kokoro",
+        data / "kokoro-tiny.pth",
+        "kokoro-tiny",
+        tokenizer=data / "config.json",
+        formats="onnx",
+        plan_options={"voices": str(data / "voices")},
+    )

@@ -108,6 +108,23 @@ def build_parser() -> argparse.ArgumentParser:
         help="streaming models: the attention lookaheads to export, comma-separated, the "
         "first the default (default: the model's first)",
     )
+    convert.add_argument(
+        "--config", type=Path, help="kokoro: the model's config.json (default: beside --checkpoint)"
+    )
+    convert.add_argument(
+        "--voices", type=Path, help="kokoro: directory of voice packs (voices/*.pt)"
+    )
+    convert.add_argument(
+        "--token-buckets",
+        type=_positive_list,
+        help="kokoro: text-stage token buckets, comma-separated (default 128,512)",
+    )
+    convert.add_argument(
+        "--frame-buckets",
+        type=_positive_list,
+        help="kokoro: acoustic-stage frame buckets (600 samples each), comma-separated "
+        "(default 200,600: 5 s and 15 s)",
+    )
     convert.add_argument("--force", action="store_true", help="replace --out if it exists")
     convert.add_argument(
         "--verify",
@@ -480,7 +497,7 @@ def _convert(args: argparse.Namespace) -> int:
         args.family,
         args.checkpoint,
         args.out,
-        tokenizer=args.tokenizer,
+        tokenizer=args.tokenizer or args.config,
         formats=args.format,
         precision=args.precision,
         window_seconds=args.window,
@@ -488,7 +505,12 @@ def _convert(args: argparse.Namespace) -> int:
         quiet=args.quiet,
         gate=gate,
         on_report=_print_report,
-        plan_options={"lookaheads": args.lookaheads} if args.lookaheads else None,
+        plan_options={
+            "lookaheads": args.lookaheads,
+            "voices": None if args.voices is None else str(args.voices),
+            "token_buckets": args.token_buckets,
+            "frame_buckets": args.frame_buckets,
+        },
     )
     files = sorted({f.path for c in manifest.components.values() for f in c.files.values()})
     print(f"wrote {args.out} ({manifest.family} {manifest.variant}: {', '.join(files)})")
@@ -925,6 +947,16 @@ def _lookaheads(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(f"not a list of whole numbers: {text!r}") from None
     if not values or min(values) < 0:
         raise argparse.ArgumentTypeError(f"lookaheads must be >= 0, got {text!r}")
+    return values
+
+
+def _positive_list(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a list of whole numbers: {text!r}") from None
+    if not values or min(values) <= 0:
+        raise argparse.ArgumentTypeError(f"buckets must be > 0, got {text!r}")
     return values
 
 
