@@ -76,9 +76,9 @@ def verify_bundle(
             "the torch backend is the reference; it cannot be verified against itself",
             hint="pass --backends onnx,coreml",
         )
-    task = task_for(read_manifest(bundle), bundle)
-    sample_rate = read_manifest(bundle).sample_rate
-    inputs = list(task.verify_inputs(audio_files, list(texts or []), sample_rate))
+    manifest = read_manifest(bundle)
+    task = task_for(manifest, bundle)
+    inputs = task.verify_inputs(audio_files, list(texts or []), manifest.sample_rate)
     reference = load_bundle(bundle, make_backend(REFERENCE, checkpoint=checkpoint))
     loaded = {name: load_bundle(bundle, name) for name in backends}
     recorders = {REFERENCE: record(reference)} if time_reference else {}

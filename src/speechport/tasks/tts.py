@@ -82,8 +82,10 @@ class TtsTask(Task):
                 "speech synthesis is verified on texts, not audio",
                 hint='pass --text "A sentence." (or none: built-in sentences)',
             )
-        for text in texts or [PHONEMES_PREFIX + p for p in VERIFY_PHONEMES]:
-            yield VerifyInput(text, text, 0.0)
+        return iter(
+            VerifyInput(text, text, 0.0)
+            for text in texts or [PHONEMES_PREFIX + p for p in VERIFY_PHONEMES]
+        )
 
     def gates(self, limits: GateLimits) -> dict[str, float]:
         """Frames per token exactly the reference's; F0 and energy within ``max_f0_diff``
