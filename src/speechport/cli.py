@@ -293,19 +293,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=1e-3,
         help="VAD gate: largest |dp| (default 1e-3)",
     )
-    quantize.add_argument(
-        "--max-spectral-convergence",
-        type=_TOLERANCE,
-        default=0.05,
-        help="speech-synthesis gate: largest spectral convergence of the audio (default 0.05)",
-    )
-    quantize.add_argument(
-        "--max-f0-diff",
-        type=_TOLERANCE,
-        default=1e-3,
-        help="speech-synthesis gate: largest |d F0|, |d energy| / the reference's peak "
-        "(default 1e-3)",
-    )
+    _add_tts_gate_options(quantize)
     quantize.add_argument(
         "--latency-runs", type=_RUNS, default=5, help="warm calls timed per component (default 5)"
     )
@@ -419,6 +407,10 @@ def _add_gate_options(parser: argparse.ArgumentParser) -> None:
         default=1e-3,
         help="VAD gate: largest |dp| (default 1e-3)",
     )
+    _add_tts_gate_options(parser)
+
+
+def _add_tts_gate_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--max-spectral-convergence",
         type=_TOLERANCE,
