@@ -37,8 +37,9 @@ class ConvertOptions:
     (``fp16`` or ``fp32``; ONNX is fp32); ``window_seconds``: the ASR encoder window
     (default: the family's); ``tokenizer``: a SentencePiece model where the checkpoint has
     none (GigaAM e2e variants); ``overwrite``: replace an existing bundle. With
-    ``verify_audio``, the new bundle is verified on those files with ``gate`` before it is
-    kept (a bundle that fails is not written). ``lookaheads``: the attention lookaheads a
+    ``verify_audio`` (or a ``gate`` alone: speech synthesis, on its built-in sentences), the
+    new bundle is verified with ``gate`` before it is kept (a bundle that fails is not
+    written). ``lookaheads``: the attention lookaheads a
     streaming bundle exports (default: the model's first).
     """
 
@@ -174,16 +175,18 @@ def convert(
     from speechport.parity.run import Gate
 
     gate = None
-    if options.verify_audio:
+    if options.verify_audio or options.gate is not None:
         from speechport.audio import collect_audio
 
         g = options.gate or VerifyOptions()
         gate = Gate(
-            collect_audio(list(options.verify_audio)),
+            collect_audio(list(options.verify_audio)) if options.verify_audio else [],
             list(g.backends),
             max_cer=g.max_cer,
             max_prob_diff=g.max_prob_diff,
             latency_runs=g.latency_runs,
+            max_spectral_convergence=g.max_spectral_convergence,
+            max_f0_diff=g.max_f0_diff,
         )
     return run_convert(
         family,

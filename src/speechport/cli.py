@@ -129,10 +129,11 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument(
         "--verify",
         type=Path,
-        nargs="+",
+        nargs="*",
         metavar="AUDIO",
-        help="verify the new bundle on these audio files or directories before keeping it; "
-        "a bundle that fails the gate is not written",
+        help="verify the new bundle on these audio files or directories before keeping it "
+        "(speech synthesis: on its built-in sentences, no AUDIO); a bundle that fails the "
+        "gate is not written",
     )
     _add_gate_options(convert)
     convert.add_argument("--quiet", action="store_true", help="no progress on stderr")
@@ -475,15 +476,17 @@ def _convert(args: argparse.Namespace) -> int:
     from speechport.conversion import convert
 
     gate = None
-    if args.verify:
+    if args.verify is not None:
         from speechport.audio import collect_audio
         from speechport.parity.run import Gate
 
         gate = Gate(
-            collect_audio(list(args.verify)),
+            collect_audio(list(args.verify)) if args.verify else [],
             _backends(args.backends),
             max_cer=args.max_cer,
             max_prob_diff=args.max_prob_diff,
+            max_spectral_convergence=args.max_spectral_convergence,
+            max_f0_diff=args.max_f0_diff,
         )
     manifest = convert(
         args.family,

@@ -168,6 +168,8 @@ class Gate:
     max_cer: float = 0.0
     max_prob_diff: float = 1e-3
     latency_runs: int = 20
+    max_spectral_convergence: float = 0.05
+    max_f0_diff: float = 1e-3
 
 
 def gate_check(
@@ -183,13 +185,16 @@ def gate_check(
 
     def check(tmp: Path) -> None:
         if progress is not None:
-            progress.start(f"verify on {len(gate.audio)} file(s): {', '.join(gate.backends)}")
+            inputs = f"{len(gate.audio)} file(s)" if gate.audio else "its built-in inputs"
+            progress.start(f"verify on {inputs}: {', '.join(gate.backends)}")
         report = verify_bundle(
             tmp,
             gate.audio,
             backends=gate.backends,
             max_cer=gate.max_cer,
             max_prob_diff=gate.max_prob_diff,
+            max_spectral_convergence=gate.max_spectral_convergence,
+            max_f0_diff=gate.max_f0_diff,
             latency_runs=gate.latency_runs,
             label=str(final),
         )
