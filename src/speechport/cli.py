@@ -376,6 +376,16 @@ def build_parser() -> argparse.ArgumentParser:
     bench_q.add_argument("--window", type=float, default=30.0, help="encoder window, seconds")
     bench_q.add_argument("--work-dir", type=Path, help="keep the bundle and sweep here")
     bench_q.add_argument("--json", action="store_true")
+    bench_t = bench_sub.add_parser(
+        "tts",
+        help="full-size Kokoro-82M (random weights): conversion time and memory, package "
+        "sizes, per-bucket latency and RTFx under ONNX Runtime",
+    )
+    bench_t.add_argument("--format", default="onnx", help="comma-separated formats")
+    bench_t.add_argument("--runs", type=_RUNS, default=3, help="timed calls per stage (median)")
+    bench_t.add_argument("--threads", type=_THREADS, help="ONNX Runtime threads")
+    bench_t.add_argument("--work-dir", type=Path, help="keep the converted files here")
+    bench_t.add_argument("--json", action="store_true")
     bench_s = bench_sub.add_parser(
         "streaming",
         help="full-size cache-aware streaming models (random weights): conversion time and "
@@ -1056,6 +1066,20 @@ def _bench(args: argparse.Namespace) -> int:
             precision=args.precision,
             work_dir=args.work_dir,
         )
+    elif args.bench == "tts":
+        from speechport.bench.tts import bench_tts
+        from speechport.bench.tts import table as tts_table
+        from speechport.export.bundle import parse_formats
+
+        result = bench_tts(
+            formats=tuple(parse_formats(args.format)),
+            runs=args.runs,
+            threads=args.threads,
+            work_dir=args.work_dir,
+        )
+        if not args.json:
+            print("\n".join(tts_table(result)))
+            return 0
     elif args.bench == "streaming":
         from speechport.bench.streaming import bench_streaming
         from speechport.export.bundle import parse_formats

@@ -358,7 +358,10 @@ class SineSource(nn.Module):
         ``[1, S * scale, 9]``."""
         size = f0.shape[-1]
         step_mask = valid_mask(steps, size, f0).transpose(1, 2)  # [1, S, 1]
-        rad = torch.remainder(f0.unsqueeze(-1) * self.harmonics / SAMPLE_RATE, 1.0) * step_mask
+        # Upstream's (x % 1), written as x - floor(x) (what torch computes for it; Core ML's
+        # mod keeps the sign of x, and unvoiced F0 can be negative).
+        cycles_per_sample = f0.unsqueeze(-1) * self.harmonics / SAMPLE_RATE
+        rad = (cycles_per_sample - torch.floor(cycles_per_sample)) * step_mask
         advance = rad * self.scale  # cycles per step
         wrapped = torch.cumsum(advance - torch.floor(advance), dim=1)
         wrapped = wrapped - torch.floor(wrapped)
@@ -426,7 +429,8 @@ class Stft(nn.Module):
         true_end = length.reshape(()).to(positions.dtype)
         # Reflect about the last valid sample: x[2L - 2 - p] for p >= L.
         tail = torch.where(positions < true_end, positions, 2 * true_end - 2 - positions)
-        right = torch.index_select(x, 1, tail.clamp(min=0))
+        tail = torch.where(tail < 0, torch.zeros_like(tail), tail)  # (Core ML: no int clip)
+        right = torch.index_select(x, 1, tail)
         left = torch.flip(x[:, 1 : pad + 1], dims=[1])
         padded = torch.cat([left, right], dim=1).unsqueeze(1)
         spec = F.conv1d(padded, self.basis, stride=self.hop)
