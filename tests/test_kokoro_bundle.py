@@ -250,3 +250,49 @@ def test_coreml_acoustic_stage_matches_torch(
     diff = np.abs(np.asarray(got["audio"]) - audio.numpy())[0, : SPF * frames]
     # Measured: median 7.7e-7, max 1.3e-5 (audio peaks ~0.1).
     assert diff.max() < 5e-5, diff.max()
+
+
+@pytest.mark.parametrize("name", ["short", "fox"])
+def test_speak_on_the_converted_bundle_gives_upstreams_frames(
+    kokoro_onnx_bundle: Path, name: str
+) -> None:
+    """load(bundle).speak on upstream's phonemes, voice and seed: upstream's length (its
+    durations), the 5 s bucket, and audio close to upstream's (the waveform differs where
+    upstream's float32 phase drifts, see test_kokoro)."""
+    import speechport
+
+    z = fixture(name)
+    speaker = speechport.load(kokoro_onnx_bundle)
+    speech = speaker.speak(
+        str(z["phonemes"]),
+        voice=str(z["voice"]),
+        speed=float(z["speed"]),
+        seed=int(z["seed"]),
+        phonemes=True,
+    )
+    reference = z["audio"][0]
+    assert speech.sample_rate == 24000
+    assert speech.samples.shape == reference.shape
+    diff = np.abs(speech.samples - reference)
+    # Measured: median 2.9e-4 (fox), upstream's own float32 drift from float64 is larger.
+    assert np.median(diff) < 1e-2 * np.abs(reference).max()
+
+
+def test_torch_reference_backend_speaks_like_onnx(kokoro_onnx_bundle: Path) -> None:
+    """The torch backend rebuilds both stages from the checkpoint (its config.json beside
+    it, the voices from the provenance's plan options) and speaks as the ONNX files do."""
+    import speechport
+
+    z = fixture("short")
+    args = {
+        "voice": str(z["voice"]),
+        "seed": int(z["seed"]),
+        "phonemes": True,
+    }
+    onnx = speechport.load(kokoro_onnx_bundle).speak(str(z["phonemes"]), **args)
+    reference = speechport.load(
+        kokoro_onnx_bundle, backend="torch", checkpoint=DATA / "kokoro-tiny.pth"
+    ).speak(str(z["phonemes"]), **args)
+    assert reference.samples.shape == onnx.samples.shape == z["audio"][0].shape
+    # Measured 1.3e-5 (ONNX vs torch on this sentence, peaks ~0.08).
+    assert np.abs(reference.samples - onnx.samples).max() < 5e-5
