@@ -109,6 +109,7 @@ def quantize_sweep(
         task=manifest.task,
         reference=str(checkpoint) if checkpoint else None,
         audio=[str(a) for a in audio],
+        texts=list(texts or []),
         engine="",
         weight_threshold=weight_threshold,
         gate=task.gates(GateLimits(max_cer, max_prob_diff, max_spectral_convergence, max_f0_diff)),
