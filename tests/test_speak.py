@@ -169,3 +169,35 @@ def test_another_espeak_version_warns(bundle: Path) -> None:
         "engine": "espeak-ng", "language": "en-us", "version": "0.99"}})  # fmt: skip
     with pytest.warns(UserWarning, match=r"espeak-ng 1\.\d+ is installed; .* checked with 0\.99"):
         speaker.speak("Hi.")
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, "cannot read voice 'af_test'"),
+        (
+            np.zeros((5, 7), np.float32),
+            r"voice 'af_test' has shape \[5, 7\], expected \[rows, 16\]",
+        ),
+        (np.array([{"a": 1}], dtype=object), "cannot read voice 'af_test'"),
+    ],
+)
+def test_a_broken_voice_file_is_named(
+    bundle: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    content: np.ndarray | None,
+    message: str,
+) -> None:
+    broken = tmp_path / "bundle"
+    shutil.copytree(bundle, broken)
+    voice = broken / "voices" / "af_test.npy"
+    if content is None:
+        voice.unlink()
+    else:
+        np.save(voice, content, allow_pickle=True)
+    out = tmp_path / "s.wav"
+    assert main(["speak", str(broken), PHONEMES, "--phonemes", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert re.search(message, err) and "voices/af_test.npy" in err, err
+    assert not out.exists()

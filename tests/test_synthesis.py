@@ -266,3 +266,18 @@ def test_stream_runs_one_chunk_at_a_time(tmp_path: Path) -> None:
     first = next(iter(stream))
     assert first.chunk is not None and calls["n"] == 1
     assert sum(1 for _ in stream) > 10  # the rest follows on demand
+
+
+def test_chunks_join_without_clicks(speaker: Speaker) -> None:
+    ps = "ðə kwɪk bɹaʊn fɑks, dʒʌmps ovəɹ. ðə leɪzi dɑɡ"
+    speech = speaker.speak(ps, phonemes=True)
+    assert len(speech.chunks) == 2
+    for chunk in speech.chunks:
+        audio = speech.samples[chunk.start : chunk.end]
+        peak = np.abs(audio).max()
+        # faded to silence at both edges: no step where a chunk meets a pause or the next
+        assert abs(audio[0]) < 1e-4 * peak and abs(audio[-1]) < 1e-4 * peak
+        fade = round(FADE_SECONDS * 24000)
+        assert np.all(np.abs(np.diff(audio[: fade + 1])) < 0.05 * peak)
+    first, second = speech.chunks
+    assert not speech.samples[first.end : second.start].any()  # the pause is silence

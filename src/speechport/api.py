@@ -37,8 +37,9 @@ class ConvertOptions:
     (``fp16`` or ``fp32``; ONNX is fp32); ``window_seconds``: the ASR encoder window
     (default: the family's); ``tokenizer``: a SentencePiece model where the checkpoint has
     none (GigaAM e2e variants); ``overwrite``: replace an existing bundle. With
-    ``verify_audio``, the new bundle is verified on those files with ``gate`` before it is
-    kept (a bundle that fails is not written). ``lookaheads``: the attention lookaheads a
+    ``verify_audio`` (or a ``gate`` alone: speech synthesis, on its built-in sentences), the
+    new bundle is verified with ``gate`` before it is kept (a bundle that fails is not
+    written). ``lookaheads``: the attention lookaheads a
     streaming bundle exports (default: the model's first).
     """
 
@@ -60,8 +61,9 @@ class VerifyOptions:
     ``reference``: the source checkpoint (default: the one the bundle's provenance names);
     ``max_cer``: speech recognition passes when tokens are exact or the CER is at most this;
     ``max_prob_diff``: voice activity passes within this speech-probability difference;
-    ``max_audio_diff``: speech synthesis passes within this |Δaudio| / the reference's peak
-    (and with exact durations); ``texts``: what a speech-synthesis bundle is verified on
+    ``max_spectral_convergence``, ``max_f0_diff``: speech synthesis passes with exact durations,
+    its audio's spectral convergence and its F0 and energy (|Δ| / the reference's peak)
+    within these; ``texts``: what a speech-synthesis bundle is verified on
     (``phonemes:...`` for phonemes; default: built-in phoneme strings); ``latency_runs``:
     warm calls timed per component; ``write``: store the report, plots
     and model-card tables in the bundle.
@@ -71,7 +73,8 @@ class VerifyOptions:
     reference: Path | None = None
     max_cer: float = 0.0
     max_prob_diff: float = 1e-3
-    max_audio_diff: float = 1e-3
+    max_spectral_convergence: float = 0.05
+    max_f0_diff: float = 1e-3
     texts: tuple[str, ...] = ()
     latency_runs: int = 20
     write: bool = True
@@ -94,7 +97,8 @@ class QuantizeOptions:
     weight_threshold: int | None = None  # None: coremltools' default (2048 elements)
     max_cer: float = 0.0
     max_prob_diff: float = 1e-3
-    max_audio_diff: float = 1e-3
+    max_spectral_convergence: float = 0.05
+    max_f0_diff: float = 1e-3
     texts: tuple[str, ...] = ()
     latency_runs: int = 5
     emit: str | None = None
@@ -171,16 +175,18 @@ def convert(
     from speechport.parity.run import Gate
 
     gate = None
-    if options.verify_audio:
+    if options.verify_audio or options.gate is not None:
         from speechport.audio import collect_audio
 
         g = options.gate or VerifyOptions()
         gate = Gate(
-            collect_audio(list(options.verify_audio)),
+            collect_audio(list(options.verify_audio)) if options.verify_audio else [],
             list(g.backends),
             max_cer=g.max_cer,
             max_prob_diff=g.max_prob_diff,
             latency_runs=g.latency_runs,
+            max_spectral_convergence=g.max_spectral_convergence,
+            max_f0_diff=g.max_f0_diff,
         )
     return run_convert(
         family,
@@ -225,7 +231,8 @@ def verify(
         checkpoint=options.reference,
         max_cer=options.max_cer,
         max_prob_diff=options.max_prob_diff,
-        max_audio_diff=options.max_audio_diff,
+        max_spectral_convergence=options.max_spectral_convergence,
+        max_f0_diff=options.max_f0_diff,
         latency_runs=options.latency_runs,
         texts=list(options.texts),
     )
@@ -268,7 +275,8 @@ def quantize(
         weight_threshold=DEFAULT_WEIGHT_THRESHOLD if threshold is None else threshold,
         max_cer=options.max_cer,
         max_prob_diff=options.max_prob_diff,
-        max_audio_diff=options.max_audio_diff,
+        max_spectral_convergence=options.max_spectral_convergence,
+        max_f0_diff=options.max_f0_diff,
         texts=list(options.texts),
         latency_runs=options.latency_runs,
         emit=options.emit,

@@ -129,10 +129,11 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument(
         "--verify",
         type=Path,
-        nargs="+",
+        nargs="*",
         metavar="AUDIO",
-        help="verify the new bundle on these audio files or directories before keeping it; "
-        "a bundle that fails the gate is not written",
+        help="verify the new bundle on these audio files or directories before keeping it "
+        "(speech synthesis: on its built-in sentences, no AUDIO); a bundle that fails the "
+        "gate is not written",
     )
     _add_gate_options(convert)
     convert.add_argument("--quiet", action="store_true", help="no progress on stderr")
@@ -293,12 +294,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=1e-3,
         help="VAD gate: largest |dp| (default 1e-3)",
     )
-    quantize.add_argument(
-        "--max-audio-diff",
-        type=_TOLERANCE,
-        default=1e-3,
-        help="speech-synthesis gate: largest |d audio| / the reference's peak (default 1e-3)",
-    )
+    _add_tts_gate_options(quantize)
     quantize.add_argument(
         "--latency-runs", type=_RUNS, default=5, help="warm calls timed per component (default 5)"
     )
@@ -422,11 +418,22 @@ def _add_gate_options(parser: argparse.ArgumentParser) -> None:
         default=1e-3,
         help="VAD gate: largest |dp| (default 1e-3)",
     )
+    _add_tts_gate_options(parser)
+
+
+def _add_tts_gate_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--max-audio-diff",
+        "--max-spectral-convergence",
+        type=_TOLERANCE,
+        default=0.05,
+        help="speech-synthesis gate: largest spectral convergence of the audio (default 0.05)",
+    )
+    parser.add_argument(
+        "--max-f0-diff",
         type=_TOLERANCE,
         default=1e-3,
-        help="speech-synthesis gate: largest |d audio| / the reference's peak (default 1e-3)",
+        help="speech-synthesis gate: largest |d F0|, |d energy| / the reference's peak "
+        "(default 1e-3)",
     )
 
 
@@ -479,15 +486,17 @@ def _convert(args: argparse.Namespace) -> int:
     from speechport.conversion import convert
 
     gate = None
-    if args.verify:
+    if args.verify is not None:
         from speechport.audio import collect_audio
         from speechport.parity.run import Gate
 
         gate = Gate(
-            collect_audio(list(args.verify)),
+            collect_audio(list(args.verify)) if args.verify else [],
             _backends(args.backends),
             max_cer=args.max_cer,
             max_prob_diff=args.max_prob_diff,
+            max_spectral_convergence=args.max_spectral_convergence,
+            max_f0_diff=args.max_f0_diff,
         )
     manifest = convert(
         args.family,
@@ -788,7 +797,8 @@ def _verify(args: argparse.Namespace) -> int:
         checkpoint=args.reference,
         max_prob_diff=args.max_prob_diff,
         max_cer=args.max_cer,
-        max_audio_diff=args.max_audio_diff,
+        max_spectral_convergence=args.max_spectral_convergence,
+        max_f0_diff=args.max_f0_diff,
         latency_runs=args.latency_runs,
         texts=list(args.text),
     )
@@ -827,7 +837,8 @@ def _quantize(args: argparse.Namespace) -> int:
         weight_threshold=args.weight_threshold,
         max_cer=args.max_cer,
         max_prob_diff=args.max_prob_diff,
-        max_audio_diff=args.max_audio_diff,
+        max_spectral_convergence=args.max_spectral_convergence,
+        max_f0_diff=args.max_f0_diff,
         texts=list(args.text),
         latency_runs=args.latency_runs,
         emit=args.emit,

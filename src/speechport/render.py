@@ -58,7 +58,7 @@ def ranking_table(summary: QuantizeSummary) -> list[str]:
     scored_roles = {c.role for v in summary.variants for c in v.components if c.quality is not None}
     roles = [c.role for c in first if c.role in scored_roles]
     head = f"{'#':>2} {'variant':<24} {'MB':>8} {'ratio':>6} {'conv s':>7}"
-    scored = bool(summary.audio)
+    scored = any(v.passed is not None for v in summary.variants)
     if scored:
         head += task.ranking_columns()
     head += "".join(f" {r[:11]:>11}" for r in roles) + f" {'RTFx':>6} gate"

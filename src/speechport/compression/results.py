@@ -112,6 +112,7 @@ class QuantizeSummary:
     emitted: str | None = None
     host: dict[str, Any] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=dict)
+    texts: list[str] = field(default_factory=list)  # speech synthesis: scored on (or built-in)
 
     def variant(self, name: str) -> VariantResult:
         for v in self.variants:

@@ -75,7 +75,8 @@ def quantize_sweep(
     weight_threshold: int = DEFAULT_WEIGHT_THRESHOLD,
     max_cer: float = 0.0,
     max_prob_diff: float = 1e-3,
-    max_audio_diff: float = 1e-3,
+    max_spectral_convergence: float = 0.05,
+    max_f0_diff: float = 1e-3,
     texts: list[str] | None = None,
     latency_runs: int = 5,
     emit: str | None = None,
@@ -108,11 +109,10 @@ def quantize_sweep(
         task=manifest.task,
         reference=str(checkpoint) if checkpoint else None,
         audio=[str(a) for a in audio],
+        texts=list(texts or []),
         engine="",
         weight_threshold=weight_threshold,
-        gate=task.gates(
-            GateLimits(max_cer=max_cer, max_prob_diff=max_prob_diff, max_audio_diff=max_audio_diff)
-        ),
+        gate=task.gates(GateLimits(max_cer, max_prob_diff, max_spectral_convergence, max_f0_diff)),
         variants=[],
         host=host_info(),
         versions=package_versions(("coremltools", "numpy", "torch", "onnxruntime")),
@@ -133,7 +133,7 @@ def quantize_sweep(
         if audio or texts or task.verifies_by_default:
             what = f"{len(audio)} file(s)" if audio else f"{len(texts or []) or 'built-in'} text(s)"
             progress.start(f"{recipe.name}: verify on {what} with the Core ML engine")
-            limits = GateLimits(max_cer, max_prob_diff, max_audio_diff)
+            limits = GateLimits(max_cer, max_prob_diff, max_spectral_convergence, max_f0_diff)
             _score(variant, target, audio, texts or [], checkpoint, limits, latency_runs)
         else:
             progress.start(f"{recipe.name}: run every component once on silence")
@@ -266,7 +266,8 @@ def _score(
         checkpoint=checkpoint,
         max_cer=limits.max_cer,
         max_prob_diff=limits.max_prob_diff,
-        max_audio_diff=limits.max_audio_diff,
+        max_spectral_convergence=limits.max_spectral_convergence,
+        max_f0_diff=limits.max_f0_diff,
         texts=texts,
         latency_runs=latency_runs,
         label=variant.name,

@@ -201,12 +201,14 @@ class TtsFileResult(FileResult):
     text_features_max_abs: float
     audio_max_abs: float
     audio_rel: float  # audio_max_abs / the reference's peak
+    audio_p99_rel: float  # the 99th percentile of |Δaudio| / the reference's peak
     first_frame_max_abs: float
     f0_max_abs: float
     energy_max_abs: float
     mel_distance_db: float
     spectral_convergence: float
     bucket_max_abs: float  # the same chunk through the smallest and the largest frame bucket
+    bucket_spectral_convergence: float
     seconds: float
     frames_reference: list[int] = field(default_factory=list)  # first chunk, per token
     frames_got: list[int] = field(default_factory=list)

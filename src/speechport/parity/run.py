@@ -62,7 +62,8 @@ def verify_bundle(
     label: str | None = None,
     time_reference: bool = True,
     texts: list[str] | None = None,
-    max_audio_diff: float = 1e-3,
+    max_spectral_convergence: float = 0.05,
+    max_f0_diff: float = 1e-3,
 ) -> ParityReport:
     """Run ``audio_files`` through the torch reference and through each backend
     (``time_reference=False``: latency of the backends only). What is compared and gated is
@@ -75,14 +76,19 @@ def verify_bundle(
             "the torch backend is the reference; it cannot be verified against itself",
             hint="pass --backends onnx,coreml",
         )
-    task = task_for(read_manifest(bundle), bundle)
-    sample_rate = read_manifest(bundle).sample_rate
-    inputs = list(task.verify_inputs(audio_files, list(texts or []), sample_rate))
+    manifest = read_manifest(bundle)
+    task = task_for(manifest, bundle)
+    inputs = task.verify_inputs(audio_files, list(texts or []), manifest.sample_rate)
     reference = load_bundle(bundle, make_backend(REFERENCE, checkpoint=checkpoint))
     loaded = {name: load_bundle(bundle, name) for name in backends}
     recorders = {REFERENCE: record(reference)} if time_reference else {}
     recorders.update({name: record(b) for name, b in loaded.items()})
-    limits = GateLimits(max_cer=max_cer, max_prob_diff=max_prob_diff, max_audio_diff=max_audio_diff)
+    limits = GateLimits(
+        max_cer=max_cer,
+        max_prob_diff=max_prob_diff,
+        max_spectral_convergence=max_spectral_convergence,
+        max_f0_diff=max_f0_diff,
+    )
     report = ParityReport(
         bundle=label or str(bundle),
         task=task.name,
@@ -162,6 +168,8 @@ class Gate:
     max_cer: float = 0.0
     max_prob_diff: float = 1e-3
     latency_runs: int = 20
+    max_spectral_convergence: float = 0.05
+    max_f0_diff: float = 1e-3
 
 
 def gate_check(
@@ -177,13 +185,16 @@ def gate_check(
 
     def check(tmp: Path) -> None:
         if progress is not None:
-            progress.start(f"verify on {len(gate.audio)} file(s): {', '.join(gate.backends)}")
+            inputs = f"{len(gate.audio)} file(s)" if gate.audio else "its built-in inputs"
+            progress.start(f"verify on {inputs}: {', '.join(gate.backends)}")
         report = verify_bundle(
             tmp,
             gate.audio,
             backends=gate.backends,
             max_cer=gate.max_cer,
             max_prob_diff=gate.max_prob_diff,
+            max_spectral_convergence=gate.max_spectral_convergence,
+            max_f0_diff=gate.max_f0_diff,
             latency_runs=gate.latency_runs,
             label=str(final),
         )

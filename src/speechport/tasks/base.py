@@ -35,7 +35,8 @@ class GateLimits:
 
     max_cer: float = 0.0  # speech recognition: largest CER allowed when tokens differ
     max_prob_diff: float = 1e-3  # voice activity: largest speech-probability difference
-    max_audio_diff: float = 1e-3  # speech synthesis: largest |Δaudio| / the reference's peak
+    max_spectral_convergence: float = 0.05  # speech synthesis: of the audio, per text
+    max_f0_diff: float = 1e-3  # speech synthesis: |ΔF0|, |Δenergy| / the reference's peak
 
 
 @dataclass(frozen=True)
@@ -79,8 +80,8 @@ class Task(ABC):
         self, audio: list[Path], texts: list[str], sample_rate: int
     ) -> Iterator[VerifyInput]:
         """What ``verify`` feeds ``verify_file``: by default each audio file, read at the
-        bundle's rate (a task that is verified on something else overrides this)."""
-        from speechport.audio import load_audio
+        bundle's rate when its turn comes (a task that is verified on something else
+        overrides this). Wrong or missing inputs are refused at the call, before any is read."""
         from speechport.errors import SpeechportError
 
         if texts:
@@ -89,9 +90,7 @@ class Task(ABC):
             )
         if not audio:
             raise SpeechportError("no audio to verify on", hint="pass --audio FILES or a directory")
-        for path in audio:
-            samples = load_audio(path, sample_rate=sample_rate).samples
-            yield VerifyInput(samples, str(path), samples.size / sample_rate)
+        return (_audio_input(path, sample_rate) for path in audio)
 
     @abstractmethod
     def gates(self, limits: GateLimits) -> dict[str, float]:
@@ -131,3 +130,10 @@ class Task(ABC):
     @abstractmethod
     def variant_text(self, variant: VariantResult) -> str:
         """A variant's end-to-end figures in a few words (progress lines)."""
+
+
+def _audio_input(path: Path, sample_rate: int) -> VerifyInput:
+    from speechport.audio import load_audio
+
+    samples = load_audio(path, sample_rate=sample_rate).samples
+    return VerifyInput(samples, str(path), samples.size / sample_rate)
