@@ -80,7 +80,8 @@ def render_card(manifest: Manifest, bundle: Path) -> str:
             )
     if "onnx" in m.formats and m.extras.get("onnx_compatibility"):
         lines += ["", str(m.extras["onnx_compatibility"])]
-    lines += ["", *_fidelity_section(bundle), "", "## Provenance", ""]
+    task_sections = get_task(m.task).card_sections(bundle)
+    lines += ["", *task_sections, *_fidelity_section(bundle), "", "## Provenance", ""]
     prov = m.provenance
     lines += [
         f"- source: `{prov.get('source_checkpoint')}` (sha256 `{prov.get('checkpoint_sha256')}`)",
