@@ -1,6 +1,7 @@
 """The held-out evaluation set of the trained keyword spotter (tests/data/kws_trained/eval):
 espeak-ng speech by voices that training never heard (``kws_words.HELD_OUT_VOICES``: accents
-and variants both unheard), 16 kHz 16-bit FLAC, and ``set.jsonl`` for ``speechport eval kws``.
+and variants both unheard), 16 kHz 16-bit FLAC, ``set.jsonl`` for ``speechport eval kws`` and
+``keywords.txt``, the 24 keywords one per line.
 
 - positives: every keyword twice, two keywords per utterance in a carrier of 0-2 other words
   around them;
@@ -88,6 +89,8 @@ def main() -> None:
         )
     text = "".join(json.dumps(line) + "\n" for line in lines)
     (args.out / "set.jsonl").write_text(text, encoding="utf-8")
+    keywords = "".join(k + "\n" for k in KEYWORDS)  # the list searched for, one per line
+    (args.out / "keywords.txt").write_text(keywords, encoding="utf-8")
     print(f"wrote {len(lines)} utterances to {args.out}")
 
 
