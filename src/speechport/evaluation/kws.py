@@ -244,13 +244,17 @@ def plot_sweep(points: Sequence[dict[str, Any]], path: Path, *, title: str) -> P
     xs = [float(p["false_alarms_per_hour"]) for p in points]
     ys = [float(p["recall"] or 0.0) for p in points]
     ax.plot(xs, ys, marker="o", linewidth=1.0)
-    for x, y, p in zip(xs, ys, points, strict=True):
-        ax.annotate(f"{p['threshold']:g}", (x, y), textcoords="offset points", xytext=(4, 4),
+    labels: dict[tuple[float, float], list[str]] = {}
+    for x, y, p in zip(xs, ys, points, strict=True):  # thresholds that give the same point
+        labels.setdefault((x, y), []).append(f"{p['threshold']:g}")
+    for (x, y), names in labels.items():
+        ax.annotate(", ".join(names), (x, y), textcoords="offset points", xytext=(4, 4),
                     fontsize=7)  # fmt: skip
     ax.set_xlabel("false alarms per hour")
     ax.set_ylabel("recall")
+    ax.set_xlim(left=0.0, right=max(xs, default=0.0) * 1.15 + 1.0)
     ax.set_ylim(0.0, 1.02)
-    ax.set_title(f"recall against false alarms, threshold swept ({title})", fontsize=9)
+    ax.set_title(f"recall against false alarms, threshold swept\n{title}", fontsize=9)
     ax.grid(alpha=0.3)
     return plots.save(fig, path)
 
