@@ -398,6 +398,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench_s.add_argument("--work-dir", type=Path, help="keep the bundle here")
     bench_s.add_argument("--json", action="store_true")
+    bench_k = bench_sub.add_parser(
+        "kws",
+        help="full-size keyword spotter (3.49M-parameter Zipformer2, random weights): "
+        "conversion time and memory, package sizes, encoder latency per 320 ms chunk under "
+        "ONNX Runtime and the Core ML interpreter, RTFx",
+    )
+    bench_k.add_argument("--format", default="onnx,coreml", help="comma-separated formats")
+    bench_k.add_argument("--chunks", type=_RUNS, default=20, help="chunks timed under ONNX Runtime")
+    bench_k.add_argument(
+        "--interpreter-chunks", type=_RUNS, default=3, help="chunks timed under the interpreter"
+    )
+    bench_k.add_argument("--work-dir", type=Path, help="keep the bundle here")
+    bench_k.add_argument("--json", action="store_true")
     return parser
 
 
@@ -1046,6 +1059,16 @@ def _bench(args: argparse.Namespace) -> int:
 
         result = bench_streaming(
             args.architecture,
+            formats=tuple(parse_formats(args.format)),
+            chunks=args.chunks,
+            interpreter_chunks=args.interpreter_chunks,
+            work_dir=args.work_dir,
+        )
+    elif args.bench == "kws":
+        from speechport.bench.kws import bench_kws
+        from speechport.export.bundle import parse_formats
+
+        result = bench_kws(
             formats=tuple(parse_formats(args.format)),
             chunks=args.chunks,
             interpreter_chunks=args.interpreter_chunks,
