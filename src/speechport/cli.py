@@ -1,4 +1,4 @@
-"""The ``speechport`` command: convert, transcribe, info, vad, verify, bench.
+"""The ``speechport`` command: convert, transcribe, info, vad, spot, verify, eval, bench.
 
 Errors a user can cause print one clear line (file, component, what to do) and exit with
 status 2; a bundle that fails its parity gate exits with status 1; stdout carries only
@@ -234,6 +234,54 @@ def build_parser() -> argparse.ArgumentParser:
     speak.add_argument("--backend", choices=["onnx", "coreml", "torch"], default="onnx")
     speak.add_argument("--threads", type=_THREADS, help=_THREADS_HELP)
     speak.add_argument("--checkpoint", type=Path, help="source weights for --backend torch")
+    evaluate = sub.add_parser("eval", help="task quality of a bundle on a labelled set")
+    eval_sub = evaluate.add_subparsers(dest="evaluation", required=True, metavar="TASK")
+    eval_kws = eval_sub.add_parser(
+        "kws",
+        help="keyword spotting: per-keyword recall, false alarms per utterance and per hour, "
+        "and recall against false alarms over a threshold sweep",
+    )
+    eval_kws.add_argument("bundle", type=Path)
+    eval_kws.add_argument(
+        "--set",
+        dest="manifest",
+        type=Path,
+        required=True,
+        metavar="MANIFEST",
+        help='JSON lines: {"audio": "a.wav", "keywords": ["LIGHTS ON"]} (keywords spoken in '
+        "it; [] for none), audio paths relative to the manifest",
+    )
+    eval_kws.add_argument(
+        "--keywords",
+        help="keywords to search for, as spot takes them (default: every keyword the "
+        "manifest names)",
+    )
+    eval_kws.add_argument(
+        "--threshold", type=_PROBABILITY, help="default trigger threshold (default: bundle's)"
+    )
+    eval_kws.add_argument(
+        "--sweep",
+        type=_thresholds,
+        default=None,
+        metavar="T1,T2,...",
+        help="thresholds to sweep for the recall / false-alarm curve (default "
+        "0.05,0.1,0.15,0.2,0.25,0.3,0.4,0.5,0.6; none: no sweep)",
+    )
+    eval_kws.add_argument("--boost", type=float, help="boost per keyword token (default: bundle's)")
+    eval_kws.add_argument("--trailing-blanks", type=int, help="blank frames needed after a keyword")
+    eval_kws.add_argument("--beam", type=int, help="active paths of the search")
+    eval_kws.add_argument("--search", choices=["sherpa", "icefall"], help="search semantics")
+    eval_kws.add_argument("--backend", choices=["onnx", "coreml", "torch"], default="onnx")
+    eval_kws.add_argument("--threads", type=_THREADS, help=_THREADS_HELP)
+    eval_kws.add_argument("--checkpoint", type=Path, help="source weights for --backend torch")
+    eval_kws.add_argument(
+        "--out",
+        type=Path,
+        help="write kws_eval.json and the plot here (default: the bundle's eval/ folder, and "
+        "the model card shows the table)",
+    )
+    eval_kws.add_argument("--json", action="store_true", help="print the results as JSON")
+    eval_kws.add_argument("--quiet", action="store_true", help="no progress on stderr")
 
     verify = sub.add_parser("verify", help="parity of a bundle against its torch reference")
     verify.add_argument("bundle", type=Path)
@@ -402,6 +450,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench_s.add_argument("--work-dir", type=Path, help="keep the bundle here")
     bench_s.add_argument("--json", action="store_true")
+    bench_k = bench_sub.add_parser(
+        "kws",
+        help="full-size keyword spotter (3.49M-parameter Zipformer2, random weights): "
+        "conversion time and memory, package sizes, encoder latency per 320 ms chunk under "
+        "ONNX Runtime and the Core ML interpreter, RTFx",
+    )
+    bench_k.add_argument("--format", default="onnx,coreml", help="comma-separated formats")
+    bench_k.add_argument("--chunks", type=_RUNS, default=20, help="chunks timed under ONNX Runtime")
+    bench_k.add_argument(
+        "--interpreter-chunks", type=_RUNS, default=3, help="chunks timed under the interpreter"
+    )
+    bench_k.add_argument("--work-dir", type=Path, help="keep the bundle here")
+    bench_k.add_argument("--json", action="store_true")
     return parser
 
 
@@ -451,6 +512,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "spot": _spot,
         "speak": _speak,
         "verify": _verify,
+        "eval": _eval,
         "quantize": _quantize,
         "bench": _bench,
     }
@@ -786,6 +848,66 @@ def _speak(args: argparse.Namespace) -> int:
     return 0
 
 
+def _eval(args: argparse.Namespace) -> int:
+    from speechport.evaluation import kws as kws_eval
+    from speechport.evaluation.kws_scores import table_lines
+    from speechport.progress import Progress
+
+    model = _open(args.bundle, args.backend, args.checkpoint, "kws", args.threads)
+    options = {
+        "boost": args.boost,
+        "trailing_blanks": args.trailing_blanks,
+        "beam": args.beam,
+        "search": args.search,
+    }
+    evaluation = kws_eval.evaluate_kws(
+        model,
+        args.manifest,
+        args.keywords,
+        threshold=args.threshold,
+        sweep=kws_eval.DEFAULT_SWEEP if args.sweep is None else args.sweep,
+        progress=Progress(0, quiet=args.quiet),
+        **options,
+    )
+    out = args.out if args.out is not None else args.bundle / kws_eval.BUNDLE_FOLDER
+    written = kws_eval.write_evaluation(evaluation, out)
+    if args.out is None:
+        from speechport.export.card import render_card
+        from speechport.fsutil import atomic_write_text
+        from speechport.manifest import read_manifest
+
+        card = render_card(read_manifest(args.bundle), args.bundle)
+        atomic_write_text(args.bundle / "README.md", card)
+    if args.json:
+        print(json.dumps(evaluation.to_dict(), indent=2, ensure_ascii=False))
+        return 0
+    s = evaluation.settings
+    print(
+        f"engine: {evaluation.engine}; search {s['search']}, threshold {s['threshold']:g}, "
+        f"boost {s['boost']:g}, beam {s['beam']}, trailing blanks {s['trailing_blanks']}"
+    )
+    print("\n".join(table_lines(evaluation.scores)))
+    for p in evaluation.sweep:
+        recall = "-" if p["recall"] is None else f"{p['recall']:.3f}"
+        print(
+            f"threshold {p['threshold']:<5g} recall {recall}  false alarms "
+            f"{p['false_alarms']} ({p['false_alarms_per_utterance']:.3f} / utterance, "
+            f"{p['false_alarms_per_hour']:.1f} / hour)"
+        )
+    plot = f"; plot: {written.parent / evaluation.plot}" if evaluation.plot else ""
+    print(f"results: {written}{plot}")
+    return 0
+
+
+def _thresholds(text: str) -> tuple[float, ...]:
+    if text.strip().lower() == "none":
+        return ()
+    values = tuple(_PROBABILITY(v) for v in text.split(",") if v.strip())
+    if not values:
+        raise argparse.ArgumentTypeError(f"expected thresholds like 0.1,0.2 or none, got {text!r}")
+    return values
+
+
 def _verify(args: argparse.Namespace) -> int:
     from speechport.audio import collect_audio
     from speechport.parity.run import verify_bundle, write_report
@@ -1086,6 +1208,16 @@ def _bench(args: argparse.Namespace) -> int:
 
         result = bench_streaming(
             args.architecture,
+            formats=tuple(parse_formats(args.format)),
+            chunks=args.chunks,
+            interpreter_chunks=args.interpreter_chunks,
+            work_dir=args.work_dir,
+        )
+    elif args.bench == "kws":
+        from speechport.bench.kws import bench_kws
+        from speechport.export.bundle import parse_formats
+
+        result = bench_kws(
             formats=tuple(parse_formats(args.format)),
             chunks=args.chunks,
             interpreter_chunks=args.interpreter_chunks,

@@ -82,7 +82,8 @@ def render_card(manifest: Manifest, bundle: Path) -> str:
             )
     if "onnx" in m.formats and m.extras.get("onnx_compatibility"):
         lines += ["", str(m.extras["onnx_compatibility"])]
-    lines += ["", *_fidelity_section(bundle, task), "", "## Provenance", ""]
+    lines += ["", *task.card_sections(bundle), *_fidelity_section(bundle, task)]
+    lines += ["", "## Provenance", ""]
     prov = m.provenance
     lines += [
         f"- source: `{prov.get('source_checkpoint')}` (sha256 `{prov.get('checkpoint_sha256')}`)",

@@ -109,6 +109,11 @@ class Task(ABC):
     def card_fidelity(self, report: ParityReport) -> list[str]:
         """The model card's fidelity table (Markdown lines)."""
 
+    def card_sections(self, bundle: Path) -> list[str]:
+        """Task-specific model-card sections (Markdown lines) from results stored in the
+        bundle, such as a task-quality evaluation; none by default."""
+        return []
+
     @abstractmethod
     def draw_plots(self, report: ParityReport, out: Path) -> list[Path]:
         """Plots of the report into ``out``; returns the files written."""

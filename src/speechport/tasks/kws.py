@@ -157,6 +157,12 @@ class KwsTask(Task):
             )
         return lines
 
+    def card_sections(self, bundle: Path) -> list[str]:
+        """The recall / false-alarm table of the bundle's last ``speechport eval kws``."""
+        from speechport.evaluation.kws import card_lines
+
+        return card_lines(bundle)
+
     def draw_plots(self, report: ParityReport, out: Path) -> list[Path]:
         return []
 

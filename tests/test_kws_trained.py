@@ -1,0 +1,106 @@
+"""The keyword spotter trained here (tests/data/kws_trained: the upstream architecture, tiny,
+24 keywords, espeak-ng speech): its ONNX bundle's recall and false alarms on voices it
+never heard, exactly as ``speechport eval kws`` measures them, and the model card's table."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from speechport.cli import main
+
+TRAINED = Path(__file__).parent / "data" / "kws_trained"
+EVAL_SET = TRAINED / "eval" / "set.jsonl"
+
+# at the bundle's default threshold (0.25), sherpa search, boost 1, beam 4, 1 trailing blank
+TABLE = """\
+keyword           N found recall   FA
+HELLO COMPUTER    2     2   1.00    3
+LIGHTS ON         2     0   0.00    0
+LIGHTS OFF        2     0   0.00    5
+STOP              2     1   0.50    0
+PLAY MUSIC        2     1   0.50    2
+NEXT SONG         2     0   0.00    4
+VOLUME UP         2     2   1.00    1
+VOLUME DOWN       2     1   0.50    9
+OPEN THE DOOR     2     1   0.50    0
+GOOD MORNING      2     2   1.00    3
+WEATHER           2     0   0.00    0
+CAMERA            2     0   0.00    0
+CANCEL            2     0   0.00    0
+TIMER             2     0   0.00    0
+CALL HOME         2     1   0.50    4
+PAUSE             2     0   0.00    0
+REPEAT            2     0   0.00    0
+GO BACK           2     0   0.00    0
+TURN LEFT         2     1   0.50    3
+TURN RIGHT        2     0   0.00    1
+KITCHEN           2     0   0.00    0
+TELEVISION        2     0   0.00    0
+PICTURE           2     0   0.00    0
+ORANGE            2     0   0.00    0
+TOTAL            48    12   0.25   35
+false alarms: 35 in 36 utterances, 1.3 min (0.972 / utterance, 1594.4 / hour); on the 12 \
+negative utterances: 13 (1.083 / utterance, 2008.7 / hour)"""
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    pytest.importorskip("torch")
+    from speechport.conversion import convert
+
+    out = tmp_path_factory.mktemp("kws_trained") / "bundle"
+    convert("zipformer-kws", TRAINED / "pretrained.pt", out, formats="onnx", quiet=True)
+    return out
+
+
+def test_eval_kws_on_held_out_voices(bundle: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    keywords = TRAINED / "eval" / "keywords.txt"
+    argv = ["eval", "kws", str(bundle), "--set", str(EVAL_SET), "--keywords", str(keywords)]
+    assert main([*argv, "--sweep", "0.1,0.25,0.4", "--quiet"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].endswith("search sherpa, threshold 0.25, boost 1, beam 4, trailing blanks 1")
+    assert "\n".join(lines[1:28]) == TABLE
+    assert lines[28:31] == [
+        "threshold 0.1   recall 0.396  false alarms 62 (1.722 / utterance, 2824.4 / hour)",
+        "threshold 0.25  recall 0.250  false alarms 35 (0.972 / utterance, 1594.4 / hour)",
+        "threshold 0.4   recall 0.062  false alarms 15 (0.417 / utterance, 683.3 / hour)",
+    ]
+    data = json.loads((bundle / "eval" / "kws_eval.json").read_text(encoding="utf-8"))
+    scores = data["scores"]
+    assert (scores["spoken"], scores["found"], scores["false_alarms"]) == (48, 12, 35)
+    assert (scores["negative_utterances"], scores["negative_false_alarms"]) == (12, 13)
+    assert [(p["threshold"], p["found"], p["false_alarms"]) for p in data["sweep"]] == [
+        (0.1, 19, 62),
+        (0.25, 12, 35),
+        (0.4, 3, 15),
+    ]
+    first = data["utterances"][0]  # en-029+m4: "PAUSE READ PLAY MUSIC NICE OUT"
+    assert (first["audio"], first["spoken"]) == ("pos_01.flac", ["PAUSE", "PLAY MUSIC"])
+    assert [(d["keyword"], d["start"], d["end"]) for d in first["detections"]] == [
+        ("CALL HOME", 0.36, 0.4),
+        ("PLAY MUSIC", 1.04, 1.08),
+    ]
+    assert (first["missed"], first["false_alarms"]) == (["PAUSE"], ["CALL HOME"])
+    # the model card shows the same table (the kws task's card section)
+    card = (bundle / "README.md").read_text(encoding="utf-8")
+    section = card[card.index("## Recall and false alarms") : card.index("## Fidelity")]
+    assert "| HELLO COMPUTER | 2 | 2 | 1.00 | 3 |" in section
+    assert "| **TOTAL** | 48 | 12 | 0.25 | 35 |" in section
+    assert "on the 12 negative utterances: 13 (1.083 / utterance, 2008.7 / hour)." in section
+    assert "0.1 → recall 0.40, 2824.4 FA/h" in section
+    if data["plot"]:
+        assert (bundle / "eval" / data["plot"]).stat().st_size > 0
+        assert "![recall against false alarms](eval/kws_recall_false_alarms.png)" in section
+
+
+def test_eval_kws_refuses_a_keyword_outside_the_list(
+    bundle: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["eval", "kws", str(bundle), "--set", str(EVAL_SET), "--keywords", "STOP,CAMERA"]
+    assert main([*argv, "--sweep", "none", "--out", str(bundle / "elsewhere")]) == 2
+    err = capsys.readouterr().err
+    assert "set.jsonl: line 1: 'PAUSE', 'PLAY MUSIC' is not in the keyword list" in err
+    assert not (bundle / "elsewhere").exists()
