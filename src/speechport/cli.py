@@ -255,6 +255,12 @@ def build_parser() -> argparse.ArgumentParser:
     quantize.add_argument(
         "--latency-runs", type=_RUNS, default=5, help="warm calls timed per component (default 5)"
     )
+    quantize.add_argument(
+        "--jobs",
+        type=_number(1, integer=True),
+        help="worker processes that build and score variants side by side (default: the "
+        "usable cores; latency figures then share them)",
+    )
     quantize.add_argument("--force", action="store_true", help="replace OUT/NAME if it exists")
     quantize.add_argument("--quiet", action="store_true", help="no progress on stderr")
     quantize.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -731,6 +737,7 @@ def _quantize(args: argparse.Namespace) -> int:
         latency_runs=args.latency_runs,
         emit=args.emit,
         overwrite=args.force,
+        jobs=args.jobs,
         progress=Progress(0, quiet=args.quiet) if args.quiet else None,
     )
     if args.json:

@@ -27,6 +27,7 @@ from speechport.environment import host_info, package_versions
 from speechport.errors import GateError, SpeechportError
 from speechport.manifest import read_manifest
 from speechport.parity.latency import Recorder, measure, record
+from speechport.parity.reference import ReferenceCache
 from speechport.parity.report import PARITY_FILE, Latency, ParityReport
 from speechport.progress import Progress
 from speechport.runtime import load_bundle, make_backend
@@ -61,10 +62,16 @@ def verify_bundle(
     latency_runs: int = 20,
     label: str | None = None,
     time_reference: bool = True,
+    reference: ReferenceCache | None = None,
+    stop_at_failure: bool = False,
 ) -> ParityReport:
     """Run ``audio_files`` through the torch reference and through each backend
     (``time_reference=False``: latency of the backends only). What is compared and gated is
-    the bundle's task's (``speechport.tasks``)."""
+    the bundle's task's (``speechport.tasks``).
+
+    ``reference``: the reference's outputs kept across runs on the same audio (the torch
+    reference of the same checkpoint; it is not timed). ``stop_at_failure``: stop after the
+    first file that fails the gate (``report.stopped`` says where)."""
     if not backends:
         raise SpeechportError("no backend to verify", hint="pass --backends onnx")
     if REFERENCE in backends:
@@ -75,26 +82,33 @@ def verify_bundle(
     if not audio_files:
         raise SpeechportError("no audio to verify on", hint="pass --audio FILES or a directory")
     task = task_for(read_manifest(bundle), bundle)
-    reference = load_bundle(bundle, make_backend(REFERENCE, checkpoint=checkpoint))
+    if reference is None:
+        reference_bundle = load_bundle(bundle, make_backend(REFERENCE, checkpoint=checkpoint))
+    else:
+        reference_bundle, time_reference = reference.load(), False
     loaded = {name: load_bundle(bundle, name) for name in backends}
-    recorders = {REFERENCE: record(reference)} if time_reference else {}
+    recorders = {REFERENCE: record(reference_bundle)} if time_reference else {}
     recorders.update({name: record(b) for name, b in loaded.items()})
     limits = GateLimits(max_cer=max_cer, max_prob_diff=max_prob_diff)
     report = ParityReport(
         bundle=label or str(bundle),
         task=task.name,
-        reference_engine=reference.engine,
+        reference_engine=reference_bundle.engine,
         engines={name: b.engine for name, b in loaded.items()},
         gates=task.gates(limits),
         host=host_info(),
         versions=package_versions(_VERSIONS),
     )
-    run = VerifyRun(reference, loaded, limits, report, dict.fromkeys(loaded, 0.0))
+    run = VerifyRun(reference_bundle, loaded, limits, report, dict.fromkeys(loaded, 0.0))
     audio_seconds = 0.0
-    for path in audio_files:
-        audio = load_audio(path, sample_rate=reference.manifest.sample_rate).samples
-        audio_seconds += audio.size / reference.manifest.sample_rate
+    sample_rate = reference_bundle.manifest.sample_rate
+    for number, path in enumerate(audio_files, start=1):
+        audio = load_audio(path, sample_rate=sample_rate).samples
+        audio_seconds += audio.size / sample_rate
         task.verify_file(run, audio, str(path))
+        if stop_at_failure and not report.passed and number < len(audio_files):
+            report.stopped = f"gate failed at file {number}/{len(audio_files)}"
+            break
     report.rtfx = {
         name: audio_seconds / seconds for name, seconds in run.run_seconds.items() if seconds > 0
     }
