@@ -6,6 +6,7 @@ from __future__ import annotations
 import pickle
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -183,7 +184,7 @@ def test_a_cached_reference_gives_torch_figures_and_runs_torch_once(
     bundle = gigaam_onnx("v3_rnnt")
     audio = [AUDIO / "clip0.wav", AUDIO / "clip3.wav"]
 
-    def run(**options: object) -> dict[str, object]:
+    def run(**options: Any) -> dict[str, object]:
         report = verify_bundle(bundle, audio, backends=["onnx"], latency_runs=1, **options)
         figures = report.to_dict()
         for timed in ("latency", "rtfx", "reference_engine"):

@@ -389,6 +389,7 @@ def _score(
         label=variant.name,
         reference=reference,
         stop_at_failure=True,
+        latency_from_run=True,
     )
     write_report(report, bundle)
     variant.engine = report.engines.get(ENGINE_BACKEND, "")

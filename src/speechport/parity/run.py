@@ -64,6 +64,7 @@ def verify_bundle(
     time_reference: bool = True,
     reference: ReferenceCache | None = None,
     stop_at_failure: bool = False,
+    latency_from_run: bool = False,
 ) -> ParityReport:
     """Run ``audio_files`` through the torch reference and through each backend
     (``time_reference=False``: latency of the backends only). What is compared and gated is
@@ -112,15 +113,17 @@ def verify_bundle(
     report.rtfx = {
         name: audio_seconds / seconds for name, seconds in run.run_seconds.items() if seconds > 0
     }
-    report.latency = _latency(recorders, latency_runs)
+    report.latency = _latency(recorders, latency_runs, from_run=latency_from_run)
     return report
 
 
-def _latency(recorders: dict[str, dict[str, Recorder]], runs: int) -> dict[str, dict[str, Latency]]:
+def _latency(
+    recorders: dict[str, dict[str, Recorder]], runs: int, *, from_run: bool = False
+) -> dict[str, dict[str, Latency]]:
     out: dict[str, dict[str, Latency]] = {}
     for backend, per_role in recorders.items():
         for recorder in per_role.values():
-            figures = measure(recorder, runs=runs)
+            figures = measure(recorder, runs=runs, from_run=from_run)
             if figures is not None:
                 out.setdefault(backend, {})[recorder.spec.name] = figures
     return out
