@@ -126,6 +126,13 @@ def build_parser() -> argparse.ArgumentParser:
     transcribe.add_argument("--backend", choices=["onnx", "coreml", "torch"], default="onnx")
     transcribe.add_argument("--threads", type=_THREADS, help=_THREADS_HELP)
     transcribe.add_argument(
+        "--steps",
+        choices=["auto", "numpy", "onnx"],
+        help="ONNX backend: the decoder step and joint in numpy where their graph is "
+        "recognised and small (auto, the default), wherever recognised (numpy), or always "
+        "in ONNX Runtime (onnx)",
+    )
+    transcribe.add_argument(
         "--checkpoint",
         type=Path,
         help="source checkpoint for --backend torch (default: provenance)",
@@ -482,6 +489,7 @@ def _transcribe(args: argparse.Namespace) -> int:
         args.checkpoint,
         ("asr", "streaming-asr"),
         args.threads,
+        steps=args.steps,
         **options,
     )
 
@@ -761,6 +769,7 @@ def _open(
     checkpoint: Path | None,
     task_names: str | tuple[str, ...],
     threads: int | None = None,
+    steps: str | None = None,
     **options: Any,
 ) -> Any:
     """``speechport.load`` for a command that serves the tasks ``task_names``: a bundle of
@@ -774,7 +783,7 @@ def _open(
     if task_for(manifest, bundle) not in wanted:
         raise manifest.wrong_task(" or ".join(t.title for t in wanted), bundle)
     reference = checkpoint if backend == "torch" else None
-    return load(bundle, backend, checkpoint=reference, threads=threads, **options)
+    return load(bundle, backend, checkpoint=reference, threads=threads, steps=steps, **options)
 
 
 def _streaming(bundle: Path) -> bool:
