@@ -260,7 +260,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="VAD gate: largest |dp| (default 1e-3)",
     )
     quantize.add_argument(
-        "--latency-runs", type=_RUNS, default=5, help="warm calls timed per component (default 5)"
+        "--latency-runs",
+        type=_RUNS,
+        default=5,
+        help="warm calls timed per component, at least (the scoring's own count; default 5)",
     )
     quantize.add_argument(
         "--jobs",

@@ -6,14 +6,16 @@ other file hard-linked from the source bundle, a manifest that records the compr
 and is scored with ``verify`` against the fp32 torch reference on the audio set:
 
 - per component, on the reference's own inputs: quality ``1 - ‖Δ‖/‖ref‖`` and cosine of
-  its main output (the worst file counts), warm latency;
+  its main output (the worst file counts), warm latency (from the scoring's own calls);
 - end to end: files token-exact, token agreement (``1 - token edits / reference tokens``,
   token-weighted over the files) and CER against the reference transcripts (VAD: the
   largest probability difference and whether the speech segments are equal);
 - size on disk per component and in total, ratio against the source bundle's packages,
   conversion time.
 
-The baseline (the source bundle's packages as they are) is scored the same way. Without
+The baseline (the source bundle's packages as they are) is scored the same way, first: the
+torch reference's outputs it computes are kept (``ReferenceCache``) and read by every other
+variant. A variant stops being scored at its first file that fails the gate. Without
 audio, every variant is still built, sized and run once on silence (it must run).
 """
 

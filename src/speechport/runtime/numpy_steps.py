@@ -50,12 +50,16 @@ class NumpyLstmStep:
 
     def __call__(self, *inputs: np.ndarray) -> tuple[np.ndarray, ...]:
         token, h, c = inputs
-        hidden = self.hidden
-        gates = self._gates[int(token.reshape(-1)[0])] + h.reshape(hidden) @ self._recurrent
-        sig = 1.0 / (1.0 + np.exp(-gates[: 3 * hidden]))
-        c_next = sig[2 * hidden :] * c.reshape(hidden) + sig[:hidden] * np.tanh(gates[3 * hidden :])
+        shape, hidden = h.shape, self.hidden
+        gates = self._gates[token.item()] + h.reshape(hidden) @ self._recurrent
+        sig = gates[: 3 * hidden]
+        np.negative(sig, out=sig)
+        np.exp(sig, out=sig)
+        sig += 1.0
+        np.reciprocal(sig, out=sig)  # the sigmoid of the input, output and forget gates
+        c_next = sig[2 * hidden :] * c.reshape(hidden)
+        c_next += sig[:hidden] * np.tanh(gates[3 * hidden :])
         h_next = sig[hidden : 2 * hidden] * np.tanh(c_next)
-        shape = h.shape
         return h_next.reshape(self._dec_shape), h_next.reshape(shape), c_next.reshape(shape)
 
 
