@@ -19,6 +19,7 @@ reordering); its results differ from ONNX Runtime's by the order of float operat
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -116,21 +117,17 @@ class NumpyJoint:
 
 
 def numpy_step(spec: ComponentSpec, path: Path) -> NumpyLstmStep | NumpyJoint | None:
-    """The numpy kernel for the ONNX file of a per-step component, or None when its graph is
-    not one recognised here (or cannot be read)."""
+    """The numpy kernel for the ONNX file of a per-step component, or None when its kind has
+    no kernel or its graph is not one recognised here (or cannot be read)."""
+    reader = KERNELS.get(spec.kind)
+    if reader is None:
+        return None
     try:
         graph = read_graph(path)
     except (OSError, ProtobufError):
         return None
     file = spec.files["onnx"]
-    names_in = [t.name for t in file.inputs]
-    names_out = [t.name for t in file.outputs]
-    if spec.kind == "decoder_step":
-        return _lstm_step(spec, path, graph, names_in, names_out)
-    if spec.kind == "joint":
-        weights = _joint_weights(graph, names_in, names_out, len(file.outputs[0].shape))
-        return None if weights is None else NumpyJoint(spec, path, weights)
-    return None
+    return reader(spec, path, graph, [t.name for t in file.inputs], [t.name for t in file.outputs])
 
 
 def agrees(kernel: NumpyLstmStep | NumpyJoint, reference: object, seed: int = 0) -> bool:
@@ -202,6 +199,13 @@ def _lstm_step(
     )
     gates = (table.astype(np.float32) @ w[0].T + bias).astype(np.float32)
     return NumpyLstmStep(spec, path, np.ascontiguousarray(gates), np.ascontiguousarray(r[0].T))
+
+
+def _joint(
+    spec: ComponentSpec, path: Path, graph: Graph, names_in: list[str], names_out: list[str]
+) -> NumpyJoint | None:
+    weights = _joint_weights(graph, names_in, names_out, len(spec.files["onnx"].outputs[0].shape))
+    return None if weights is None else NumpyJoint(spec, path, weights)
 
 
 def _joint_weights(
@@ -278,3 +282,10 @@ def _through_shape_ops_forward(graph: Graph, name: str) -> str | None:
             return None
         name = users[0].outputs[0]
     return name
+
+
+# The kernel reader of each component kind that has one.
+KERNELS: dict[str, Callable[..., NumpyLstmStep | NumpyJoint | None]] = {
+    "decoder_step": _lstm_step,
+    "joint": _joint,
+}
