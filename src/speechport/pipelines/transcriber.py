@@ -450,7 +450,16 @@ def predictor_for(
     tuple[np.ndarray, ...],
 ]:
     """A ``predict(token, state)`` over the decoder component, with state threaded through
-    the manifest's state pairs, and the zero initial state."""
+    the manifest's state pairs, and the zero initial state. A component that offers its own
+    (``predictor()``, e.g. the numpy LSTM step) gives that one: its state is opaque to the
+    loops, which only pass it back."""
+    own = getattr(decoder, "predictor", None)
+    if callable(own):
+        fast: tuple[
+            Callable[[int, tuple[np.ndarray, ...]], tuple[np.ndarray, tuple[np.ndarray, ...]]],
+            tuple[np.ndarray, ...],
+        ] = own()
+        return fast
     spec = decoder.spec
     names_in = [t.name for t in spec.inputs]
     names_out = [t.name for t in spec.outputs]

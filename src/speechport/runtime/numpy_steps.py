@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -51,17 +52,32 @@ class NumpyLstmStep:
 
     def __call__(self, *inputs: np.ndarray) -> tuple[np.ndarray, ...]:
         token, h, c = inputs
-        shape, hidden = h.shape, self.hidden
-        gates = self._gates[token.item()] + h.reshape(hidden) @ self._recurrent
+        shape = h.shape
+        _, (h_next, c_next) = self.step(token.item(), (h.reshape(-1), c.reshape(-1)))
+        return h_next.reshape(self._dec_shape), h_next.reshape(shape), c_next.reshape(shape)
+
+    def step(
+        self, token: int, state: tuple[np.ndarray, np.ndarray]
+    ) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
+        """One step on flat ``[H]`` states: ``(dec_out, (h', c'))``."""
+        h, c = state
+        hidden = self.hidden
+        gates = self._gates[token] + h @ self._recurrent
         sig = gates[: 3 * hidden]
         np.negative(sig, out=sig)
         np.exp(sig, out=sig)
         sig += 1.0
         np.reciprocal(sig, out=sig)  # the sigmoid of the input, output and forget gates
-        c_next = sig[2 * hidden :] * c.reshape(hidden)
+        c_next = sig[2 * hidden :] * c
         c_next += sig[:hidden] * np.tanh(gates[3 * hidden :])
         h_next = sig[hidden : 2 * hidden] * np.tanh(c_next)
-        return h_next.reshape(self._dec_shape), h_next.reshape(shape), c_next.reshape(shape)
+        return h_next, (h_next, c_next)
+
+    def predictor(self) -> tuple[Any, tuple[np.ndarray, np.ndarray]]:
+        """``predict(token, state) -> (dec_out, state)`` and the zero state, for a decoding
+        loop that does not need the canonical state shapes (``predictor_for``)."""
+        zeros = np.zeros(self.hidden, dtype=np.float32)
+        return self.step, (zeros, zeros.copy())
 
 
 @dataclass(frozen=True)
