@@ -166,6 +166,10 @@ def test_workers_give_the_figures_one_process_gives(
     bad = scored.variant("int4-tensor")
     assert bad.stopped == "gate failed at file 1/2" and bad.files == 1
     assert all(v.stopped is None and v.files == 2 for v in scored.variants if v.passed)
+    from speechport.render import ranking_table
+
+    (row,) = [line for line in ranking_table(scored) if " int4-tensor " in line]
+    assert row.endswith("FAIL (stopped: gate failed at file 1/2)")
 
 
 @pytest.mark.slow
