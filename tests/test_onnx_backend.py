@@ -18,7 +18,7 @@ from tests.helpers import GIGAAM, gigaam_clip
 def test_step_components_run_on_one_thread_and_no_pool_spins(
     gigaam_onnx: Callable[[str], Path],
 ) -> None:
-    loaded = load_bundle(gigaam_onnx("v3_e2e_rnnt"), OnnxBackend(threads=3))
+    loaded = load_bundle(gigaam_onnx("v3_e2e_rnnt"), OnnxBackend(threads=3, steps="onnx"))
     threads = {}
     for component in loaded.components.values():
         options = component._session.get_session_options()  # type: ignore[attr-defined]

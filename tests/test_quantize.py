@@ -53,6 +53,7 @@ def scored(bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> QuantizeSu
         weight_threshold=THRESHOLD,
         latency_runs=2,
         emit="int8-channel",
+        jobs=2,
     )
 
 
@@ -129,6 +130,46 @@ def test_scores_separate_good_from_bad(scored: QuantizeSummary) -> None:
         "plots/latency.png",
         "plots/quality_vs_size.png",
     ]
+
+
+TIMINGS = {"convert_seconds", "latency_ms", "rtfx", "bundle"}
+
+
+def _figures(value: object) -> object:
+    """A summary's content without what depends on the clock or the output folder."""
+    if isinstance(value, dict):
+        return {k: _figures(v) for k, v in value.items() if k not in TIMINGS}
+    if isinstance(value, list):
+        return [_figures(v) for v in value]
+    return value
+
+
+@pytest.mark.slow
+def test_workers_give_the_figures_one_process_gives(
+    bundle: Path, scored: QuantizeSummary, tmp_path: Path
+) -> None:
+    """The sweep above ran its variants in two worker processes; one process gives the
+    same scores, ranking and failures. The failing variant stopped at its first file."""
+    alone = quantize_sweep(
+        bundle,
+        tmp_path,
+        strategies="int8-channel,int4-tensor,mixed-pal8",
+        audio=AUDIO,
+        weight_threshold=THRESHOLD,
+        latency_runs=1,
+        jobs=1,
+    )
+    assert [_figures(v.to_dict()) for v in alone.variants] == [
+        _figures(v.to_dict()) for v in scored.variants
+    ]
+    assert (alone.ranking, alone.pareto) == (scored.ranking, scored.pareto)
+    bad = scored.variant("int4-tensor")
+    assert bad.stopped == "gate failed at file 1/2" and bad.files == 1
+    assert all(v.stopped is None and v.files == 2 for v in scored.variants if v.passed)
+    from speechport.render import ranking_table
+
+    (row,) = [line for line in ranking_table(scored) if " int4-tensor " in line]
+    assert row.endswith("FAIL (stopped: gate failed at file 1/2)")
 
 
 @pytest.mark.slow

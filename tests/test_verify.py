@@ -3,7 +3,10 @@
 
 from __future__ import annotations
 
+import pickle
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -168,6 +171,60 @@ def test_a_wrong_length_fails_the_gate_even_with_equal_tokens(
     assert isinstance(result, AsrFileResult) and result.token_exact
     (failure,) = result.failures
     assert "Encoder encoded_len is" in failure and "window at 0.00 s" in failure
+
+
+def test_a_cached_reference_gives_torch_figures_and_runs_torch_once(
+    gigaam_onnx: Callable[[str], Path],
+) -> None:
+    """verify with a ``ReferenceCache`` reports what it reports with torch itself; a second
+    run on the same audio (in a copy, as a worker process gets it) calls torch no more."""
+    from speechport.parity.reference import ReferenceCache
+    from speechport.parity.run import verify_bundle
+
+    bundle = gigaam_onnx("v3_rnnt")
+    audio = [AUDIO / "clip0.wav", AUDIO / "clip3.wav"]
+
+    def run(**options: Any) -> dict[str, object]:
+        report = verify_bundle(bundle, audio, backends=["onnx"], latency_runs=1, **options)
+        figures = report.to_dict()
+        for timed in ("latency", "rtfx", "reference_engine"):
+            figures.pop(timed)
+        return figures
+
+    plain = run(time_reference=False)
+    cache = ReferenceCache(bundle)
+    assert run(reference=cache) == plain
+    computed = cache.misses
+    assert computed > 0 and set(cache.outputs) == {"encoder", "decoder", "joint"}
+    copy = pickle.loads(pickle.dumps(cache))
+    assert copy._reference is None  # the torch model does not travel
+    assert run(reference=copy) == plain
+    assert copy.misses == computed and copy._reference is None
+    # every call of the second run was answered from memory
+    assert copy.hits - cache.hits == cache.hits + cache.misses
+
+
+def test_verify_can_stop_at_the_first_failing_file(
+    gigaam_onnx: Callable[[str], Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from speechport.parity.run import verify_bundle
+    from speechport.runtime.onnx_backend import OnnxComponent
+
+    original = OnnxComponent.__call__
+
+    def short_length(self: OnnxComponent, *inputs: np.ndarray) -> tuple[np.ndarray, ...]:
+        outputs = original(self, *inputs)
+        return (outputs[0], outputs[1] - 1) if self.spec.role == "encoder" else outputs
+
+    monkeypatch.setattr(OnnxComponent, "__call__", short_length)
+    audio = [AUDIO / "clip0.wav", AUDIO / "clip1.wav", AUDIO / "clip3.wav"]
+    bundle = gigaam_onnx("v3_rnnt")
+    report = verify_bundle(bundle, audio, backends=["onnx"], latency_runs=1, stop_at_failure=True)
+    assert report.stopped == "gate failed at file 1/3"
+    assert [Path(f.audio).name for f in report.files] == ["clip0.wav"]
+    assert not report.passed
+    full = verify_bundle(bundle, audio, backends=["onnx"], latency_runs=1)
+    assert full.stopped is None and len(full.files) == 3
 
 
 @pytest.mark.slow

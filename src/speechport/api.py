@@ -111,6 +111,7 @@ def load(
     *,
     checkpoint: str | Path | None = None,
     threads: int | None = None,
+    steps: str | None = None,
     **options: Any,
 ) -> Any:
     """Open a bundle as the runtime object of its task.
@@ -123,6 +124,9 @@ def load(
         checkpoint: the source checkpoint for ``torch`` (default: the provenance's).
         threads: ONNX Runtime threads for the encoder and front end (default: every CPU;
             the per-step decoder and joint run on one); ``onnx`` only.
+        steps: how the per-step decoder and joint run (``auto``: numpy kernels read from
+            their ONNX files where the graph is recognised and small, else ONNX Runtime;
+            ``numpy``; ``onnx``: always ONNX Runtime); ``onnx`` only.
         options: the task's options: for speech recognition ``overlap``,
             ``window_seconds``, ``vad`` (a VAD bundle's path or detector); for voice
             activity the segmentation parameters (``threshold``, ``min_silence_ms``, ...).
@@ -145,6 +149,12 @@ def load(
                 f"threads sets ONNX Runtime's thread pools; the {backend} backend takes none"
             )
         engine_options["threads"] = threads
+    if steps is not None:
+        if backend != "onnx":
+            raise SpeechportError(
+                f"steps chooses ONNX step engines; the {backend} backend has none"
+            )
+        engine_options["steps"] = steps
     loaded = load_bundle(bundle, make_backend(backend, **engine_options))
     return task.open(loaded, **options)
 

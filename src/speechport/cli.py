@@ -144,6 +144,13 @@ def build_parser() -> argparse.ArgumentParser:
     transcribe.add_argument("--backend", choices=["onnx", "coreml", "torch"], default="onnx")
     transcribe.add_argument("--threads", type=_THREADS, help=_THREADS_HELP)
     transcribe.add_argument(
+        "--steps",
+        choices=["auto", "numpy", "onnx"],
+        help="ONNX backend: the decoder step and joint in numpy where their graph is "
+        "recognised and small (auto, the default), wherever recognised (numpy), or always "
+        "in ONNX Runtime (onnx)",
+    )
+    transcribe.add_argument(
         "--checkpoint",
         type=Path,
         help="source checkpoint for --backend torch (default: provenance)",
@@ -344,7 +351,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_tts_gate_options(quantize)
     quantize.add_argument(
-        "--latency-runs", type=_RUNS, default=5, help="warm calls timed per component (default 5)"
+        "--latency-runs",
+        type=_RUNS,
+        default=5,
+        help="warm calls timed per component, at least (the scoring's own count; default 5)",
+    )
+    quantize.add_argument(
+        "--jobs",
+        type=_number(1, integer=True),
+        help="worker processes that build and score variants side by side (default: the "
+        "usable cores; latency figures then share them)",
     )
     quantize.add_argument("--force", action="store_true", help="replace OUT/NAME if it exists")
     quantize.add_argument("--quiet", action="store_true", help="no progress on stderr")
@@ -616,6 +632,7 @@ def _transcribe(args: argparse.Namespace) -> int:
         args.checkpoint,
         ("asr", "streaming-asr"),
         args.threads,
+        steps=args.steps,
         **options,
     )
 
@@ -965,6 +982,7 @@ def _quantize(args: argparse.Namespace) -> int:
         latency_runs=args.latency_runs,
         emit=args.emit,
         overwrite=args.force,
+        jobs=args.jobs,
         progress=Progress(0, quiet=args.quiet) if args.quiet else None,
     )
     if args.json:
@@ -988,6 +1006,7 @@ def _open(
     checkpoint: Path | None,
     task_names: str | tuple[str, ...],
     threads: int | None = None,
+    steps: str | None = None,
     **options: Any,
 ) -> Any:
     """``speechport.load`` for a command that serves the tasks ``task_names``: a bundle of
@@ -1001,7 +1020,7 @@ def _open(
     if task_for(manifest, bundle) not in wanted:
         raise manifest.wrong_task(" or ".join(t.title for t in wanted), bundle)
     reference = checkpoint if backend == "torch" else None
-    return load(bundle, backend, checkpoint=reference, threads=threads, **options)
+    return load(bundle, backend, checkpoint=reference, threads=threads, steps=steps, **options)
 
 
 def _streaming(bundle: Path) -> bool:

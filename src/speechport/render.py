@@ -75,6 +75,8 @@ def ranking_table(summary: QuantizeSummary) -> list[str]:
             row += f" {q:>11.5f}" if q is not None else f" {'-':>11}"
         row += f" {v.rtfx:>6.1f}" if v.rtfx else f" {'-':>6}"
         row += " " + {True: "pass", False: "FAIL", None: "-"}[v.passed]
+        if v.stopped:
+            row += f" (stopped: {v.stopped})"
         lines.append(row)
     if roles:
         lines.append("(per component: 1 - ‖Δ‖/‖ref‖ of its output against the fp32 reference)")

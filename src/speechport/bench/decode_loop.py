@@ -19,21 +19,28 @@ from speechport.runtime.base import Component, dynamic_inputs
 class _Timer:
     calls: int = 0
     seconds: float = 0.0
+    cpu_seconds: float = 0.0  # the process's CPU time (every thread) during the calls
 
 
 class _Timed:
-    """A component wrapper that counts calls and the time spent in them."""
+    """A component wrapper that counts calls and the time spent in them (a joint's
+    projections are not forwarded: ``_run_option`` times them when an option uses them)."""
 
-    def __init__(self, component: Component, timer: _Timer) -> None:
+    def __init__(self, component: Component, timer: _Timer, *, cpu: bool = False) -> None:
         self.spec = component.spec
         self.dynamic_inputs = dynamic_inputs(component)
+        self.projections: Any = None
         self._component = component
         self._timer = timer
+        self._cpu = cpu  # also the process's CPU time (a system call: whole-window calls only)
 
     def __call__(self, *inputs: np.ndarray) -> tuple[np.ndarray, ...]:
         start = time.perf_counter()
+        cpu = time.process_time() if self._cpu else 0.0
         out = self._component(*inputs)
         self._timer.seconds += time.perf_counter() - start
+        if self._cpu:
+            self._timer.cpu_seconds += time.process_time() - cpu
         self._timer.calls += 1
         return out
 
@@ -62,22 +69,61 @@ def synthetic_speech(seconds: float, sample_rate: int = 16000, seed: int = 0) ->
     return out
 
 
+# The per-step engines measured side by side: (name, decoder step, joint, joint run in
+# parts). "onnx": ONNX Runtime for both; "numpy-decoder": the LSTM step in numpy, the joint
+# in ONNX Runtime; "numpy-per-step": both in numpy, the joint called whole every step;
+# "numpy" (what ``steps="auto"`` gives a full-size GigaAM): both in numpy, the joint's
+# encoder projection once per window.
+OPTIONS = (
+    ("onnx", "onnx", "onnx", False),
+    ("numpy-decoder", "numpy", "onnx", False),
+    ("numpy-per-step", "numpy", "numpy", False),
+    ("numpy", "numpy", "numpy", True),
+)
+
+
+class _TimedProjections:
+    """``JointProjections`` that count the steps (``scores`` calls) and time every part."""
+
+    def __init__(self, inner: Any, steps: _Timer, loop: _Timer) -> None:
+        self._inner, self._steps, self._loop = inner, steps, loop
+
+    def _timed(self, timer: _Timer, fn: Any, *args: np.ndarray) -> np.ndarray:
+        start = time.perf_counter()
+        out: np.ndarray = fn(*args)
+        timer.seconds += time.perf_counter() - start
+        timer.calls += 1
+        return out
+
+    def project_encoder(self, frames: np.ndarray) -> np.ndarray:
+        return self._timed(self._loop, self._inner.project_encoder, frames)
+
+    def project_decoder(self, dec: np.ndarray) -> np.ndarray:
+        return self._timed(self._loop, self._inner.project_decoder, dec)
+
+    def scores(self, enc: np.ndarray, dec: np.ndarray) -> np.ndarray:
+        return self._timed(self._steps, self._inner.scores, enc, dec)
+
+
 def bench_decode_loop(
     variant: str = "v3_e2e_rnnt",
     *,
     seconds: float = 60.0,
+    repeats: int = 3,
     work_dir: Path | None = None,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Full-size GigaAM v3 with random weights, exported to ONNX, transcribing ``seconds`` of
-    synthetic speech: decode-loop steps per second and the share of wall time outside the
-    encoder (front end, decoder and joint steps, host loop)."""
+    synthetic speech with each per-step engine of ``OPTIONS`` (best of ``repeats``, taken in
+    turns): decode-loop steps per second, the share of wall time outside the encoder, and
+    whether the tokens equal ONNX Runtime's."""
     from speechport.bench.random_models import random_gigaam
     from speechport.families.gigaam.bundle import plan_bundle
     from speechport.pipelines.transcriber import Transcriber
     from speechport.runtime import load_bundle
+    from speechport.runtime.onnx_backend import OnnxBackend
 
-    progress = progress or Progress(4)
+    progress = progress or Progress(3 + repeats)
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(work_dir) if work_dir else Path(scratch)
         root.mkdir(parents=True, exist_ok=True)
@@ -99,43 +145,83 @@ def bench_decode_loop(
             )
         else:
             progress.start(f"reuse {bundle}")
-        progress.start("load with onnxruntime")
-        loaded_bundle = load_bundle(bundle, "onnx")
-        timers = {c.spec.kind: _Timer() for c in loaded_bundle.components.values()}
-        loaded_bundle.components = {
-            role: _Timed(c, timers[c.spec.kind]) for role, c in loaded_bundle.components.items()
-        }
-        transcriber = Transcriber(loaded_bundle)
+        progress.start("load with onnxruntime (per-step engines: onnx, numpy)")
+        engines = {name: load_bundle(bundle, OnnxBackend(steps=name)) for name in ("onnx", "numpy")}
         audio = synthetic_speech(seconds)
-        progress.start(f"warm-up (one {min(seconds, 5.0):g} s window)")
-        transcriber.transcribe(audio[: int(5.0 * transcriber.sample_rate)])
-        for timer in timers.values():
-            timer.calls, timer.seconds = 0, 0.0
-        progress.start(f"transcribe {seconds:g} s")
-        start = time.perf_counter()
-        transcript = transcriber.transcribe(audio)
-        wall = time.perf_counter() - start
+        runs: dict[str, list[dict[str, Any]]] = {name: [] for name, *_ in OPTIONS}
+        tokens: dict[str, list[int]] = {}
+        for repeat in range(repeats):
+            progress.start(f"transcribe {seconds:g} s with each engine (round {repeat + 1})")
+            for name, decoder, joint, in_parts in OPTIONS:
+                figures, token_ids = _run_option(
+                    engines, decoder, joint, in_parts, audio, Transcriber
+                )
+                runs[name].append(figures)
+                tokens[name] = token_ids
         progress.finish()
-    enc = timers["encoder"]
-    steps = timers["joint"].calls if "joint" in timers else 0
-    loop_seconds = sum(t.seconds for kind, t in timers.items() if kind != "encoder")
+    rows = []
+    for name, *_ in OPTIONS:
+        best = max(runs[name], key=lambda r: r["decode_steps_per_second"])
+        rows.append({"option": name, **best, "tokens_equal_onnx": tokens[name] == tokens["onnx"]})
+    default = next(r for r in rows if r["option"] == "numpy")
     return {
         "variant": variant,
-        "engine": loaded_bundle.engine,
+        "engine": engines["onnx"].engine,
         "audio_seconds": seconds,
+        "emitted_tokens": len(tokens["onnx"]),
+        **{k: v for k, v in default.items() if k != "option"},
+        "options": rows,
+    }
+
+
+def _run_option(
+    engines: dict[str, Any],
+    decoder: str,
+    joint: str,
+    in_parts: bool,
+    audio: np.ndarray,
+    transcriber_class: Any,
+) -> tuple[dict[str, Any], list[int]]:
+    """Transcribe ``audio`` once (after a 5 s warm-up) with the decoder step of engine
+    ``decoder`` and the joint of engine ``joint`` (in parts when ``in_parts``)."""
+    base = engines["onnx"]
+    engine_of = {"decoder_step": decoder, "joint": joint}
+    timers = {c.spec.kind: _Timer() for c in base.components.values()}
+    steps = _Timer()
+    components: dict[str, Any] = {}
+    for role, component in base.components.items():
+        kind = component.spec.kind
+        chosen = engines[engine_of.get(kind, "onnx")].components[role]
+        timed = _Timed(chosen, timers[kind], cpu=kind not in engine_of)
+        if kind == "joint" and in_parts and getattr(chosen, "projections", None) is not None:
+            timed.projections = _TimedProjections(chosen.projections, steps, timers[kind])
+        components[role] = timed
+    bundle = dataclasses.replace(base, components=components)
+    transcriber = transcriber_class(bundle)
+    transcriber.transcribe(audio[: int(5.0 * transcriber.sample_rate)])
+    for timer in (*timers.values(), steps):
+        timer.calls, timer.seconds, timer.cpu_seconds = 0, 0.0, 0.0
+    start, cpu = time.perf_counter(), time.process_time()
+    transcript = transcriber.transcribe(audio)
+    wall = time.perf_counter() - start
+    loop_cpu = time.process_time() - cpu - timers["encoder"].cpu_seconds
+    enc = timers["encoder"]
+    count = steps.calls or timers["joint"].calls
+    loop_seconds = steps.seconds + sum(t.seconds for k, t in timers.items() if k != "encoder")
+    seconds = len(audio) / transcriber.sample_rate
+    return {
         "windows": len(transcript.segments),
         "wall_seconds": round(wall, 3),
         "rtfx": round(seconds / wall, 2),
         "encoder_seconds": round(enc.seconds, 3),
-        "encoder_seconds_per_window": round(enc.seconds / max(enc.calls, 1), 3),
         "share_outside_encoder": round(1.0 - enc.seconds / wall, 4),
-        "decode_steps": steps,
-        "decoder_calls": timers["decoder_step"].calls if "decoder_step" in timers else 0,
-        "emitted_tokens": len(transcript.token_ids),
-        "decode_steps_per_second": round(steps / max(wall - enc.seconds, 1e-9), 1),
-        "component_seconds_in_loop": round(loop_seconds, 3),
-        "us_per_step_in_components": round(1e6 * loop_seconds / max(steps, 1), 1),
-    }
+        "decode_steps": count,
+        "decoder_calls": timers["decoder_step"].calls,
+        "decode_steps_per_second": round(count / max(wall - enc.seconds, 1e-9), 1),
+        # On a shared machine wall time counts other processes' turns; CPU time does not.
+        "decode_steps_per_cpu_second": round(count / max(loop_cpu, 1e-9), 1),
+        "us_per_step_in_components": round(1e6 * loop_seconds / max(count, 1), 1),
+    }, transcript.token_ids
 
 
 def _bench_tokenizer(root: Path, pieces: int) -> Path:

@@ -8,6 +8,7 @@ import shutil
 import time
 import warnings
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -52,7 +53,8 @@ def compress_package(
             cto.linear_quantize_weights if strategy.method == "linear" else cto.palettize_weights
         )
         try:
-            result = compress(model, strategy.config(weight_threshold))
+            with _one_thread_kmeans():
+                result = compress(model, strategy.config(weight_threshold))
         except (ValueError, TypeError, AssertionError) as exc:
             raise SpeechportError(
                 f"coremltools could not apply {strategy.name} ({exc})",
@@ -100,6 +102,23 @@ def _retarget(model: Any, spec_version: int) -> Any:
     from coremltools.models import utils as model_utils
 
     return model_utils._apply_graph_pass(model, [], spec_version=spec_version, skip_model_load=True)
+
+
+@contextlib.contextmanager
+def _one_thread_kmeans() -> Iterator[None]:
+    """scikit-learn's k-means (coremltools palettizes tensors under 10k weights, and every
+    group of a grouped palettization, with it) on one OpenMP thread. Its centroids depend on
+    the thread count (partial sums), so one thread gives the same tables on every machine
+    and in every worker process of a sweep; on tensors this small a pool also costs more
+    than it saves (the fixture's pal6-kmeans-g16 encoder: 2.6x less CPU)."""
+    try:
+        import sklearn.cluster  # noqa: F401  (loads its OpenMP runtime, so the limit reaches it)
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # no scikit-learn: coremltools uses no k-means of it either
+        yield
+        return
+    with threadpool_limits(limits=1, user_api="openmp"):
+        yield
 
 
 @contextlib.contextmanager

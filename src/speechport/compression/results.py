@@ -48,7 +48,8 @@ class VariantResult:
     engine: str = ""
     passed: bool | None = None  # the gate (None: no audio to score on)
     failures: list[str] = field(default_factory=list)
-    files: int = 0
+    files: int = 0  # files scored
+    stopped: str | None = None  # "gate failed at file k/n": the rest were not scored
     token_exact_files: int = 0
     token_agreement: float | None = None
     cer: float | None = None

@@ -6,21 +6,27 @@ other file hard-linked from the source bundle, a manifest that records the compr
 and is scored with ``verify`` against the fp32 torch reference on the audio set:
 
 - per component, on the reference's own inputs: quality ``1 - ‖Δ‖/‖ref‖`` and cosine of
-  its main output (the worst file counts), warm latency;
+  its main output (the worst file counts), warm latency (from the scoring's own calls);
 - end to end: files token-exact, token agreement (``1 - token edits / reference tokens``,
   token-weighted over the files) and CER against the reference transcripts (VAD: the
   largest probability difference and whether the speech segments are equal);
 - size on disk per component and in total, ratio against the source bundle's packages,
   conversion time.
 
-The baseline (the source bundle's packages as they are) is scored the same way. Without
+The baseline (the source bundle's packages as they are) is scored the same way, first: the
+torch reference's outputs it computes are kept (``ReferenceCache``) and read by every other
+variant. A variant stops being scored at its first file that fails the gate. Without
 audio, every variant is still built, sized and run once on silence (it must run).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import multiprocessing
+import os
 import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -46,6 +52,7 @@ from speechport.environment import host_info, package_versions
 from speechport.errors import GateError, SpeechportError
 from speechport.fsutil import atomic_directory, path_size
 from speechport.manifest import Manifest, is_length, read_manifest
+from speechport.parity.reference import ReferenceCache
 from speechport.progress import Progress
 from speechport.tasks import GateLimits, Task, get_task, task_for
 
@@ -62,6 +69,42 @@ def coreml_roles(manifest: Manifest, bundle: Path) -> dict[str, str]:
             hint="convert it with --format coreml (or coreml,onnx)",
         )
     return roles
+
+
+@dataclass(frozen=True)
+class Scoring:
+    """How every variant of a sweep is built and scored (the same for all of them)."""
+
+    audio: tuple[Path, ...]
+    checkpoint: Path | None
+    weight_threshold: int
+    max_cer: float
+    max_prob_diff: float
+    latency_runs: int
+    texts: tuple[str, ...] = ()
+    max_spectral_convergence: float = 0.05
+    max_f0_diff: float = 1e-3
+    verified: bool = False  # scored by verify (audio, texts, or the task's own inputs)
+
+    @property
+    def limits(self) -> GateLimits:
+        return GateLimits(
+            self.max_cer, self.max_prob_diff, self.max_spectral_convergence, self.max_f0_diff
+        )
+
+    def inputs_text(self) -> str:
+        """What verify runs on, for progress lines."""
+        if self.audio:
+            return f"{len(self.audio)} file(s)"
+        return f"{len(self.texts) or 'built-in'} text(s)"
+
+
+def default_jobs() -> int:
+    """Worker processes a sweep uses by default: the cores this process may run on."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
 
 
 def quantize_sweep(
@@ -81,12 +124,20 @@ def quantize_sweep(
     latency_runs: int = 5,
     emit: str | None = None,
     overwrite: bool = False,
+    jobs: int | None = None,
     progress: Progress | None = None,
 ) -> QuantizeSummary:
     """Build and score every recipe of ``strategies`` (see ``strategies.py``); write
     ``OUT/quantization_summary.json`` and its plots; with ``emit``, copy that variant to
     ``OUT/EMIT`` as a bundle of its own if it passes the gate (``GateError`` if not, after
-    the summary is written). Returns the summary."""
+    the summary is written). Returns the summary.
+
+    The torch reference runs once per sweep: the first variant (the baseline) is scored
+    here and fills a ``ReferenceCache`` that every other variant reads. A variant stops
+    being scored at the first file that fails its gate. ``jobs`` worker processes (default:
+    the usable cores) build and score the other variants side by side; the figures are the
+    ones a single process gives, except timings (latency, RTFx, conversion seconds), which
+    share the cores."""
     bundle, out = Path(bundle), Path(out)
     manifest = read_manifest(bundle)
     task = task_for(manifest, bundle)
@@ -101,9 +152,25 @@ def quantize_sweep(
             f"--emit {emit!r} is not one of the variants this sweep builds",
             hint=f"variants: {', '.join(r.name for r in recipes)}",
         )
+    if jobs is not None and jobs < 1:
+        raise SpeechportError(f"--jobs must be at least 1, not {jobs}")
     audio = list(audio or [])
     checkpoint = _checkpoint(manifest, bundle, reference)
-    progress = progress or Progress(2 * len(recipes) + 1 + (emit is not None))
+    scoring = Scoring(
+        tuple(audio),
+        checkpoint,
+        weight_threshold,
+        max_cer,
+        max_prob_diff,
+        latency_runs,
+        tuple(texts or ()),
+        max_spectral_convergence,
+        max_f0_diff,
+        verified=bool(audio or texts or task.verifies_by_default),
+    )
+    workers = min(jobs or default_jobs(), len(recipes) - 1)
+    steps = 2 + len(recipes) if workers > 1 else 2 * len(recipes)
+    progress = progress or Progress(steps + 1 + (emit is not None))
     summary = QuantizeSummary(
         bundle=str(bundle),
         task=manifest.task,
@@ -112,38 +179,38 @@ def quantize_sweep(
         texts=list(texts or []),
         engine="",
         weight_threshold=weight_threshold,
-        gate=task.gates(GateLimits(max_cer, max_prob_diff, max_spectral_convergence, max_f0_diff)),
+        gate=task.gates(scoring.limits),
         variants=[],
         host=host_info(),
         versions=package_versions(("coremltools", "numpy", "torch", "onnxruntime")),
     )
     out.mkdir(parents=True, exist_ok=True)
-    for recipe in recipes:
-        target = out / VARIANTS_DIR / recipe.name
-        progress.start(f"{recipe.name}: compress {_recipe_text(recipe)}")
-        results = build_variant(
-            bundle,
-            manifest,
-            recipe,
-            target,
-            checkpoint=checkpoint,
-            weight_threshold=weight_threshold,
-        )
-        variant = VariantResult(recipe.name, recipe.to_dict(), str(target), results)
-        if audio or texts or task.verifies_by_default:
-            what = f"{len(audio)} file(s)" if audio else f"{len(texts or []) or 'built-in'} text(s)"
-            progress.start(f"{recipe.name}: verify on {what} with the Core ML engine")
-            limits = GateLimits(max_cer, max_prob_diff, max_spectral_convergence, max_f0_diff)
-            _score(variant, target, audio, texts or [], checkpoint, limits, latency_runs)
-        else:
-            progress.start(f"{recipe.name}: run every component once on silence")
-            _smoke(variant, target)
+    cache = ReferenceCache(bundle, checkpoint) if scoring.verified else None
+    first, *rest = recipes
+    targets = {r.name: out / VARIANTS_DIR / r.name for r in recipes}
+
+    def done(variant: VariantResult) -> None:
         summary.engine = summary.engine or variant.engine
-        summary.variants.append(variant)
         progress.note(_progress_line(variant, task))
+        if variant.stopped:
+            progress.note(f"stopped: {variant.stopped}")
         for c in variant.components:
             if c.note:
                 progress.note(f"{c.name}: {c.note}")
+
+    baseline = make_variant(bundle, manifest, first, targets[first.name], scoring, cache, progress)
+    done(baseline)
+    if workers > 1:
+        variants = _in_workers(bundle, rest, targets, scoring, cache, workers, progress, done)
+    else:
+        variants = []
+        for recipe in rest:
+            target = targets[recipe.name]
+            variants.append(
+                make_variant(bundle, manifest, recipe, target, scoring, cache, progress)
+            )
+            done(variants[-1])
+    summary.variants = [baseline, *variants]
     summary.ranking = rank(summary.variants)
     summary.pareto = pareto_front(summary.variants)
     progress.start("summary and plots")
@@ -168,6 +235,96 @@ def quantize_sweep(
         write_summary(summary, out)
     progress.finish()
     return summary
+
+
+def make_variant(
+    bundle: Path,
+    manifest: Manifest,
+    recipe: Recipe,
+    target: Path,
+    scoring: Scoring,
+    reference: ReferenceCache | None,
+    progress: Progress | None = None,
+) -> VariantResult:
+    """Build one variant at ``target`` and score it (on silence without audio)."""
+    if progress is not None:
+        progress.start(f"{recipe.name}: compress {_recipe_text(recipe)}")
+    results = build_variant(
+        bundle,
+        manifest,
+        recipe,
+        target,
+        checkpoint=scoring.checkpoint,
+        weight_threshold=scoring.weight_threshold,
+    )
+    variant = VariantResult(recipe.name, recipe.to_dict(), str(target), results)
+    if scoring.verified:
+        assert reference is not None
+        if progress is not None:
+            progress.start(
+                f"{recipe.name}: verify on {scoring.inputs_text()} with the Core ML engine"
+            )
+        _score(variant, target, scoring, reference)
+    else:
+        if progress is not None:
+            progress.start(f"{recipe.name}: run every component once on silence")
+        _smoke(variant, target)
+    return variant
+
+
+def _in_workers(
+    bundle: Path,
+    recipes: list[Recipe],
+    targets: dict[str, Path],
+    scoring: Scoring,
+    reference: ReferenceCache | None,
+    workers: int,
+    progress: Progress,
+    done: Callable[[VariantResult], None],
+) -> list[VariantResult]:
+    """``make_variant`` of every recipe in ``workers`` fresh processes (spawned: no torch
+    or thread pool state is inherited), each starting with the reference computed so far;
+    results in the order of ``recipes``."""
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    progress.start(f"{len(recipes)} variants in {workers} worker processes")
+    with ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=_start_worker,
+        initargs=(reference,),
+    ) as pool:
+        futures = {
+            pool.submit(_worker_variant, bundle, r, targets[r.name], scoring): r.name
+            for r in recipes
+        }
+        try:
+            results = {}
+            for future in as_completed(futures):
+                variant = future.result()
+                results[futures[future]] = variant
+                progress.start(f"{variant.name}: compressed and scored")
+                done(variant)
+        except BaseException:
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+    return [results[r.name] for r in recipes]
+
+
+_WORKER_REFERENCE: ReferenceCache | None = None
+
+
+def _start_worker(reference: ReferenceCache | None) -> None:
+    from speechport import interrupts
+
+    global _WORKER_REFERENCE
+    interrupts.install()
+    _WORKER_REFERENCE = reference
+
+
+def _worker_variant(bundle: Path, recipe: Recipe, target: Path, scoring: Scoring) -> VariantResult:
+    manifest = read_manifest(bundle)
+    return make_variant(bundle, manifest, recipe, target, scoring, _WORKER_REFERENCE)
 
 
 def build_variant(
@@ -249,35 +406,31 @@ def _checkpoint(manifest: Manifest, bundle: Path, reference: Path | None) -> Pat
 
 
 def _score(
-    variant: VariantResult,
-    bundle: Path,
-    audio: list[Path],
-    texts: list[str],
-    checkpoint: Path | None,
-    limits: GateLimits,
-    latency_runs: int,
+    variant: VariantResult, bundle: Path, scoring: Scoring, reference: ReferenceCache
 ) -> None:
     from speechport.parity.run import verify_bundle, write_report
 
     report = verify_bundle(
         bundle,
-        audio,
+        list(scoring.audio),
         backends=[ENGINE_BACKEND],
-        checkpoint=checkpoint,
-        max_cer=limits.max_cer,
-        max_prob_diff=limits.max_prob_diff,
-        max_spectral_convergence=limits.max_spectral_convergence,
-        max_f0_diff=limits.max_f0_diff,
-        texts=texts,
-        latency_runs=latency_runs,
+        max_cer=scoring.max_cer,
+        max_prob_diff=scoring.max_prob_diff,
+        max_spectral_convergence=scoring.max_spectral_convergence,
+        max_f0_diff=scoring.max_f0_diff,
+        texts=list(scoring.texts),
+        latency_runs=scoring.latency_runs,
         label=variant.name,
-        time_reference=False,
+        reference=reference,
+        stop_at_failure=True,
+        latency_from_run=True,
     )
     write_report(report, bundle)
     variant.engine = report.engines.get(ENGINE_BACKEND, "")
     variant.passed = report.passed
     variant.failures = report.failures()
     variant.files = len(report.files)
+    variant.stopped = report.stopped
     variant.rtfx = report.rtfx.get(ENGINE_BACKEND)
     get_task(report.task).score_variant(variant, report)
     by_role = {c.role: c for c in variant.components}

@@ -244,6 +244,7 @@ class ParityReport:
     host: dict[str, Any] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=dict)
     plots: list[str] = field(default_factory=list)
+    stopped: str | None = None  # why the files after some were not scored (None: all were)
 
     @property
     def passed(self) -> bool:

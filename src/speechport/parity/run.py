@@ -26,6 +26,7 @@ from speechport.environment import host_info, package_versions
 from speechport.errors import GateError, SpeechportError
 from speechport.manifest import read_manifest
 from speechport.parity.latency import Recorder, measure, record
+from speechport.parity.reference import ReferenceCache
 from speechport.parity.report import PARITY_FILE, Latency, ParityReport
 from speechport.progress import Progress
 from speechport.runtime import load_bundle, make_backend
@@ -64,11 +65,18 @@ def verify_bundle(
     texts: list[str] | None = None,
     max_spectral_convergence: float = 0.05,
     max_f0_diff: float = 1e-3,
+    reference: ReferenceCache | None = None,
+    stop_at_failure: bool = False,
+    latency_from_run: bool = False,
 ) -> ParityReport:
     """Run ``audio_files`` through the torch reference and through each backend
     (``time_reference=False``: latency of the backends only). What is compared and gated is
     the bundle's task's (``speechport.tasks``); ``texts`` are for tasks verified on text
-    (speech synthesis), which have default texts of their own."""
+    (speech synthesis), which have default texts of their own.
+
+    ``reference``: the reference's outputs kept across runs on the same inputs (the torch
+    reference of the same checkpoint; it is not timed). ``stop_at_failure``: stop after the
+    first input that fails the gate (``report.stopped`` says where)."""
     if not backends:
         raise SpeechportError("no backend to verify", hint="pass --backends onnx")
     if REFERENCE in backends:
@@ -79,9 +87,12 @@ def verify_bundle(
     manifest = read_manifest(bundle)
     task = task_for(manifest, bundle)
     inputs = task.verify_inputs(audio_files, list(texts or []), manifest.sample_rate)
-    reference = load_bundle(bundle, make_backend(REFERENCE, checkpoint=checkpoint))
+    if reference is None:
+        reference_bundle = load_bundle(bundle, make_backend(REFERENCE, checkpoint=checkpoint))
+    else:
+        reference_bundle, time_reference = reference.load(), False
     loaded = {name: load_bundle(bundle, name) for name in backends}
-    recorders = {REFERENCE: record(reference)} if time_reference else {}
+    recorders = {REFERENCE: record(reference_bundle)} if time_reference else {}
     recorders.update({name: record(b) for name, b in loaded.items()})
     limits = GateLimits(
         max_cer=max_cer,
@@ -92,30 +103,37 @@ def verify_bundle(
     report = ParityReport(
         bundle=label or str(bundle),
         task=task.name,
-        reference_engine=reference.engine,
+        reference_engine=reference_bundle.engine,
         engines={name: b.engine for name, b in loaded.items()},
         gates=task.gates(limits),
         host=host_info(),
         versions=package_versions(_VERSIONS),
     )
-    run = VerifyRun(reference, loaded, limits, report, dict.fromkeys(loaded, 0.0))
-    for item in inputs:
+    run = VerifyRun(reference_bundle, loaded, limits, report, dict.fromkeys(loaded, 0.0))
+    total = len(audio_files) or len(texts or []) or None  # None: the task's own inputs
+    what = "file" if audio_files else "input"
+    for number, item in enumerate(inputs, start=1):
         run.audio_seconds += item.seconds
         task.verify_file(run, item.data, item.label)
+        if stop_at_failure and not report.passed and (total is None or number < total):
+            report.stopped = f"gate failed at {what} {number}" + (f"/{total}" if total else "")
+            break
     report.rtfx = {
         name: run.audio_seconds / seconds
         for name, seconds in run.run_seconds.items()
         if seconds > 0
     }
-    report.latency = _latency(recorders, latency_runs)
+    report.latency = _latency(recorders, latency_runs, from_run=latency_from_run)
     return report
 
 
-def _latency(recorders: dict[str, dict[str, Recorder]], runs: int) -> dict[str, dict[str, Latency]]:
+def _latency(
+    recorders: dict[str, dict[str, Recorder]], runs: int, *, from_run: bool = False
+) -> dict[str, dict[str, Latency]]:
     out: dict[str, dict[str, Latency]] = {}
     for backend, per_role in recorders.items():
         for recorder in per_role.values():
-            figures = measure(recorder, runs=runs)
+            figures = measure(recorder, runs=runs, from_run=from_run)
             if figures is not None:
                 out.setdefault(backend, {})[recorder.spec.name] = figures
     return out

@@ -34,7 +34,7 @@ from speechport.pipelines.windowing import (
     plan_windows,
     plan_windows_from_power,
 )
-from speechport.runtime.base import Component, LoadedBundle, dynamic_axes
+from speechport.runtime.base import Component, LoadedBundle, dynamic_axes, joint_projections
 from speechport.tokenizer import Tokenizer
 
 
@@ -406,23 +406,38 @@ class Transcriber:
 
 def _window_decoder(d: DecodingSpec, bundle: LoadedBundle) -> WindowDecoder:
     """Decode one window's encoder outputs with the manifest's algorithm (see the table in
-    ``speechport.decoding.registry``)."""
+    ``speechport.decoding.registry``). A joint with ``JointProjections`` is run in parts:
+    the window's valid frames projected in one product, each decoder output once, so a
+    step is the rest of the joint."""
     algorithm = decoding_algorithm(d.algorithm)
     settings = DecodeSettings(d.blank_id, d.max_symbols_per_frame, d.durations)
     predict: Any = None
     joint: Any = None
     initial_state: Any = None
+    projections = None
     if algorithm.transducer:
         predict, initial_state = predictor_for(bundle.of_kind("decoder_step"))
         joint_component = bundle.of_kind("joint")
+        projections = joint_projections(joint_component)
+        if projections is not None:
+            project_decoder, decoder_step = projections.project_decoder, predict
 
-        def joint(enc_t: np.ndarray, dec_out: np.ndarray) -> np.ndarray:
-            logits: np.ndarray = joint_component(enc_t[None, :], dec_out[None, :])[0][0]
-            return logits
+            def predict(token: int, state: Any) -> tuple[np.ndarray, Any]:
+                dec_out, state = decoder_step(token, state)
+                return project_decoder(dec_out), state
+
+            joint = projections.scores
+        else:
+
+            def joint(enc_t: np.ndarray, dec_out: np.ndarray) -> np.ndarray:
+                logits: np.ndarray = joint_component(enc_t[None, :], dec_out[None, :])[0][0]
+                return logits
 
     def decode(outputs: tuple[np.ndarray, ...]) -> tuple[Hypothesis, int]:
         frames = np.ascontiguousarray(algorithm.time_major(outputs[0]))
         length = int(outputs[1].reshape(-1)[0])
+        if projections is not None:
+            frames = projections.project_encoder(frames[:length])
         return algorithm.search(frames, length, settings, predict, joint, initial_state), length
 
     return decode
@@ -435,7 +450,16 @@ def predictor_for(
     tuple[np.ndarray, ...],
 ]:
     """A ``predict(token, state)`` over the decoder component, with state threaded through
-    the manifest's state pairs, and the zero initial state."""
+    the manifest's state pairs, and the zero initial state. A component that offers its own
+    (``predictor()``, e.g. the numpy LSTM step) gives that one: its state is opaque to the
+    loops, which only pass it back."""
+    own = getattr(decoder, "predictor", None)
+    if callable(own):
+        fast: tuple[
+            Callable[[int, tuple[np.ndarray, ...]], tuple[np.ndarray, tuple[np.ndarray, ...]]],
+            tuple[np.ndarray, ...],
+        ] = own()
+        return fast
     spec = decoder.spec
     names_in = [t.name for t in spec.inputs]
     names_out = [t.name for t in spec.outputs]

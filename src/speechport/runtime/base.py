@@ -40,6 +40,30 @@ class Backend(Protocol):
     def load(self, bundle: Path, manifest: Manifest, role: str) -> Component: ...
 
 
+class JointProjections(Protocol):
+    """A joint ``f(enc, dec) = out(act(P(enc) + Q(dec)))`` in its parts, for a decoding loop
+    that projects a window's frames at once and each decoder output once: ``scores`` of a
+    projected frame and a projected decoder output have the argmax of ``f``."""
+
+    def project_encoder(self, frames: np.ndarray) -> np.ndarray:
+        """``[T, D]`` -> ``[T, J]``."""
+        ...
+
+    def project_decoder(self, dec: np.ndarray) -> np.ndarray:
+        """``[H]`` -> ``[J]``."""
+        ...
+
+    def scores(self, enc: np.ndarray, dec: np.ndarray) -> np.ndarray:
+        """``[J]``, ``[J]`` -> ``[C]``."""
+        ...
+
+
+def joint_projections(component: Component) -> JointProjections | None:
+    """The joint's ``JointProjections`` when its engine offers them (wrappers forward them)."""
+    projections: JointProjections | None = getattr(component, "projections", None)
+    return projections
+
+
 def dynamic_axes(component: Component, index: int = 0) -> frozenset[int]:
     """The axes of ``component``'s canonical input ``index`` that it takes at any size
     (none for fixed-shape files and for components that do not say)."""

@@ -9,7 +9,7 @@ import numpy as np
 
 from speechport.errors import BackendError, BundleError
 from speechport.manifest import ComponentSpec, Manifest
-from speechport.runtime.base import FileComponent
+from speechport.runtime.base import Component, FileComponent
 
 
 class OnnxComponent(FileComponent):
@@ -56,6 +56,12 @@ STEP_KINDS = frozenset(
 # Weights per thread for a per-step component: about what one core's cache holds.
 STEP_BYTES_PER_THREAD = 8 << 20
 
+# How per-step components run (``OnnxBackend(steps=...)``): ``auto`` runs a recognised
+# decoder step or joint in numpy (``speechport.runtime.numpy_steps``) when its weights fit
+# one core's cache, where a numpy step beats an ONNX Runtime call (see ``bench decode``);
+# ``numpy`` whenever recognised; ``onnx`` always in ONNX Runtime.
+STEP_ENGINES = ("auto", "numpy", "onnx")
+
 
 def threads_for(kind: str, threads: int, weight_bytes: int = 0) -> int:
     """Intra-op threads for a component of ``kind`` whose files hold ``weight_bytes``:
@@ -73,11 +79,18 @@ class OnnxBackend:
     (encoders, front ends; default: every CPU); components called once per step (decoder,
     joint, VAD chunk) run on one thread per 8 MiB of weights (see ``threads_for``). No pool
     spin-waits: the decoder and the joint alternate every step, and a spinning pool of one
-    would hold the core the other needs."""
+    would hold the core the other needs.
+
+    ``steps``: how a recognised decoder step or joint runs (``STEP_ENGINES``)."""
 
     name = "onnx"
 
-    def __init__(self, providers: list[str] | None = None, threads: int | None = None) -> None:
+    def __init__(
+        self,
+        providers: list[str] | None = None,
+        threads: int | None = None,
+        steps: str = "auto",
+    ) -> None:
         try:
             import onnxruntime as ort
         except ImportError as exc:  # pragma: no cover - onnxruntime is a runtime dependency
@@ -86,6 +99,9 @@ class OnnxBackend:
             ) from exc
         if threads is not None and threads < 1:
             raise BackendError(f"threads must be at least 1, got {threads}")
+        if steps not in STEP_ENGINES:
+            raise BackendError(f"steps must be one of {', '.join(STEP_ENGINES)}, not {steps!r}")
+        self.steps = steps
         self._ort = ort
         # Graph notes (e.g. an input with a default value is not constant-folded) go to the
         # process-wide logger, not the session's: errors only.
@@ -107,7 +123,7 @@ class OnnxBackend:
     def engine(self) -> str:
         return f"onnxruntime {self._ort.__version__} ({', '.join(self.providers)})"
 
-    def load(self, bundle: Path, manifest: Manifest, role: str) -> OnnxComponent:
+    def load(self, bundle: Path, manifest: Manifest, role: str) -> Component:
         spec = manifest.component(role)
         if "onnx" not in spec.files:
             raise BundleError(
@@ -131,7 +147,18 @@ class OnnxBackend:
                 f"ONNX Runtime cannot load the file ({exc})", path=path, component=spec.name
             ) from exc
         _check_io(session, spec, path)
-        return OnnxComponent(spec, path, session, where=f"{path.name}")
+        component = OnnxComponent(spec, path, session, where=f"{path.name}")
+        if self.steps != "onnx" and spec.kind in STEP_KINDS:
+            from speechport.runtime.numpy_steps import agrees, numpy_step
+
+            kernel = numpy_step(spec, path)
+            if (
+                kernel is not None
+                and (self.steps == "numpy" or kernel.weight_bytes <= STEP_BYTES_PER_THREAD)
+                and agrees(kernel, component)
+            ):
+                return kernel
+        return component
 
 
 def _check_io(session: object, spec: ComponentSpec, path: Path) -> None:

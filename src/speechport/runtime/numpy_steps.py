@@ -1,0 +1,307 @@
+"""Per-step transducer components in numpy, read from their ONNX files' weights.
+
+A greedy transducer calls the prediction network once per emitted token and the joint once
+per frame and token, each call a few small matrix-vector products. An ONNX Runtime call
+costs tens of microseconds before any arithmetic; numpy on the same weights costs a few per
+operation. Two graphs are recognised, node by node, and anything else stays on ONNX Runtime:
+
+- an LSTM predictor: ``Gather`` from an embedding table, one single-layer forward ``LSTM``
+  (default activations, no clip, no peepholes), shape-only ops around them. The embedding
+  is folded into the input weights at load time (``E @ Wᵀ + b``, one row per token), so a
+  step is one matrix-vector product with the recurrent weights and the gates;
+- a joint ``out(ReLU(enc @ We + be + dec @ Wp + bp)) [+ LogSoftmax]``: ``JointProjections``
+  lets the decoding loop project every frame of a window at once (one matrix product) and
+  each decoder output once, so a step is an add, a ReLU and the output projection.
+
+A kernel is kept only if it gives ONNX Runtime's outputs on probe inputs (within float32
+reordering); its results differ from ONNX Runtime's by the order of float operations only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from speechport.manifest import ComponentSpec
+from speechport.runtime.onnx_graph import Graph, Node, ProtobufError, read_graph
+
+SHAPE_OPS = frozenset({"Transpose", "Unsqueeze", "Squeeze", "Reshape", "Flatten"})
+# Probe agreement with ONNX Runtime: relative to the largest output magnitude.
+PROBE_TOLERANCE = 1e-4
+
+
+class NumpyLstmStep:
+    """``token [1, 1], h [1, 1, H], c [1, 1, H] -> dec_out, h', c'`` (canonical shapes of
+    ``spec``) for a single-layer LSTM predictor."""
+
+    def __init__(
+        self, spec: ComponentSpec, path: Path, gates: np.ndarray, recurrent: np.ndarray
+    ) -> None:
+        self.spec = spec
+        self.path = path
+        self._gates = gates  # [V, 4H]: embedding @ Wᵀ + Wb + Rb, gate order i, o, f, c
+        self._recurrent = recurrent  # [H, 4H]: Rᵀ
+        self.hidden = recurrent.shape[0]
+        self.vocabulary = gates.shape[0]
+        self._dec_shape = spec.outputs[0].shape
+        self.weight_bytes = gates.nbytes + recurrent.nbytes
+
+    def __call__(self, *inputs: np.ndarray) -> tuple[np.ndarray, ...]:
+        token, h, c = inputs
+        shape = h.shape
+        _, (h_next, c_next) = self.step(token.item(), (h.reshape(-1), c.reshape(-1)))
+        return h_next.reshape(self._dec_shape), h_next.reshape(shape), c_next.reshape(shape)
+
+    def step(
+        self, token: int, state: tuple[np.ndarray, np.ndarray]
+    ) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
+        """One step on flat ``[H]`` states: ``(dec_out, (h', c'))``."""
+        h, c = state
+        hidden = self.hidden
+        gates = self._gates[token] + h @ self._recurrent
+        sig = gates[: 3 * hidden]
+        np.negative(sig, out=sig)
+        np.exp(sig, out=sig)
+        sig += 1.0
+        np.reciprocal(sig, out=sig)  # the sigmoid of the input, output and forget gates
+        c_next = sig[2 * hidden :] * c
+        c_next += sig[:hidden] * np.tanh(gates[3 * hidden :])
+        h_next = sig[hidden : 2 * hidden] * np.tanh(c_next)
+        return h_next, (h_next, c_next)
+
+    def predictor(self) -> tuple[Any, tuple[np.ndarray, np.ndarray]]:
+        """``predict(token, state) -> (dec_out, state)`` and the zero state, for a decoding
+        loop that does not need the canonical state shapes (``predictor_for``)."""
+        zeros = np.zeros(self.hidden, dtype=np.float32)
+        return self.step, (zeros, zeros.copy())
+
+
+@dataclass(frozen=True)
+class JointWeights:
+    enc: np.ndarray  # [D, J]
+    enc_bias: np.ndarray
+    dec: np.ndarray  # [H, J]
+    dec_bias: np.ndarray
+    out: np.ndarray  # [J, C]
+    out_bias: np.ndarray
+    log_softmax: bool
+
+
+class NumpyJoint:
+    """``enc_t [1, D], dec_t [1, H] -> (logits [1, C],)`` as the file computes it (its
+    log-softmax included), and in parts for the decoding loop (``JointProjections``:
+    ``scores`` are the raw logits, which have the same argmax)."""
+
+    def __init__(self, spec: ComponentSpec, path: Path, weights: JointWeights) -> None:
+        self.spec = spec
+        self.path = path
+        self.w = weights
+        self.projections = self
+        self._out_shape = spec.outputs[0].shape
+        self.weight_bytes = sum(
+            a.nbytes for a in (weights.enc, weights.dec, weights.out, weights.out_bias)
+        )
+
+    def project_encoder(self, frames: np.ndarray) -> np.ndarray:
+        """``[T, D]`` encoder frames -> ``[T, J]``."""
+        projected: np.ndarray = frames @ self.w.enc + self.w.enc_bias
+        return projected
+
+    def project_decoder(self, dec: np.ndarray) -> np.ndarray:
+        """One decoder output ``[H]`` -> ``[J]``."""
+        projected: np.ndarray = dec @ self.w.dec + self.w.dec_bias
+        return projected
+
+    def scores(self, enc: np.ndarray, dec: np.ndarray) -> np.ndarray:
+        """Raw logits ``[C]`` of one projected frame and one projected decoder output."""
+        logits: np.ndarray = np.maximum(enc + dec, 0.0) @ self.w.out + self.w.out_bias
+        return logits
+
+    def __call__(self, *inputs: np.ndarray) -> tuple[np.ndarray, ...]:
+        enc, dec = inputs
+        logits = self.scores(
+            self.project_encoder(enc.reshape(1, -1))[0], self.project_decoder(dec.reshape(-1))
+        )
+        if self.w.log_softmax:
+            shifted = logits - logits.max()
+            logits = shifted - np.log(np.exp(shifted).sum())
+        return (logits.reshape(self._out_shape),)
+
+
+def numpy_step(spec: ComponentSpec, path: Path) -> NumpyLstmStep | NumpyJoint | None:
+    """The numpy kernel for the ONNX file of a per-step component, or None when its kind has
+    no kernel or its graph is not one recognised here (or cannot be read)."""
+    reader = KERNELS.get(spec.kind)
+    if reader is None:
+        return None
+    try:
+        graph = read_graph(path)
+    except (OSError, ProtobufError):
+        return None
+    file = spec.files["onnx"]
+    return reader(spec, path, graph, [t.name for t in file.inputs], [t.name for t in file.outputs])
+
+
+def agrees(kernel: NumpyLstmStep | NumpyJoint, reference: object, seed: int = 0) -> bool:
+    """Whether ``kernel`` gives what ``reference`` (the ONNX Runtime component of the same
+    file) gives on a few probe inputs."""
+    rng = np.random.default_rng(seed)
+    spec = kernel.spec
+    for _ in range(3):
+        inputs = []
+        for t in spec.inputs:
+            if t.dtype.startswith("int"):
+                high = kernel.vocabulary if isinstance(kernel, NumpyLstmStep) else 2
+                inputs.append(rng.integers(0, high, size=t.shape).astype(t.dtype))
+            else:
+                inputs.append(rng.standard_normal(t.shape).astype(t.dtype))
+        want = reference(*inputs)  # type: ignore[operator]
+        got = kernel(*inputs)
+        if len(want) != len(got):
+            return False
+        for a, b in zip(want, got, strict=True):
+            a = np.asarray(a)
+            if a.shape != b.shape:
+                return False
+            scale = max(float(np.abs(a).max(initial=0.0)), 1.0)
+            if float(np.abs(a - b).max(initial=0.0)) > PROBE_TOLERANCE * scale:
+                return False
+    return True
+
+
+def _lstm_step(
+    spec: ComponentSpec, path: Path, graph: Graph, names_in: list[str], names_out: list[str]
+) -> NumpyLstmStep | None:
+    lstms = [n for n in graph.nodes if n.op_type == "LSTM"]
+    if len(lstms) != 1 or len(names_in) != 3 or len(names_out) != 3:
+        return None
+    (lstm,) = lstms
+    if lstm.attributes - {"hidden_size", "direction"} or lstm.strings.get(
+        "direction", [b"forward"]
+    ) != [b"forward"]:
+        return None
+    args = [*lstm.inputs, *[""] * (8 - len(lstm.inputs))]
+    x, w_name, r_name, b_name, seq_lens, h0, c0, peepholes = args[:8]
+    w, r = graph.value(w_name), graph.value(r_name)
+    b = graph.value(b_name) if b_name else None
+    if w is None or r is None or seq_lens or peepholes or (b_name and b is None):
+        return None
+    if w.ndim != 3 or w.shape[0] != 1 or r.ndim != 3 or r.shape[0] != 1:
+        return None
+    hidden = r.shape[2]
+    if r.shape[1] != 4 * hidden or w.shape[1] != 4 * hidden or len(lstm.outputs) < 3:
+        return None
+    gather = graph.producer(_through_shape_ops(graph, x))
+    if gather is None or gather.op_type != "Gather" or gather.ints.get("axis", [0]) != [0]:
+        return None
+    table = graph.value(gather.inputs[0])
+    token = gather.inputs[1]
+    cast = graph.producer(token)
+    if cast is not None and cast.op_type == "Cast":
+        token = cast.inputs[0]
+    if table is None or table.ndim != 2 or table.shape[1] != w.shape[2]:
+        return None
+    y, y_h, y_c = lstm.outputs[:3]
+    if [token, h0, c0] != names_in or [y_h, y_c] != names_out[1:]:
+        return None
+    if _through_shape_ops_forward(graph, y) != names_out[0]:
+        return None
+    bias = (
+        np.zeros(4 * hidden, np.float32) if b is None else b[0, : 4 * hidden] + b[0, 4 * hidden :]
+    )
+    gates = (table.astype(np.float32) @ w[0].T + bias).astype(np.float32)
+    return NumpyLstmStep(spec, path, np.ascontiguousarray(gates), np.ascontiguousarray(r[0].T))
+
+
+def _joint(
+    spec: ComponentSpec, path: Path, graph: Graph, names_in: list[str], names_out: list[str]
+) -> NumpyJoint | None:
+    weights = _joint_weights(graph, names_in, names_out, len(spec.files["onnx"].outputs[0].shape))
+    return None if weights is None else NumpyJoint(spec, path, weights)
+
+
+def _joint_weights(
+    graph: Graph, names_in: list[str], names_out: list[str], out_rank: int
+) -> JointWeights | None:
+    if len(names_in) != 2 or len(names_out) != 1:
+        return None
+    node = graph.producer(names_out[0])
+    log_softmax = node is not None and node.op_type == "LogSoftmax"
+    if log_softmax:
+        assert node is not None
+        if node.ints.get("axis", [-1])[0] not in (-1, out_rank - 1):
+            return None
+        node = graph.producer(node.inputs[0])
+    out = _affine(graph, node)
+    if out is None:
+        return None
+    relu = graph.producer(out[0])
+    if relu is None or relu.op_type != "Relu":
+        return None
+    add = graph.producer(relu.inputs[0])
+    if add is None or add.op_type != "Add":
+        return None
+    parts = [_affine(graph, graph.producer(name)) for name in add.inputs]
+    if any(p is None for p in parts):
+        return None
+    by_input: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for part in parts:
+        assert part is not None
+        source = _through_shape_ops(graph, part[0])
+        by_input[source] = (part[1], part[2])
+    if set(by_input) != set(names_in):
+        return None
+    (we, be), (wp, bp) = by_input[names_in[0]], by_input[names_in[1]]
+    w_out, b_out = out[1], out[2]
+    if we.shape[1] != wp.shape[1] or w_out.shape[0] != we.shape[1]:
+        return None
+    enc, enc_bias, dec, dec_bias, out_w, out_bias = (
+        np.ascontiguousarray(a, dtype=np.float32) for a in (we, be, wp, bp, w_out, b_out)
+    )
+    return JointWeights(enc, enc_bias, dec, dec_bias, out_w, out_bias, log_softmax)
+
+
+def _affine(graph: Graph, node: Node | None) -> tuple[str, np.ndarray, np.ndarray] | None:
+    """``Add(MatMul(x, W), b)`` (either order of the Add) -> (x, W, b)."""
+    if node is None or node.op_type != "Add" or len(node.inputs) != 2:
+        return None
+    for bias_name, product_name in (node.inputs, node.inputs[::-1]):
+        bias = graph.value(bias_name)
+        product = graph.producer(product_name)
+        if bias is None or product is None or product.op_type != "MatMul":
+            continue
+        weight = graph.value(product.inputs[1])
+        if weight is None or weight.ndim != 2 or bias.shape != (weight.shape[1],):
+            return None
+        return product.inputs[0], weight, bias
+    return None
+
+
+def _through_shape_ops(graph: Graph, name: str) -> str:
+    """Walk back through shape-only ops (one data input each) to the tensor they reshape."""
+    node = graph.producer(name)
+    while node is not None and node.op_type in SHAPE_OPS:
+        name = node.inputs[0]
+        node = graph.producer(name)
+    return name
+
+
+def _through_shape_ops_forward(graph: Graph, name: str) -> str | None:
+    """Follow ``name`` forward through shape-only ops while it has one consumer."""
+    while name not in graph.outputs:
+        users = [n for n in graph.nodes if name in n.inputs]
+        if len(users) != 1 or users[0].op_type not in SHAPE_OPS or users[0].inputs[0] != name:
+            return None
+        name = users[0].outputs[0]
+    return name
+
+
+# The kernel reader of each component kind that has one.
+KERNELS: dict[str, Callable[..., NumpyLstmStep | NumpyJoint | None]] = {
+    "decoder_step": _lstm_step,
+    "joint": _joint,
+}

@@ -1,0 +1,130 @@
+"""The decoder step and joint in numpy, read from the bundle's ONNX files.
+
+What is asserted: the ONNX reader reads what the ``onnx`` package reads; the fixtures'
+LSTM step and joint are recognised and give ONNX Runtime's outputs; decoding with them (the
+joint's encoder projection once per window) gives exactly ONNX Runtime's tokens and times,
+and upstream's tokens, on every clip; ``steps="onnx"`` keeps ONNX Runtime, and a kernel
+that does not agree with ONNX Runtime on its probes is not used.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from speechport.errors import BackendError
+from speechport.manifest import read_manifest
+from speechport.pipelines.transcriber import Transcriber, predictor_for
+from speechport.runtime import load_bundle
+from speechport.runtime.base import joint_projections
+from speechport.runtime.numpy_steps import NumpyJoint, NumpyLstmStep
+from speechport.runtime.onnx_backend import OnnxBackend, OnnxComponent
+from speechport.runtime.onnx_graph import read_graph
+from tests.helpers import CLIPS, gigaam_clip
+
+RNNT = ("v3_rnnt", "v3_e2e_rnnt")
+
+
+def test_the_graph_reader_reads_what_onnx_reads(gigaam_onnx: Callable[[str], Path]) -> None:
+    onnx = pytest.importorskip("onnx")
+    from onnx import numpy_helper
+
+    bundle = gigaam_onnx("v3_e2e_rnnt")
+    for path in sorted(bundle.glob("*.onnx")):
+        graph, model = read_graph(path), onnx.load(str(path))
+        assert [(n.op_type, n.inputs, n.outputs) for n in graph.nodes] == [
+            (n.op_type, list(n.input), list(n.output)) for n in model.graph.node
+        ]
+        assert graph.inputs == [i.name for i in model.graph.input]
+        assert graph.outputs == [o.name for o in model.graph.output]
+        assert set(graph.initializers) == {i.name for i in model.graph.initializer}
+        for tensor in model.graph.initializer:
+            want = numpy_helper.to_array(tensor)
+            got = graph.initializers[tensor.name]
+            assert got.dtype == want.dtype and np.array_equal(got, want), tensor.name
+        for node, proto in zip(graph.nodes, model.graph.node, strict=True):
+            for attribute in proto.attribute:
+                value = onnx.helper.get_attribute_value(attribute)
+                if isinstance(value, int):
+                    assert node.ints[attribute.name] == [value]
+                elif isinstance(value, list) and value and isinstance(value[0], int):
+                    assert node.ints[attribute.name] == value
+
+
+@pytest.mark.parametrize("variant", RNNT)
+def test_the_step_components_run_in_numpy_with_onnx_runtime_outputs(
+    gigaam_onnx: Callable[[str], Path], variant: str
+) -> None:
+    bundle = gigaam_onnx(variant)
+    fast = load_bundle(bundle, OnnxBackend(steps="auto"))
+    slow = load_bundle(bundle, OnnxBackend(steps="onnx"))
+    assert isinstance(fast.of_kind("decoder_step"), NumpyLstmStep)
+    assert isinstance(fast.of_kind("joint"), NumpyJoint)
+    assert isinstance(fast.of_kind("encoder"), OnnxComponent)
+    assert all(isinstance(c, OnnxComponent) for c in slow.components.values())
+    # A rollout of tokens through both decoders, each carrying its own state.
+    predict_fast, state_fast = predictor_for(fast.of_kind("decoder_step"))
+    predict_slow, state_slow = predictor_for(slow.of_kind("decoder_step"))
+    rng = np.random.default_rng(0)
+    vocabulary = read_manifest(bundle).decoding.blank_id  # type: ignore[union-attr]
+    enc = rng.standard_normal((1, fast.of_kind("joint").spec.inputs[0].shape[-1]))
+    # Within float32 reordering: the embedding folded into the input weights at load time,
+    # numpy's exp and tanh against ONNX Runtime's, over a 30-step rollout (the cell state
+    # grows past 3, where one float32 step is 2.4e-7).
+    for token in [vocabulary, *rng.integers(0, vocabulary, size=30)]:
+        dec_fast, state_fast = predict_fast(int(token), state_fast)
+        dec_slow, state_slow = predict_slow(int(token), state_slow)
+        np.testing.assert_allclose(dec_fast, dec_slow, rtol=1e-5, atol=1e-6)
+        for a, b in zip(state_fast, state_slow, strict=True):
+            np.testing.assert_allclose(a.reshape(-1), b.reshape(-1), rtol=1e-5, atol=1e-6)
+        (log_probs_fast,) = fast.of_kind("joint")(enc.astype(np.float32), dec_fast[None, :])
+        (log_probs_slow,) = slow.of_kind("joint")(enc.astype(np.float32), dec_slow[None, :])
+        assert log_probs_fast.shape == log_probs_slow.shape
+        np.testing.assert_allclose(log_probs_fast, log_probs_slow, rtol=1e-5, atol=1e-6)
+    # In parts: the raw logits, a constant away from the log-probabilities.
+    projections = joint_projections(fast.of_kind("joint"))
+    assert projections is not None
+    scores = projections.scores(
+        projections.project_encoder(enc.astype(np.float32))[0],
+        projections.project_decoder(dec_fast),
+    )
+    shift = scores - log_probs_fast.reshape(-1)
+    assert np.ptp(shift) < 1e-4 and int(scores.argmax()) == int(log_probs_slow.argmax())
+
+
+@pytest.mark.parametrize("variant", RNNT)
+def test_numpy_steps_decode_onnx_runtimes_tokens_on_every_clip(
+    gigaam_onnx: Callable[[str], Path], variant: str
+) -> None:
+    bundle = gigaam_onnx(variant)
+    fast = Transcriber(load_bundle(bundle, OnnxBackend(steps="auto")))
+    slow = Transcriber(load_bundle(bundle, OnnxBackend(steps="onnx")))
+    for index in CLIPS:
+        clip = gigaam_clip(variant, index)
+        want, got = slow.transcribe(clip.audio), fast.transcribe(clip.audio)
+        assert got.token_ids == want.token_ids == clip.expected["token_ids"]
+        assert [t.start for t in got.tokens] == [t.start for t in want.tokens]
+
+
+def test_steps_onnx_and_kernels_that_disagree_stay_on_onnx_runtime(
+    gigaam_onnx: Callable[[str], Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bundle = gigaam_onnx("v3_e2e_rnnt")
+    with pytest.raises(BackendError, match="steps must be one of auto, numpy, onnx"):
+        OnnxBackend(steps="fast")
+    original = OnnxComponent.__call__
+
+    def other_joint(self: OnnxComponent, *inputs: np.ndarray) -> tuple[np.ndarray, ...]:
+        outputs = original(self, *inputs)
+        return (outputs[0] * 1.01,) if self.spec.kind == "joint" else outputs
+
+    monkeypatch.setattr(OnnxComponent, "__call__", other_joint)
+    loaded = load_bundle(bundle, OnnxBackend(steps="numpy"))
+    assert isinstance(loaded.of_kind("joint"), OnnxComponent)  # its probe disagreed
+    assert isinstance(loaded.of_kind("decoder_step"), NumpyLstmStep)
+    monkeypatch.setattr("speechport.runtime.onnx_backend.STEP_BYTES_PER_THREAD", 1024)
+    small = load_bundle(bundle, OnnxBackend(steps="auto"))  # weights over the limit
+    assert all(isinstance(c, OnnxComponent) for c in small.components.values())
