@@ -789,19 +789,23 @@ def _check_thresholds(args: argparse.Namespace, defaults: Any) -> None:
         )
 
 
+def _search_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The keyword search's settings that spot and eval kws share (None: the bundle's)."""
+    return {
+        "boost": args.boost,
+        "trailing_blanks": args.trailing_blanks,
+        "beam": args.beam,
+        "search": args.search,
+    }
+
+
 def _spot(args: argparse.Namespace) -> int:
     import numpy as np
 
     from speechport.audio import load_audio
 
     model = _open(args.bundle, args.backend, args.checkpoint, "kws", args.threads)
-    options = {
-        "boost": args.boost,
-        "threshold": args.threshold,
-        "trailing_blanks": args.trailing_blanks,
-        "beam": args.beam,
-        "search": args.search,
-    }
+    options = {**_search_options(args), "threshold": args.threshold}
     keywords = model.keywords(args.keywords)  # checked before any audio is read
     many = len(args.audio) > 1
     for source in args.audio:
@@ -871,12 +875,7 @@ def _eval(args: argparse.Namespace) -> int:
     from speechport.progress import Progress
 
     model = _open(args.bundle, args.backend, args.checkpoint, "kws", args.threads)
-    options = {
-        "boost": args.boost,
-        "trailing_blanks": args.trailing_blanks,
-        "beam": args.beam,
-        "search": args.search,
-    }
+    options = _search_options(args)
     evaluation = kws_eval.evaluate_kws(
         model,
         args.manifest,
