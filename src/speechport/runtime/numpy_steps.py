@@ -15,6 +15,7 @@ operation. Two graphs are recognised, node by node, and anything else stays on O
 
 A kernel is kept only if it gives ONNX Runtime's outputs on probe inputs (within float32
 reordering); its results differ from ONNX Runtime's by the order of float operations only.
+Kernels hold no scratch buffers, so threads may share them as they share a session.
 """
 
 from __future__ import annotations
