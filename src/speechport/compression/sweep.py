@@ -393,7 +393,7 @@ def _score(
         stop_at_failure=True,
         latency_from_run=True,
     )
-    write_report(report, bundle)
+    write_report(report, bundle, plots=False)  # drawn for the variant that is emitted
     variant.engine = report.engines.get(ENGINE_BACKEND, "")
     variant.passed = report.passed
     variant.failures = report.failures()
