@@ -21,7 +21,7 @@ from speechport.compression.strategies import BASELINE, IOS18
 from speechport.errors import GateError, SpeechportError
 from speechport.fsutil import path_size
 from speechport.manifest import read_manifest
-from speechport.parity.report import AsrFileResult
+from speechport.parity.report import AsrFileResult, ParityReport
 from speechport.parity.run import verify_bundle
 from tests.helpers import GIGAAM, BundleCache, checkpoint
 
@@ -185,7 +185,13 @@ def test_emitted_bundle_stands_alone_and_passes_verify(
         if path.is_file():
             assert path.stat().st_nlink == 1, f"{path} is still linked to the sweep"
     assert (emitted / "verify" / "parity.json").is_file()
-    assert "weights int8-channel" in (emitted / "README.md").read_text()
+    card = (emitted / "README.md").read_text()
+    assert "weights int8-channel" in card
+    # Plots are drawn for the emitted variant only, from its report.
+    plots = ParityReport.load(emitted / "verify" / "parity.json").plots
+    assert plots == ["verify/encoder_l2.png", "verify/joint_topk.png", "verify/latency.png"]
+    assert all((emitted / p).is_file() and f"]({p})" in card for p in plots)
+    assert not list((Path(scored.variant("int4-tensor").bundle) / "verify").glob("*.png"))
     report = verify_bundle(emitted, AUDIO, backends=["coreml", "onnx"], latency_runs=1)
     assert report.passed, report.failures()
     assert main(["transcribe", str(emitted), str(AUDIO[0]), "--backend", "coreml"]) == 0

@@ -55,7 +55,10 @@ def bench_quantize(
             overwrite=True,
         )
         results["fp16_convert_seconds"] = round(time.perf_counter() - start, 1)
-        summary = quantize_sweep(bundle, root / "sweep", strategies=strategies, progress=progress)
+        # one process: the call times are the figures here, and workers would share cores
+        summary = quantize_sweep(
+            bundle, root / "sweep", strategies=strategies, jobs=1, progress=progress
+        )
         rows = []
         for v in summary.variants:
             encoder = next(c for c in v.components if c.kind == "encoder")

@@ -9,14 +9,17 @@ from speechport.compression.layout import VARIANTS_DIR, write_manifest
 from speechport.errors import SpeechportError
 from speechport.fsutil import atomic_directory
 from speechport.manifest import MANIFEST_NAME, read_manifest
+from speechport.parity.report import PARITY_FILE, ParityReport
+from speechport.parity.run import write_report
 
 
 def emit_variant(
     out: Path, name: str, target: Path | None = None, *, overwrite: bool = False
 ) -> Path:
     """Copy the sweep's variant ``name`` (``OUT/variants/NAME``) to ``target`` (default
-    ``OUT/NAME``) as a self-standing bundle: real copies of its files, its verify report and
-    a manifest whose checkpoint path is right from the new place. Returns ``target``."""
+    ``OUT/NAME``) as a self-standing bundle: real copies of its files, its verify report with
+    its plots, and a manifest whose checkpoint path is right from the new place. Returns
+    ``target``."""
     source = Path(out) / VARIANTS_DIR / name
     if not (source / MANIFEST_NAME).is_file():
         built = sorted(p.name for p in (Path(out) / VARIANTS_DIR).glob("*") if p.is_dir())
@@ -43,4 +46,6 @@ def emit_variant(
             final=target,
             checkpoint=checkpoint if checkpoint and checkpoint.is_file() else None,
         )
+        if (tmp / PARITY_FILE).is_file():  # the sweep draws a variant's plots when it is emitted
+            write_report(ParityReport.load(tmp / PARITY_FILE), tmp)
     return target

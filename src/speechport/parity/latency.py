@@ -55,13 +55,14 @@ def measure(
 ) -> Latency | None:
     """Time ``runs`` warm calls on the recorded inputs; None if the component was never
     called. ``from_run``: the warm calls the run itself made count (on the inputs it really
-    fed), topped up with calls on the first inputs when there are fewer than ``runs``."""
+    fed), topped up with calls on the first inputs when there are fewer than ``runs``; the
+    run's first call was the warm-up."""
     if recorder.first_inputs is None or recorder.first_ms is None:
         return None
     inputs = recorder.first_inputs
     samples = list(recorder.warm_ms) if from_run else []
     if len(samples) < max(runs, 1):
-        for _ in range(0 if samples else warmup):
+        for _ in range(0 if from_run else warmup):
             recorder.inner(*inputs)
         for _ in range(max(runs, 1) - len(samples)):
             start = time.perf_counter()

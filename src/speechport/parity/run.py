@@ -139,13 +139,14 @@ def _latency(
     return out
 
 
-def write_report(report: ParityReport, bundle: Path) -> Path:
-    """Store the report as ``verify/parity.json`` in the bundle with its plots, and refresh
-    the model card's fidelity and latency sections. Returns the report's path."""
+def write_report(report: ParityReport, bundle: Path, *, plots: bool = True) -> Path:
+    """Store the report as ``verify/parity.json`` in the bundle with its plots (``plots``),
+    and refresh the model card's fidelity and latency sections. Returns the report's path."""
     from speechport.export.card import render_card
     from speechport.fsutil import atomic_write_text
 
-    report.plots = [p.relative_to(bundle).as_posix() for p in draw_plots(report, bundle)]
+    drawn = draw_plots(report, bundle) if plots else []
+    report.plots = [p.relative_to(bundle).as_posix() for p in drawn]
     target = report.save(bundle / PARITY_FILE)
     atomic_write_text(bundle / "README.md", render_card(read_manifest(bundle), bundle))
     return target

@@ -15,6 +15,7 @@ operation. Two graphs are recognised, node by node, and anything else stays on O
 
 A kernel is kept only if it gives ONNX Runtime's outputs on probe inputs (within float32
 reordering); its results differ from ONNX Runtime's by the order of float operations only.
+Kernels hold no scratch buffers, so threads may share them as they share a session.
 """
 
 from __future__ import annotations
@@ -63,11 +64,13 @@ class NumpyLstmStep:
         h, c = state
         hidden = self.hidden
         gates = self._gates[token] + h @ self._recurrent
+        # the sigmoid of the input, output and forget gates, as 0.5 tanh(x / 2) + 0.5 (no
+        # overflow for large |x|, where 1 / (1 + exp(-x)) warns)
         sig = gates[: 3 * hidden]
-        np.negative(sig, out=sig)
-        np.exp(sig, out=sig)
-        sig += 1.0
-        np.reciprocal(sig, out=sig)  # the sigmoid of the input, output and forget gates
+        sig *= 0.5
+        np.tanh(sig, out=sig)
+        sig *= 0.5
+        sig += 0.5
         c_next = sig[2 * hidden :] * c
         c_next += sig[:hidden] * np.tanh(gates[3 * hidden :])
         h_next = sig[hidden : 2 * hidden] * np.tanh(c_next)
