@@ -87,7 +87,8 @@ class QuantizeOptions:
     ``strategies``: names from the catalogue, presets or inline recipes such as
     ``encoder=pal6-kmeans+joint=int8-channel`` (default: every catalogue strategy and
     preset); ``components``: restrict plain strategies to these components (role or name);
-    ``emit``: copy that variant to ``OUT/NAME`` as a bundle if it passes the gate; the
+    ``emit``: copy that variant to ``OUT/NAME`` as a bundle if it passes the gate; ``jobs``:
+    worker processes that score variants side by side (default: the usable cores); the
     rest as in ``VerifyOptions`` (scoring runs the Core ML engine).
     """
 
@@ -103,6 +104,7 @@ class QuantizeOptions:
     latency_runs: int = 5
     emit: str | None = None
     overwrite: bool = False
+    jobs: int | None = None  # worker processes scoring variants (None: the usable cores)
 
 
 def load(
@@ -291,6 +293,7 @@ def quantize(
         latency_runs=options.latency_runs,
         emit=options.emit,
         overwrite=options.overwrite,
+        jobs=options.jobs,
         progress=_progress(verbose, progress),
     )
 
