@@ -23,8 +23,10 @@ Output, in icefall's layout as the family reads it: ``OUT/pretrained.pt``
 (``{"model": state_dict}``), ``OUT/model_config.json`` (train.py argument names) and
 ``OUT/bpe.model``; the checkpoint is rewritten every ``--save-every`` steps and at the end
 (atomically). Training stops after ``--steps`` or ``--minutes``, whichever comes first;
-the learning rate warms up over the first 8 % and then follows a cosine to zero over the
-time budget.
+the learning rate warms up over the first ``--warmup`` of the budget (8 %) and then follows
+a cosine to zero over the rest. ``--resume PATH`` continues from an earlier
+``pretrained.pt`` (reusing the ``bpe.model`` beside it) with a fresh optimizer, warm-up and
+cosine over the new budget, and a fresh CTC head that trains alone during the warm-up.
 
 Usage: PYTHONPATH=src nice -n 10 python scripts/train_kws_words.py OUT [--minutes 28]
 (tests/data/kws_trained/PROVENANCE.md has the exact command of the shipped model).
@@ -49,6 +51,7 @@ from scripts.espeak_words import SR, Espeak
 from scripts.kws_words import bpe_corpus, training_sentence, training_voice
 from scripts.transducer_loss import rnnt_loss
 
+from speechport.families.torch_checkpoint import load_torch_checkpoint
 from speechport.families.zipformer_kws import config_from_dict
 from speechport.families.zipformer_kws.bundle import TAIL_PADDING_SECONDS
 from speechport.families.zipformer_kws.model import ZipformerTransducer, count_parameters
@@ -186,6 +189,13 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--save-every", type=int, default=50)
+    parser.add_argument("--warmup", type=float, default=0.08, help="share of the budget")
+    parser.add_argument(
+        "--resume",
+        type=Path,
+        help="a pretrained.pt of this script to continue from (its bpe.model beside it is "
+        "reused; the optimizer and the CTC head start afresh)",
+    )
     args = parser.parse_args()
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
@@ -194,10 +204,19 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     import sentencepiece as spm
 
-    sp = spm.SentencePieceProcessor(model_file=str(train_tokenizer(args.out)))
+    if args.resume is not None:
+        bpe = args.out / "bpe.model"
+        atomic_write_bytes(bpe, (args.resume.parent / "bpe.model").read_bytes())
+    else:
+        bpe = train_tokenizer(args.out)
+    sp = spm.SentencePieceProcessor(model_file=str(bpe))
     config = {**MODEL_CONFIG, "vocab_size": sp.get_piece_size()}
     atomic_write_text(args.out / "model_config.json", json.dumps(config, indent=1) + "\n")
     model = ZipformerTransducer(config_from_dict(config))
+    if args.resume is not None:
+        state = load_torch_checkpoint(args.resume)["model"]
+        model.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in state.items()})
+        print(f"resumed from {args.resume}", flush=True)
     print(f"{count_parameters(model):,} parameters, {sp.get_piece_size()} tokens", flush=True)
     spec = KaldiFbankSpec()
     data = Sentences(rng)
@@ -214,7 +233,7 @@ def main() -> None:
         done = (time.time() - began) / budget
         if done >= 1.0:
             break
-        warm = 0.08
+        warm = args.warmup
         scale = (
             done / warm
             if done < warm
@@ -232,8 +251,11 @@ def main() -> None:
         logits, encoded = transducer_logits(model, chunks, labels)
         frames = torch.full((len(batch),), encoded.shape[1])
         nll = rnnt_loss(logits, labels, frames, label_lengths, 0)
+        # a resumed run's fresh CTC head learns from a still encoder during the warm-up,
+        # so its first, random gradients do not undo the encoder
+        heard = encoded.detach() if args.resume is not None and done < warm else encoded
         ctc = torch.nn.functional.ctc_loss(
-            ctc_head(encoded).log_softmax(-1).transpose(0, 1),
+            ctc_head(heard).log_softmax(-1).transpose(0, 1),
             labels,
             frames,
             label_lengths,
@@ -250,7 +272,8 @@ def main() -> None:
         average = value if average is None else 0.95 * average + 0.05 * value
         if step % 10 == 0:
             print(
-                f"step {step} loss {value:.3f} (avg {average:.3f}) lr {args.lr * scale:.2e} "
+                f"step {step} loss {value:.3f} (avg {average:.3f}, rnnt "
+                f"{float(nll.detach().sum() / label_lengths.sum()):.3f}) lr {args.lr * scale:.2e} "
                 f"({time.time() - began:.0f} s)",
                 flush=True,
             )
