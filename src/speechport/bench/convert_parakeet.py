@@ -24,6 +24,18 @@ def peak_rss_mb() -> float:
     return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
 
 
+def model_file_sizes(bundle: Path) -> dict[str, str]:
+    """The bundle's model files (packages, ONNX files and their external data) with their
+    sizes, by name."""
+    from speechport.fsutil import human_size, path_size
+
+    return {
+        p.name: human_size(path_size(p))
+        for p in sorted(bundle.iterdir())
+        if p.suffix in (".onnx", ".mlpackage", ".data")
+    }
+
+
 def bench_convert_parakeet(
     *,
     formats: tuple[str, ...] = ("coreml", "onnx"),

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from speechport.bench.convert_parakeet import peak_rss_mb
+from speechport.bench.convert_parakeet import model_file_sizes, peak_rss_mb
 from speechport.manifest import NP_DTYPES
 from speechport.progress import Progress
 
@@ -112,11 +112,7 @@ def bench_kws(
                      progress=progress)  # fmt: skip
         out["convert_seconds"] = round(time.perf_counter() - start, 1)
         out["convert_peak_rss_mb"] = round(peak_rss_mb())
-        out["files"] = {
-            p.name: human_size(path_size(p))
-            for p in sorted(bundle.iterdir())
-            if p.suffix in (".onnx", ".mlpackage")
-        }
+        out["files"] = model_file_sizes(bundle)
         if "coreml" in formats:
             from speechport.compression.apply import compress_package
             from speechport.compression.strategies import DEFAULT_WEIGHT_THRESHOLD, strategy

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from speechport.bench.convert_parakeet import peak_rss_mb
+from speechport.bench.convert_parakeet import model_file_sizes, peak_rss_mb
 from speechport.progress import Progress
 
 # Sizes of the released models (NVIDIA's model cards): Nemotron 3.5 ASR streaming 0.6B
@@ -62,7 +62,6 @@ def bench_streaming(
     from speechport.families.nemo_streaming.config import StreamingConfig
     from speechport.families.nemo_streaming.model import StreamingTransducer
     from speechport.features.spec import nemo_spec
-    from speechport.fsutil import human_size, path_size
     from speechport.runtime import load_bundle
 
     arch = ARCHITECTURES[architecture]
@@ -113,11 +112,7 @@ def bench_streaming(
                      progress=progress)  # fmt: skip
         out["convert_seconds"] = round(time.perf_counter() - start, 1)
         out["peak_rss_mb"] = round(peak_rss_mb())
-        out["files"] = {
-            p.name: human_size(path_size(p))
-            for p in sorted(bundle.iterdir())
-            if p.suffix in (".onnx", ".mlpackage", ".data")
-        }
+        out["files"] = model_file_sizes(bundle)
         chunk = plan.streaming.chunkings[0] if plan.streaming else None
         assert chunk is not None
         chunk_seconds = chunk.step_frames * 0.01
