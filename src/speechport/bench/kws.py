@@ -1,12 +1,13 @@
 """The full-size keyword spotter (icefall's gigaspeech KWS Zipformer2 transducer, the
-3,487,033-parameter model the seed ships, with seeded random weights): conversion time and
-peak memory, package sizes, and the encoder's latency per 320 ms chunk under ONNX Runtime and
-under speechport's Core ML program interpreter, with the real-time factor that follows.
+3,487,033-parameter model published as an 8-bit Core ML port, with seeded random weights):
+conversion time and peak memory, package sizes, and the encoder's latency per 320 ms chunk
+under ONNX Runtime and under speechport's Core ML program interpreter, with the real-time
+factor that follows.
 
 A benchmark, not a test. The weights are random and the tokenizer a placeholder with the
 real size (500 pieces, icefall's special symbols), so the bundle measures conversion and
 speed, not keywords. The Core ML files are what ``convert`` writes (fp16, plain weights);
-the encoder is also palettized to 8 bits as the seed ships it (``pal8-kmeans``), for its
+the encoder is also palettized to 8 bits as that port ships it (``pal8-kmeans``), for its
 size and the time that takes.
 """
 

@@ -7,8 +7,8 @@ utterance, ``min(n, d)`` occurrences are found, ``n - min(n, d)`` missed and
 ``d - min(n, d)`` detections are false alarms. A detection of a keyword the utterance does
 not hold is a false alarm, in positive and negative utterances alike. Recall is found /
 spoken, per keyword and in total; false alarms are given per utterance and per hour of
-audio, over the whole set and over the negative utterances alone (the seed model card's
-figure).
+audio, over the whole set and over the negative utterances alone (the figure published KWS
+model cards give).
 """
 
 from __future__ import annotations
@@ -186,8 +186,8 @@ def _number(value: float | None, digits: int = 2) -> str:
 
 
 def table_lines(scores: KwsScores) -> list[str]:
-    """The seed's table (keyword, N, recall) with found and false alarms, then the
-    false-alarm figures."""
+    """The published KWS model cards' table (keyword, N, recall) with found and false
+    alarms, then the false-alarm figures."""
     width = max([len("keyword"), len("TOTAL"), *(len(r.keyword) for r in scores.rows)])
     lines = [f"{'keyword':<{width}} {'N':>4} {'found':>5} {'recall':>6} {'FA':>4}"]
     for r in scores.rows:
