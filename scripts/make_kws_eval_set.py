@@ -11,7 +11,13 @@ and variants both unheard), 16 kHz 16-bit FLAC, ``set.jsonl`` for ``speechport e
 Each utterance is spoken at 150-190 words per minute, pitch 35-65, gain 0.8, with 0.2 s of
 silence before and after. Deterministic for a seed (numpy's default_rng).
 
-Usage: PYTHONPATH=src python scripts/make_kws_eval_set.py OUT_DIR [--seed 7]
+``--rounds R`` speaks every keyword ``2 R`` times and ``--negatives N`` makes N negatives (the
+defaults, 1 and 12, make the 36 utterances of tests/data/kws_trained/eval); a larger set
+(``--rounds 4 --negatives 48 --seed 11``: 144 utterances) is what an agreement claim of
+99 % between two forms of the model needs.
+
+Usage: PYTHONPATH=src python scripts/make_kws_eval_set.py OUT_DIR [--seed 7] [--rounds 1]
+       [--negatives 12]
 """
 
 from __future__ import annotations
@@ -30,7 +36,6 @@ from scripts.espeak_words import SR, Espeak
 from scripts.kws_words import HELD_OUT_VOICES, KEYWORDS, OTHER_WORDS
 
 UNHEARD_WORDS = ("MOUNTAIN", "COFFEE", "YESTERDAY", "BROTHER", "LIGHT", "MORNING", "SUNDAY")
-NEGATIVES = 12
 
 
 def carrier(rng: np.random.Generator, keywords: list[str]) -> list[str]:
@@ -50,13 +55,18 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("out", type=Path)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--rounds", type=int, default=1, help="every keyword 2*R times")
+    parser.add_argument("--negatives", type=int, default=12, help="utterances without keywords")
     args = parser.parse_args()
     rng = np.random.default_rng(args.seed)
     espeak = Espeak()
     args.out.mkdir(parents=True, exist_ok=True)
-    # every keyword twice; pairs of different keywords
-    order = [KEYWORDS[int(i)] for i in rng.permutation(len(KEYWORDS))]
-    order += [KEYWORDS[int(i)] for i in rng.permutation(len(KEYWORDS))]
+    # every keyword twice per round; pairs of different keywords
+    order = [
+        KEYWORDS[int(i)]
+        for _ in range(2 * args.rounds)
+        for i in rng.permutation(len(KEYWORDS))
+    ]
     pairs = [order[i : i + 2] for i in range(0, len(order), 2)]
     for i, pair in enumerate(pairs):  # a pair of the same keyword: swap with the next one
         if pair[0] == pair[1] and i + 1 < len(pairs):
@@ -65,8 +75,9 @@ def main() -> None:
     sentences = [("pos", carrier(rng, p), p) for p in pairs]
     sentences += [
         ("neg", [pool[int(j)] for j in rng.integers(0, len(pool), rng.integers(3, 7))], [])
-        for _ in range(NEGATIVES)
+        for _ in range(args.negatives)
     ]
+    width = max(2, len(str(len(sentences))))
     lines = []
     counts = {"pos": 0, "neg": 0}
     for n, (kind, words, spoken) in enumerate(sentences):
@@ -75,7 +86,7 @@ def main() -> None:
         rate, pitch = int(rng.integers(150, 191)), int(rng.integers(35, 66))
         audio = espeak.say(words, voice, rate, pitch).audio * np.float32(0.8)
         pad = np.zeros(int(0.2 * SR), np.float32)
-        name = f"{kind}_{counts[kind]:02d}.flac"
+        name = f"{kind}_{counts[kind]:0{width}d}.flac"
         sf.write(args.out / name, np.concatenate([pad, audio, pad]), SR, subtype="PCM_16")
         lines.append(
             {

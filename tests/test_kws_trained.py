@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+import speechport
 from speechport.cli import main
 
 TRAINED = Path(__file__).parent / "data" / "kws_trained"
@@ -106,3 +107,60 @@ def test_eval_kws_refuses_a_keyword_outside_the_list(
     err = capsys.readouterr().err
     assert "set.jsonl: line 1: 'PAUSE', 'PLAY MUSIC' is not in the keyword list" in err
     assert not (bundle / "elsewhere").exists()
+
+
+@pytest.fixture(scope="module")
+def coreml_fp32(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    pytest.importorskip("coremltools")
+    from speechport.conversion import convert
+
+    out = tmp_path_factory.mktemp("kws_trained_coreml") / "bundle"
+    convert(
+        "zipformer-kws",
+        TRAINED / "pretrained.pt",
+        out,
+        formats="coreml",
+        precision="fp32",
+        quiet=True,
+    )
+    return out
+
+
+def test_quantize_scores_palettized_spotters_on_the_evaluation_keywords(
+    coreml_fp32: Path, tmp_path: Path
+) -> None:
+    """The sweep searches for the evaluation's 24 keywords and gates on the share of
+    utterances whose detections equal the reference's (here 0.8 of 10, so two may differ
+    and a variant stops at its third difference). Core ML fp32 with plain weights, and with
+    the encoder and joiner palettized to 8 bits, detect what the torch reference does."""
+    from speechport.api import QuantizeOptions
+
+    clips = sorted((TRAINED / "eval").glob("*.flac"))[:10]
+    recipe = "encoder=pal8-kmeans+joiner=pal8-kmeans"
+    summary = speechport.quantize(
+        coreml_fp32,
+        tmp_path / "sweep",
+        clips,
+        QuantizeOptions(
+            strategies=(recipe, "pal4-uniform"),
+            keywords=str(TRAINED / "eval" / "keywords.txt"),
+            min_agreement=0.8,
+            latency_runs=1,
+            jobs=1,
+        ),
+    )
+    assert summary.gate == {"min_agreement": 0.8}
+    got = {
+        v.name: (v.passed, v.files, v.token_exact_files, v.stopped) for v in summary.variants
+    }
+    assert got == {
+        "baseline": (True, 10, 10, None),
+        recipe: (True, 10, 10, None),
+        # every utterance differs: stopped at the third, when 8 of 10 can no longer agree
+        "pal4-uniform": (False, 3, 0, "gate failed at file 3/10"),
+    }
+    report = json.loads(
+        (tmp_path / "sweep" / "variants" / recipe / "verify" / "parity.json").read_text()
+    )
+    keywords = (TRAINED / "eval" / "keywords.txt").read_text(encoding="utf-8").splitlines()
+    assert report["files"][0]["keywords"] == keywords

@@ -63,7 +63,10 @@ class VerifyOptions:
     ``max_prob_diff``: voice activity passes within this speech-probability difference;
     ``max_spectral_convergence``, ``max_f0_diff``: speech synthesis passes with exact durations,
     its audio's spectral convergence and its F0 and energy (|Δ| / the reference's peak)
-    within these; ``texts``: what a speech-synthesis bundle is verified on
+    within these; keyword spotting passes when at least ``min_agreement`` of the
+    utterances give the reference's detections exactly, searching for ``keywords`` (a file
+    or comma-separated phrases; default: pairs of tokens the reference hears in each
+    utterance); ``texts``: what a speech-synthesis bundle is verified on
     (``phonemes:...`` for phonemes; default: built-in phoneme strings); ``latency_runs``:
     warm calls timed per component; ``write``: store the report, plots
     and model-card tables in the bundle.
@@ -75,6 +78,8 @@ class VerifyOptions:
     max_prob_diff: float = 1e-3
     max_spectral_convergence: float = 0.05
     max_f0_diff: float = 1e-3
+    min_agreement: float = 1.0
+    keywords: str | None = None
     texts: tuple[str, ...] = ()
     latency_runs: int = 20
     write: bool = True
@@ -100,6 +105,8 @@ class QuantizeOptions:
     max_prob_diff: float = 1e-3
     max_spectral_convergence: float = 0.05
     max_f0_diff: float = 1e-3
+    min_agreement: float = 1.0
+    keywords: str | None = None
     texts: tuple[str, ...] = ()
     latency_runs: int = 5
     emit: str | None = None
@@ -199,6 +206,7 @@ def convert(
             latency_runs=g.latency_runs,
             max_spectral_convergence=g.max_spectral_convergence,
             max_f0_diff=g.max_f0_diff,
+            min_agreement=g.min_agreement,
         )
     return run_convert(
         family,
@@ -245,6 +253,8 @@ def verify(
         max_prob_diff=options.max_prob_diff,
         max_spectral_convergence=options.max_spectral_convergence,
         max_f0_diff=options.max_f0_diff,
+        min_agreement=options.min_agreement,
+        keywords=options.keywords,
         latency_runs=options.latency_runs,
         texts=list(options.texts),
     )
@@ -289,6 +299,8 @@ def quantize(
         max_prob_diff=options.max_prob_diff,
         max_spectral_convergence=options.max_spectral_convergence,
         max_f0_diff=options.max_f0_diff,
+        min_agreement=options.min_agreement,
+        keywords=options.keywords,
         texts=list(options.texts),
         latency_runs=options.latency_runs,
         emit=options.emit,

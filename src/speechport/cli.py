@@ -300,6 +300,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="texts to speak (speech synthesis; 'phonemes:...' for phonemes; default: built-in)",
     )
     _add_gate_options(verify)
+    _add_verify_keywords(verify)
     verify.add_argument("--reference", type=Path, help="source checkpoint (default: provenance)")
     verify.add_argument(
         "--latency-runs", type=_RUNS, default=20, help="warm calls timed per component (default 20)"
@@ -350,6 +351,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="VAD gate: largest |dp| (default 1e-3)",
     )
     _add_tts_gate_options(quantize)
+    _add_kws_gate_options(quantize)
+    _add_verify_keywords(quantize)
     quantize.add_argument(
         "--latency-runs",
         type=_RUNS,
@@ -496,6 +499,25 @@ def _add_gate_options(parser: argparse.ArgumentParser) -> None:
         help="VAD gate: largest |dp| (default 1e-3)",
     )
     _add_tts_gate_options(parser)
+    _add_kws_gate_options(parser)
+
+
+def _add_kws_gate_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--min-agreement",
+        type=_PROBABILITY,
+        default=1.0,
+        help="keyword-spotting gate: share of utterances whose detections must equal the "
+        "reference's (default 1: all)",
+    )
+
+
+def _add_verify_keywords(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--keywords",
+        help="keyword spotting: what to search for, as spot takes them (a file or "
+        '"HEY COMPUTER,LIGHTS ON"; default: pairs of tokens the reference hears in each file)',
+    )
 
 
 def _add_tts_gate_options(parser: argparse.ArgumentParser) -> None:
@@ -575,6 +597,7 @@ def _convert(args: argparse.Namespace) -> int:
             max_prob_diff=args.max_prob_diff,
             max_spectral_convergence=args.max_spectral_convergence,
             max_f0_diff=args.max_f0_diff,
+            min_agreement=args.min_agreement,
         )
     manifest = convert(
         args.family,
@@ -937,6 +960,8 @@ def _verify(args: argparse.Namespace) -> int:
         max_cer=args.max_cer,
         max_spectral_convergence=args.max_spectral_convergence,
         max_f0_diff=args.max_f0_diff,
+        min_agreement=args.min_agreement,
+        keywords=args.keywords,
         latency_runs=args.latency_runs,
         texts=list(args.text),
     )
@@ -977,6 +1002,8 @@ def _quantize(args: argparse.Namespace) -> int:
         max_prob_diff=args.max_prob_diff,
         max_spectral_convergence=args.max_spectral_convergence,
         max_f0_diff=args.max_f0_diff,
+        min_agreement=args.min_agreement,
+        keywords=args.keywords,
         texts=list(args.text),
         latency_runs=args.latency_runs,
         emit=args.emit,

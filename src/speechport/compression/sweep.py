@@ -86,11 +86,17 @@ class Scoring:
     max_spectral_convergence: float = 0.05
     max_f0_diff: float = 1e-3
     verified: bool = False  # scored by verify (audio, texts, or the task's own inputs)
+    min_agreement: float = 1.0
+    keywords: str | None = None
 
     @property
     def limits(self) -> GateLimits:
         return GateLimits(
-            self.max_cer, self.max_prob_diff, self.max_spectral_convergence, self.max_f0_diff
+            self.max_cer,
+            self.max_prob_diff,
+            self.max_spectral_convergence,
+            self.max_f0_diff,
+            self.min_agreement,
         )
 
     def inputs_text(self) -> str:
@@ -121,6 +127,8 @@ def quantize_sweep(
     max_prob_diff: float = 1e-3,
     max_spectral_convergence: float = 0.05,
     max_f0_diff: float = 1e-3,
+    min_agreement: float = 1.0,
+    keywords: str | None = None,
     texts: list[str] | None = None,
     latency_runs: int = 5,
     emit: str | None = None,
@@ -135,10 +143,11 @@ def quantize_sweep(
 
     The torch reference runs once per sweep: the first variant (the baseline) is scored
     here and fills a ``ReferenceCache`` that every other variant reads. A variant stops
-    being scored at the first file that fails its gate. ``jobs`` worker processes (default:
-    the usable cores) build and score the other variants side by side; the figures are the
-    ones a single process gives, except timings (latency, RTFx, conversion seconds), which
-    share the cores."""
+    being scored as soon as its gate cannot be met (at the first failing file, unless the
+    gate allows a share of files to differ: keyword spotting's ``min_agreement``). ``jobs``
+    worker processes (default: the usable cores) build and score the other variants side by
+    side; the figures are the ones a single process gives, except timings (latency, RTFx,
+    conversion seconds), which share the cores."""
     bundle, out = Path(bundle), Path(out)
     manifest = read_manifest(bundle)
     task = task_for(manifest, bundle)
@@ -168,6 +177,8 @@ def quantize_sweep(
         max_spectral_convergence,
         max_f0_diff,
         verified=bool(audio or texts or task.verifies_by_default),
+        min_agreement=min_agreement,
+        keywords=keywords,
     )
     workers = min(jobs or default_jobs(), len(recipes) - 1)
     steps = 2 + len(recipes) if workers > 1 else 2 * len(recipes)
@@ -424,6 +435,8 @@ def _score(
         max_prob_diff=scoring.max_prob_diff,
         max_spectral_convergence=scoring.max_spectral_convergence,
         max_f0_diff=scoring.max_f0_diff,
+        min_agreement=scoring.min_agreement,
+        keywords=scoring.keywords,
         texts=list(scoring.texts),
         latency_runs=scoring.latency_runs,
         label=variant.name,

@@ -19,6 +19,9 @@ from speechport.parity.stats import TensorStats
 REPORT_SCHEMA_VERSION = 1
 PARITY_FILE = Path("verify") / "parity.json"
 TOP_K = 5  # the joint's (CTC: per frame) top-k agreement is measured over this many classes
+# A gate naming the share of files (per backend) that must pass; without it, all must.
+MIN_AGREEMENT = "min_agreement"
+_SHARE_EPS = 1e-9
 
 
 @dataclass
@@ -248,7 +251,31 @@ class ParityReport:
 
     @property
     def passed(self) -> bool:
-        return all(f.passed for f in self.files)
+        """Every backend passes on at least the gate's share of the files (all of them,
+        unless the task gates on a ``MIN_AGREEMENT`` share)."""
+        need = self.gates.get(MIN_AGREEMENT, 1.0)
+        return all(
+            passed >= need * total - _SHARE_EPS for passed, total in self._passed_per_backend()
+        )
+
+    def cannot_pass(self, total: int | None) -> bool:
+        """Whether the files scored so far already fail the gate whatever the rest of the
+        ``total`` files give (``None``: the total is unknown, so judge what was scored)."""
+        if total is None:
+            return not self.passed
+        need = self.gates.get(MIN_AGREEMENT, 1.0)
+        return any(
+            scored - passed > (1.0 - need) * max(total, scored) + _SHARE_EPS
+            for passed, scored in self._passed_per_backend()
+        )
+
+    def _passed_per_backend(self) -> list[tuple[int, int]]:
+        counts: dict[str, list[int]] = {}
+        for f in self.files:
+            entry = counts.setdefault(f.backend, [0, 0])
+            entry[0] += f.passed
+            entry[1] += 1
+        return [(passed, total) for passed, total in counts.values()]
 
     def failures(self) -> list[str]:
         """One line per failed file and backend, saying why."""

@@ -49,6 +49,7 @@ class VerifyRun:
     report: ParityReport
     run_seconds: dict[str, float] = field(default_factory=dict)
     audio_seconds: float = 0.0  # audio heard or spoken, for RTFx
+    keywords: str | None = None  # keyword spotting: what to search for (None: the task's)
 
 
 def verify_bundle(
@@ -68,6 +69,8 @@ def verify_bundle(
     reference: ReferenceCache | None = None,
     stop_at_failure: bool = False,
     latency_from_run: bool = False,
+    min_agreement: float = 1.0,
+    keywords: str | None = None,
 ) -> ParityReport:
     """Run ``audio_files`` through the torch reference and through each backend
     (``time_reference=False``: latency of the backends only). What is compared and gated is
@@ -75,8 +78,11 @@ def verify_bundle(
     (speech synthesis), which have default texts of their own.
 
     ``reference``: the reference's outputs kept across runs on the same inputs (the torch
-    reference of the same checkpoint; it is not timed). ``stop_at_failure``: stop after the
-    first input that fails the gate (``report.stopped`` says where)."""
+    reference of the same checkpoint; it is not timed). ``stop_at_failure``: stop as soon as
+    the gate cannot be met any more (``report.stopped`` says where). Keyword spotting:
+    ``min_agreement`` is the share of files whose detections must equal the reference's,
+    ``keywords`` what is searched for (a file or phrases, as ``spot`` takes them; default:
+    pairs of tokens from the reference's own transcript of each file)."""
     if not backends:
         raise SpeechportError("no backend to verify", hint="pass --backends onnx")
     if REFERENCE in backends:
@@ -99,6 +105,7 @@ def verify_bundle(
         max_prob_diff=max_prob_diff,
         max_spectral_convergence=max_spectral_convergence,
         max_f0_diff=max_f0_diff,
+        min_agreement=min_agreement,
     )
     report = ParityReport(
         bundle=label or str(bundle),
@@ -109,13 +116,15 @@ def verify_bundle(
         host=host_info(),
         versions=package_versions(_VERSIONS),
     )
-    run = VerifyRun(reference_bundle, loaded, limits, report, dict.fromkeys(loaded, 0.0))
+    run = VerifyRun(
+        reference_bundle, loaded, limits, report, dict.fromkeys(loaded, 0.0), keywords=keywords
+    )
     total = len(audio_files) or len(texts or []) or None  # None: the task's own inputs
     what = "file" if audio_files else "input"
     for number, item in enumerate(inputs, start=1):
         run.audio_seconds += item.seconds
         task.verify_file(run, item.data, item.label)
-        if stop_at_failure and not report.passed and (total is None or number < total):
+        if stop_at_failure and report.cannot_pass(total) and (total is None or number < total):
             report.stopped = f"gate failed at {what} {number}" + (f"/{total}" if total else "")
             break
     report.rtfx = {
@@ -189,6 +198,7 @@ class Gate:
     latency_runs: int = 20
     max_spectral_convergence: float = 0.05
     max_f0_diff: float = 1e-3
+    min_agreement: float = 1.0
 
 
 def gate_check(
@@ -214,6 +224,7 @@ def gate_check(
             max_prob_diff=gate.max_prob_diff,
             max_spectral_convergence=gate.max_spectral_convergence,
             max_f0_diff=gate.max_f0_diff,
+            min_agreement=gate.min_agreement,
             latency_runs=gate.latency_runs,
             label=str(final),
         )

@@ -37,6 +37,8 @@ class GateLimits:
     max_prob_diff: float = 1e-3  # voice activity: largest speech-probability difference
     max_spectral_convergence: float = 0.05  # speech synthesis: of the audio, per text
     max_f0_diff: float = 1e-3  # speech synthesis: |ΔF0|, |Δenergy| / the reference's peak
+    # keyword spotting: the share of utterances whose detections must equal the reference's
+    min_agreement: float = 1.0
 
 
 @dataclass(frozen=True)

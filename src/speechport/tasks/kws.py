@@ -4,9 +4,12 @@ chunk by chunk (its output and every cache, each chunk fed the reference's own i
 decoder and joiner on every input the keyword search visited, and the detections; quantize
 ranks variants by the share of the reference's detections they keep.
 
-Verify needs keywords the model actually detects in the audio: it takes them from the
-reference itself, every pair of consecutive tokens of its beam-search transcript of the
-file (at most ``VERIFY_KEYWORDS``), so the search walks, boosts and triggers on real paths.
+Verify searches for the keywords it is given (``--keywords``: an evaluation's list) or,
+by default, for keywords the model actually hears in the audio: every pair of consecutive
+tokens of the reference's beam-search transcript of the file (at most
+``VERIFY_KEYWORDS``), so the search walks, boosts and triggers on real paths. The gate is
+the share of utterances whose detections equal the reference's (``min_agreement``: all of
+them by default; a palettized spotter is judged on a share, as its published claims are).
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import numpy as np
 from speechport.decoding.context_graph import ContextGraph, Keyword
 from speechport.decoding.keyword_search import KeywordSearch, KeywordStream, SearchSettings
 from speechport.features.kaldi_fbank import OnlineKaldiFbank
-from speechport.parity.report import FileResult, KwsFileResult, ParityReport
+from speechport.parity.report import MIN_AGREEMENT, FileResult, KwsFileResult, ParityReport
 from speechport.pipelines.kws import KeywordSpotterModel, _ChunkEncoder
 from speechport.tasks.base import GateLimits, Task
 
@@ -56,7 +59,8 @@ class KwsTask(Task):
     # --- verify --------------------------------------------------------------------------
 
     def gates(self, limits: GateLimits) -> dict[str, float]:
-        return {"detections_equal": 1.0}
+        """The share of utterances whose detections must equal the reference's."""
+        return {MIN_AGREEMENT: limits.min_agreement}
 
     def verify_file(self, run: VerifyRun, audio: np.ndarray, path: str) -> None:
         ref = KeywordSpotterModel(run.reference)
@@ -71,7 +75,10 @@ class KwsTask(Task):
             ref_encoder.states = [outputs[i] for i in ref_encoder._state_out]
             ref_inputs.append(inputs)
             ref_outputs.append(outputs)
-        keywords = _transcript_keywords(ref, [o[0][0] for o in ref_outputs])
+        if run.keywords is not None:
+            keywords = ref.keywords(run.keywords)
+        else:
+            keywords = _transcript_keywords(ref, [o[0][0] for o in ref_outputs])
         contexts: list[np.ndarray] = []
         pairs: list[tuple[np.ndarray, np.ndarray]] = []
 
