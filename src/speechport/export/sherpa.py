@@ -74,7 +74,7 @@ def write_sherpa_layout(bundle: Path, out: Path, *, overwrite: bool = False) -> 
     bundle = Path(bundle)
     manifest = read_manifest(bundle)
     _, decoding, _ = manifest.require_asr(bundle)
-    writer = _writer(manifest, bundle)
+    model_type, writer = _layout(manifest, bundle)
     metadata = {
         **_frontend_metadata(manifest, bundle),
         "subsampling_factor": str(decoding.subsampling_factor),
@@ -92,7 +92,6 @@ def write_sherpa_layout(bundle: Path, out: Path, *, overwrite: bool = False) -> 
     with atomic_directory(out, overwrite=overwrite, marker=TOKENS) as tmp:
         names = writer(manifest, bundle, tmp, metadata)
         (tmp / TOKENS).write_text(_tokens_txt(manifest, bundle), encoding="utf-8")
-    model_type = TRANSDUCER if "decoder" in names else CTC
     files = {role: out / name for role, name in names.items()}
     files["tokens"] = out / TOKENS
     n_mels = LogMelSpec.from_dict(manifest.frontend).n_mels
@@ -102,11 +101,12 @@ def write_sherpa_layout(bundle: Path, out: Path, *, overwrite: bool = False) -> 
 Writer = Callable[[Manifest, Path, Path, dict[str, str]], dict[str, str]]
 
 
-def _writer(manifest: Manifest, bundle: Path) -> Writer:
-    """The layout for the bundle's component kinds (the first whose kinds it has)."""
-    for kinds, writer in _LAYOUTS:
+def _layout(manifest: Manifest, bundle: Path) -> tuple[str, Writer]:
+    """sherpa-onnx's model type and the writer for the bundle's component kinds (the first
+    layout whose kinds it has)."""
+    for kinds, model_type, writer in _LAYOUTS:
         if all(manifest.roles_of(kind) for kind in kinds):
-            return writer
+            return model_type, writer
     raise ExportError(
         f"sherpa-onnx's NeMo loaders run an ONNX encoder with a CTC head or a transducer; "
         f"this bundle has {sorted({c.kind for c in manifest.components.values()})}",
@@ -182,9 +182,9 @@ def _write_ctc(
     return {"model": "model.onnx"}
 
 
-_LAYOUTS: tuple[tuple[tuple[str, ...], Writer], ...] = (
-    (("encoder", "decoder_step", "joint"), _write_transducer),
-    (("encoder",), _write_ctc),
+_LAYOUTS: tuple[tuple[tuple[str, ...], str, Writer], ...] = (
+    (("encoder", "decoder_step", "joint"), TRANSDUCER, _write_transducer),
+    (("encoder",), CTC, _write_ctc),
 )
 
 
