@@ -64,8 +64,14 @@ def word_track(seed: int) -> tuple[np.ndarray, list[dict[str, object]]]:
                 parts.append(gap)
                 position += gap.size
             audio = trim(say(word, voice))
-            words.append({"text": word, "sentence": sentence_index, "start": position,
-                          "end": position + audio.size})
+            words.append(
+                {
+                    "text": word,
+                    "sentence": sentence_index,
+                    "start": position,
+                    "end": position + audio.size,
+                }
+            )
             parts.append(audio)
             position += audio.size
         pause = np.zeros(int(rng.uniform(0.7, 1.6) * SR), dtype=np.float32)
@@ -86,8 +92,12 @@ def write(path: Path, audio: np.ndarray, words: list[dict[str, object]] | None) 
     path.parent.mkdir(parents=True, exist_ok=True)
     sf.write(path, audio, SR, subtype="PCM_16")
     if words is not None:
-        meta = {"sample_rate": SR, "samples": int(audio.size), "words": words,
-                "made_by": "scripts/make_speech_samples.py (espeak-ng)"}
+        meta = {
+            "sample_rate": SR,
+            "samples": int(audio.size),
+            "words": words,
+            "made_by": "scripts/make_speech_samples.py (espeak-ng)",
+        }
         path.with_suffix(".json").write_text(json.dumps(meta, ensure_ascii=False, indent=1))
 
 
@@ -99,8 +109,10 @@ def main() -> None:
     rng = np.random.default_rng(5)
     parts = [np.zeros(int(0.5 * SR), dtype=np.float32)]
     for voice, sentence in SENTENCES[:4]:
-        parts += [trim(say(sentence, voice)), np.zeros(int(rng.uniform(0.8, 1.5) * SR),
-                                                       dtype=np.float32)]
+        parts += [
+            trim(say(sentence, voice)),
+            np.zeros(int(rng.uniform(0.8, 1.5) * SR), dtype=np.float32),
+        ]
     demo = add_noise(np.concatenate(parts), 30.0, seed=6)
     write(ROOT / "samples" / "speech_with_pauses.wav", demo, None)
 

@@ -1,4 +1,4 @@
-"""The ``speechport`` command: convert, transcribe, info, vad, spot, verify, eval, bench.
+"""The ``speechport`` command: convert, transcribe, info, export, vad, spot, verify, eval, bench.
 
 Errors a user can cause print one clear line (file, component, what to do) and exit with
 status 2; a bundle that fails its parity gate exits with status 1; stdout carries only
@@ -392,6 +392,17 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("bundle", type=Path)
     info.add_argument("--json", action="store_true", help="print the manifest as JSON")
 
+    export = sub.add_parser("export", help="a bundle's files in another runtime's layout")
+    export_sub = export.add_subparsers(dest="layout", required=True, metavar="LAYOUT")
+    sherpa = export_sub.add_parser(
+        "sherpa-onnx",
+        help="encoder/decoder/joiner.onnx (or model.onnx for CTC) and tokens.txt that "
+        "sherpa-onnx's NeMo loaders read unchanged (GigaAM bundles)",
+    )
+    sherpa.add_argument("bundle", type=Path)
+    sherpa.add_argument("--out", type=Path, required=True, help="directory to write")
+    sherpa.add_argument("--force", action="store_true", help="replace --out if it exists")
+
     bench = sub.add_parser("bench", help="benchmarks that print figures")
     bench_sub = bench.add_subparsers(dest="bench", required=True, metavar="BENCH")
     decode = bench_sub.add_parser(
@@ -545,6 +556,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "convert": _convert,
         "transcribe": _transcribe,
         "info": _info,
+        "export": _export,
         "vad": _vad,
         "stream": _stream,
         "spot": _spot,
@@ -1140,6 +1152,15 @@ def _print_report(report: ParityReport) -> None:
     from speechport.render import report_lines
 
     print("\n".join(report_lines(report)))
+
+
+def _export(args: argparse.Namespace) -> int:
+    from speechport.export.sherpa import write_sherpa_layout
+
+    layout = write_sherpa_layout(args.bundle, args.out, overwrite=args.force)
+    files = ", ".join(sorted(p.name for p in layout.files.values()))
+    print(f"wrote {layout.directory} (sherpa-onnx {layout.model_type}: {files})")
+    return 0
 
 
 def _info(args: argparse.Namespace) -> int:

@@ -6,9 +6,11 @@ files in turn, so that a change in the machine's load falls on all of them alike
 figure per engine is the median of the rounds. Peers that are not installed, or that cannot
 run the bundle, are listed with the reason instead of a figure.
 
-Peers load the bundle directory as it is: onnx-asr by the ``model_type`` its ``config.json``
-names (the bundles write one for onnx-asr), sherpa-onnx as a NeMo transducer when the
-encoder file carries sherpa's metadata (Parakeet bundles do).
+onnx-asr loads the bundle directory as it is, by the ``model_type`` its ``config.json`` names
+(the bundles write one for onnx-asr). sherpa-onnx loads the bundle's own files as a NeMo
+transducer when the encoder file carries its metadata (Parakeet bundles do); otherwise it
+loads the layout ``speechport export sherpa-onnx`` derives from them (GigaAM transducers and
+CTC models), written to a temporary directory before the timing.
 """
 
 from __future__ import annotations
@@ -16,16 +18,20 @@ from __future__ import annotations
 import json
 import os
 import statistics
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
 
 from speechport.manifest import Manifest, read_manifest
+
+if TYPE_CHECKING:
+    from speechport.export.sherpa import SherpaLayout
 
 Recognize = Callable[[np.ndarray], str]
 
@@ -60,29 +66,13 @@ def bench_compare(
     samples = [load_audio(f, sample_rate=manifest.sample_rate).samples for f in files]
     seconds = sum(s.size for s in samples) / manifest.sample_rate
     transcriber = speechport.load(bundle, threads=threads)
-    engines: dict[str, Recognize | str] = {
-        "speechport": lambda x: str(transcriber.transcribe(x).text),
-        "onnx-asr": _onnx_asr(bundle, manifest, threads, onnx_asr_model),
-        "sherpa-onnx": _sherpa(bundle, manifest, threads),
-    }
-    results = {name: EngineResult(name) for name in engines}
-    runnable: dict[str, Recognize] = {}
-    for name, engine in engines.items():
-        if isinstance(engine, str):
-            results[name].skipped = engine
-            continue
-        try:
-            engine(samples[0])  # warm-up
-        except Exception as exc:  # a peer that cannot run this bundle: say why, go on
-            results[name].skipped = f"failed: {str(exc).splitlines()[0] if str(exc) else exc!r}"
-            continue
-        runnable[name] = engine
-    for _ in range(max(runs, 1)):
-        for name, engine in runnable.items():
-            start = time.perf_counter()
-            texts = [engine(x) for x in samples]
-            results[name].rounds.append(time.perf_counter() - start)
-            results[name].texts = [" ".join(t.split()) for t in texts]
+    with tempfile.TemporaryDirectory(prefix="speechport-compare-") as scratch:
+        engines: dict[str, Recognize | str] = {
+            "speechport": lambda x: str(transcriber.transcribe(x).text),
+            "onnx-asr": _onnx_asr(bundle, manifest, threads, onnx_asr_model),
+            "sherpa-onnx": _sherpa(bundle, manifest, threads, Path(scratch)),
+        }
+        results = _time(engines, samples, runs)
     ours = results["speechport"]
     for r in results.values():
         if r.rounds:
@@ -114,6 +104,31 @@ def bench_compare(
         "runs": max(runs, 1),
         "engines": rows,
     }
+
+
+def _time(
+    engines: dict[str, Recognize | str], samples: list[np.ndarray], runs: int
+) -> dict[str, EngineResult]:
+    """Warm every engine up on the first file, then time them in turns, ``runs`` rounds."""
+    results = {name: EngineResult(name) for name in engines}
+    runnable: dict[str, Recognize] = {}
+    for name, engine in engines.items():
+        if isinstance(engine, str):
+            results[name].skipped = engine
+            continue
+        try:
+            engine(samples[0])  # warm-up
+        except Exception as exc:  # a peer that cannot run this bundle: say why, go on
+            results[name].skipped = f"failed: {str(exc).splitlines()[0] if str(exc) else exc!r}"
+            continue
+        runnable[name] = engine
+    for _ in range(max(runs, 1)):
+        for name, engine in runnable.items():
+            start = time.perf_counter()
+            texts = [engine(x) for x in samples]
+            results[name].rounds.append(time.perf_counter() - start)
+            results[name].texts = [" ".join(t.split()) for t in texts]
+    return results
 
 
 def table(result: dict[str, Any]) -> list[str]:
@@ -174,42 +189,78 @@ def _onnx_asr_model(bundle: Path) -> str | None:
     return model_type if isinstance(model_type, str) else None
 
 
-def _sherpa(bundle: Path, manifest: Manifest, threads: int) -> Recognize | str:
+def _sherpa(bundle: Path, manifest: Manifest, threads: int, scratch: Path) -> Recognize | str:
+    """sherpa-onnx on the bundle's own files when they carry its layout (Parakeet), else on
+    the layout ``speechport export sherpa-onnx`` writes (GigaAM), in ``scratch``."""
     try:
-        import sherpa_onnx
+        import sherpa_onnx  # noqa: F401
     except ImportError:
         return "not installed (pip install sherpa-onnx)"
+    from speechport.errors import SpeechportError
+    from speechport.export.sherpa import write_sherpa_layout
+
+    layout = _own_sherpa_layout(bundle, manifest)
+    if isinstance(layout, str):
+        try:
+            layout = write_sherpa_layout(bundle, scratch / "sherpa-onnx")
+        except SpeechportError as exc:
+            return f"{layout}; no sherpa-onnx layout either ({exc.message})"
+    return sherpa_recognizer(layout, threads)
+
+
+def _own_sherpa_layout(bundle: Path, manifest: Manifest) -> SherpaLayout | str:
+    """The bundle's own transducer files as sherpa-onnx's NeMo layout, or why they are not."""
+    from speechport.export.sherpa import TRANSDUCER, SherpaLayout
+
     paths = {}
-    for kind in ("encoder", "decoder_step", "joint"):
+    for kind, role in (("encoder", "encoder"), ("decoder_step", "decoder"), ("joint", "joiner")):
         spec = next((c for c in manifest.components.values() if c.kind == kind), None)
         if spec is None or "onnx" not in spec.files:
-            return f"no ONNX {kind} (sherpa-onnx runs transducers)"
-        paths[kind] = bundle / spec.files["onnx"].path
-    tokens = bundle / "tokens.txt"
-    if not tokens.is_file():
+            return f"no ONNX {kind}"
+        paths[role] = bundle / spec.files["onnx"].path
+    paths["tokens"] = bundle / "tokens.txt"
+    if not paths["tokens"].is_file():
         return "no tokens.txt"
     if "vocab_size" not in _metadata(paths["encoder"]):
         return "the encoder file carries no sherpa-onnx metadata"
     feature_dim = manifest.frontend.get("n_mels")
     if not isinstance(feature_dim, int):
         return "no mel feature size in the manifest"
-    # sherpa-onnx aborts the process (no exception) on some bad models: the checks above
-    # keep it to the layout it knows.
-    recognizer = sherpa_onnx.OfflineRecognizer.from_transducer(
-        str(paths["encoder"]),
-        str(paths["decoder_step"]),
-        str(paths["joint"]),
-        str(tokens),
-        num_threads=threads,
-        sample_rate=manifest.sample_rate,
-        feature_dim=feature_dim,
-        model_type="nemo_transducer",
-    )
-    rate = manifest.sample_rate
+    return SherpaLayout(bundle, TRANSDUCER, paths, feature_dim, manifest.sample_rate)
+
+
+def sherpa_recognizer(layout: SherpaLayout, threads: int) -> Recognize:
+    """sherpa-onnx's offline recognizer on ``layout``'s files, as a samples -> text callable.
+    (sherpa-onnx aborts the process, raising nothing, on some bad models: the layout's
+    checks keep it to the files it knows.)"""
+    import sherpa_onnx
+
+    from speechport.export.sherpa import CTC
+
+    files = {role: str(path) for role, path in layout.files.items()}
+    common: dict[str, Any] = {
+        "num_threads": threads,
+        "sample_rate": layout.sample_rate,
+        "feature_dim": layout.feature_dim,
+    }
+    if layout.model_type == CTC:
+        recognizer = sherpa_onnx.OfflineRecognizer.from_nemo_ctc(
+            files["model"], files["tokens"], **common
+        )
+    else:
+        recognizer = sherpa_onnx.OfflineRecognizer.from_transducer(
+            files["encoder"],
+            files["decoder"],
+            files["joiner"],
+            files["tokens"],
+            model_type=layout.model_type,
+            **common,
+        )
+    rate = layout.sample_rate
 
     def recognize(samples: np.ndarray) -> str:
         stream = recognizer.create_stream()
-        stream.accept_waveform(rate, samples)
+        stream.accept_waveform(rate, np.asarray(samples, dtype=np.float32))
         recognizer.decode_stream(stream)
         return str(stream.result.text)
 

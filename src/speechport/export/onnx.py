@@ -6,12 +6,16 @@ import shutil
 import tempfile
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from speechport.errors import ExportError
 from speechport.families.base import ExportableComponent
+
+if TYPE_CHECKING:
+    import onnx
 
 OPSET = 17
 # Protobuf cannot hold a model of 2 GiB or more; from this size on the weights go to one
@@ -45,7 +49,7 @@ def export_onnx(component: ExportableComponent, path: Path, *, opset: int = OPSE
                 do_constant_folding=True,
                 dynamo=False,
             )
-        _finish(exported, path, data, component)
+        _finish(exported, path, component)
         check_onnx_file(path, component)
     except ExportError:
         path.unlink(missing_ok=True)
@@ -63,9 +67,9 @@ def export_onnx(component: ExportableComponent, path: Path, *, opset: int = OPSE
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def _finish(exported: Path, path: Path, data: Path, component: ExportableComponent) -> None:
+def _finish(exported: Path, path: Path, component: ExportableComponent) -> None:
     """Add the constant inputs the graph does not take and the metadata, then save the model
-    at ``path`` (weights in ``data`` when it is too large for one protobuf)."""
+    at ``path`` (see ``save_onnx_model``)."""
     import onnx
 
     layout = component.onnx
@@ -90,6 +94,15 @@ def _finish(exported: Path, path: Path, data: Path, component: ExportableCompone
     for key, value in layout.metadata.items():
         entry = model.metadata_props.add()
         entry.key, entry.value = key, str(value)
+    save_onnx_model(model, path)
+
+
+def save_onnx_model(model: onnx.ModelProto, path: Path) -> None:
+    """Save ``model`` at ``path``; a model too large for one protobuf keeps its weights in
+    ``<path>.data`` beside it."""
+    import onnx
+
+    data = path.with_name(path.name + ".data")
     size = sum(t.ByteSize() for t in model.graph.initializer)
     if size >= EXTERNAL_DATA_BYTES:
         onnx.save_model(
