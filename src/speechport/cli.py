@@ -140,9 +140,25 @@ def build_parser() -> argparse.ArgumentParser:
 
     transcribe = sub.add_parser("transcribe", help="transcribe audio files with a bundle")
     transcribe.add_argument("bundle", type=Path)
-    transcribe.add_argument("audio", type=Path, nargs="+")
+    transcribe.add_argument(
+        "audio", type=Path, nargs="+", help="audio files, or directories of them"
+    )
     transcribe.add_argument("--backend", choices=["onnx", "coreml", "torch"], default="onnx")
-    transcribe.add_argument("--threads", type=_THREADS, help=_THREADS_HELP)
+    transcribe.add_argument(
+        "--threads",
+        type=_THREADS,
+        help=f"{_THREADS_HELP}; with --jobs, per job (default: the cores shared out)",
+    )
+    transcribe.add_argument(
+        "--jobs",
+        type=_number(1, integer=True),
+        default=1,
+        help="transcribe this many files at once, in worker processes that each load the "
+        "bundle (default 1); results are printed in input order",
+    )
+    transcribe.add_argument(
+        "--quiet", action="store_true", help="no progress or throughput on stderr"
+    )
     transcribe.add_argument(
         "--steps",
         choices=["auto", "numpy", "onnx"],
@@ -150,6 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
         "recognised and small (auto, the default), wherever recognised (numpy), or always "
         "in ONNX Runtime (onnx)",
     )
+    _add_ort_options(transcribe)
     transcribe.add_argument(
         "--checkpoint",
         type=Path,
@@ -482,6 +499,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_ort_options(parser: argparse.ArgumentParser) -> None:
+    """ONNX Runtime's session options, beside ``--threads``."""
+    from speechport.runtime.onnx_backend import GRAPH_OPTIMIZATIONS
+
+    parser.add_argument(
+        "--ort-graph-opt",
+        choices=list(GRAPH_OPTIMIZATIONS),
+        help="ONNX backend: how far ONNX Runtime optimises each graph at load (default: all)",
+    )
+    parser.add_argument(
+        "--ort-arena",
+        action=argparse.BooleanOptionalAction,
+        help="ONNX backend: serve tensors from ONNX Runtime's CPU memory arena (default: on; "
+        "off holds less memory between runs of varying shapes)",
+    )
+
+
+def _ort_options(args: argparse.Namespace) -> dict[str, Any]:
+    """``speechport.load``'s ONNX Runtime settings from ``_add_ort_options``' flags."""
+    return {"graph_optimization": args.ort_graph_opt, "memory_arena": args.ort_arena}
+
+
 def _add_gate_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--backends", default="onnx", help="backends to verify, comma-separated (default onnx)"
@@ -601,20 +640,17 @@ def _convert(args: argparse.Namespace) -> int:
 
 
 def _transcribe(args: argparse.Namespace) -> int:
+    from speechport.api import load
+    from speechport.audio import collect_audio
+    from speechport.pipelines.batch import LoadRecipe, transcribe_many
     from speechport.pipelines.captions import to_srt, to_vtt
     from speechport.pipelines.transcriber import Transcript
+    from speechport.progress import Progress
 
-    detector = None
-    if args.vad is not None:
-        try:
-            detector = _open(args.vad, "onnx", None, "vad", args.threads)
-        except SpeechportError as exc:
-            raise SpeechportError(
-                f"--vad bundle: {exc}",
-                hint="the VAD runs with ONNX Runtime: convert it with --format onnx",
-            ) from exc
+    files = collect_audio(list(args.audio))
+    jobs = min(args.jobs, len(files))
     options: dict[str, Any] = {
-        "vad": detector,
+        "vad": args.vad,
         "overlap": args.overlap,
         "window_seconds": args.window,
     }
@@ -626,15 +662,33 @@ def _transcribe(args: argparse.Namespace) -> int:
                 path=args.bundle,
             )
         options = {}
-    transcriber = _open(
+    engine = {"threads": args.threads, "steps": args.steps, **_ort_options(args)}
+    recipe = LoadRecipe(
+        load,
         args.bundle,
         args.backend,
-        args.checkpoint,
-        ("asr", "streaming-asr"),
-        args.threads,
-        steps=args.steps,
-        **options,
+        args.checkpoint if args.backend == "torch" else None,
+        {k: v for k, v in engine.items() if v is not None},
+        {k: v for k, v in options.items() if v is not None},
     )
+    tasks = ("asr", "streaming-asr")
+    model = None
+    if jobs == 1:  # here, now: a bad bundle is reported before any file is read
+        detector = None if args.vad is None else _open_vad(args.vad, args.threads)
+        model = _open(
+            args.bundle,
+            args.backend,
+            args.checkpoint,
+            tasks,
+            args.threads,
+            steps=args.steps,
+            ort=_ort_options(args),
+            **{**options, "vad": detector},
+        )
+    else:  # each worker opens its own: check here what can be checked without loading
+        _check_task(args.bundle, tasks)
+        if args.vad is not None:
+            _check_task(args.vad, "vad")
 
     def render(t: Transcript) -> str:
         if args.output == "json":
@@ -652,11 +706,13 @@ def _transcribe(args: argparse.Namespace) -> int:
             return "".join(f"{w.start:8.3f} {w.end:8.3f}  {w.text}\n" for w in t.words)
         return t.text + "\n"
 
-    many = len(args.audio) > 1
+    many = len(files) > 1
     ext = {"text": "txt"}.get(args.output, args.output)
-    targets = _save_targets(args.save_dir, args.audio, ext) if args.save_dir else {}
-    for path in args.audio:
-        text = render(transcriber.transcribe(path))
+    targets = _save_targets(args.save_dir, files, ext) if args.save_dir else {}
+
+    def emit(index: int, transcript: Transcript) -> None:
+        path = files[index]
+        text = render(transcript)
         if args.save_dir:
             from speechport.fsutil import atomic_write_text
 
@@ -674,7 +730,26 @@ def _transcribe(args: argparse.Namespace) -> int:
             if many:
                 sys.stdout.write(f"==> {path} <==\n")
             sys.stdout.write(text)
+            sys.stdout.flush()
+
+    progress = Progress(len(files), quiet=args.quiet or not many)
+
+    def done(index: int, transcript: Transcript) -> None:
+        progress.advance(f"{files[index]} ({transcript.duration:.1f} s)")
+
+    result = transcribe_many(recipe, files, jobs=jobs, model=model, on_done=done, on_ready=emit)
+    progress.finish(result.throughput.summary())
     return 0
+
+
+def _open_vad(bundle: Path, threads: int | None) -> Any:
+    try:
+        return _open(bundle, "onnx", None, "vad", threads)
+    except SpeechportError as exc:
+        raise SpeechportError(
+            f"--vad bundle: {exc}",
+            hint="the VAD runs with ONNX Runtime: convert it with --format onnx",
+        ) from exc
 
 
 def _save_targets(save_dir: Path, audio: list[Path], ext: str) -> dict[Path, Path]:
@@ -1006,11 +1081,24 @@ def _open(
     task_names: str | tuple[str, ...],
     threads: int | None = None,
     steps: str | None = None,
+    ort: dict[str, Any] | None = None,
     **options: Any,
 ) -> Any:
     """``speechport.load`` for a command that serves the tasks ``task_names``: a bundle of
-    another task is refused before anything is loaded, naming both."""
+    another task is refused before anything is loaded, naming both. ``ort``: ONNX Runtime
+    settings (``_ort_options``)."""
     from speechport.api import load
+
+    _check_task(bundle, task_names)
+    reference = checkpoint if backend == "torch" else None
+    engine = {k: v for k, v in (ort or {}).items() if v is not None}
+    return load(
+        bundle, backend, checkpoint=reference, threads=threads, steps=steps, **engine, **options
+    )
+
+
+def _check_task(bundle: Path, task_names: str | tuple[str, ...]) -> None:
+    """A bundle of another task than ``task_names`` is refused, naming both."""
     from speechport.manifest import read_manifest
     from speechport.tasks import get_task, task_for
 
@@ -1018,8 +1106,6 @@ def _open(
     wanted = [get_task(n) for n in ((task_names,) if isinstance(task_names, str) else task_names)]
     if task_for(manifest, bundle) not in wanted:
         raise manifest.wrong_task(" or ".join(t.title for t in wanted), bundle)
-    reference = checkpoint if backend == "torch" else None
-    return load(bundle, backend, checkpoint=reference, threads=threads, steps=steps, **options)
 
 
 def _streaming(bundle: Path) -> bool:

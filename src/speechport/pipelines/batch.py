@@ -1,0 +1,211 @@
+"""Many files at once: N worker processes, each with its own loaded model, results in input
+order, and the throughput of the whole run.
+
+A worker opens the model from its `LoadRecipe` (``speechport.load``'s arguments, which pickle,
+where a loaded model does not) with its share of the cores: ``jobs x threads <= cores``
+unless the threads are given. Processes, not threads: the decode loop is Python (a few
+small numpy products per step), so threads sharing one interpreter wait for each other's
+steps; on 2 cores, 2 processes transcribe 6 files of the tiny GigaAM fixture in 0.78 of the
+time 2 threads take (``scripts/bench_batch.py``). On Linux the workers are forked from a
+parent that has loaded no ONNX Runtime session (no thread pool to lose in the fork);
+elsewhere spawned.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from speechport.environment import usable_cores
+from speechport.errors import SpeechportError
+
+if TYPE_CHECKING:
+    from speechport.pipelines.transcriber import Transcript
+
+
+Loader = Callable[..., Any]
+
+
+@dataclass(frozen=True)
+class LoadRecipe:
+    """How a model is opened: ``load(bundle, backend, checkpoint=..., **engine,
+    **options)``, where ``load`` is ``speechport.load`` (a module-level function: it pickles
+    by name). ``engine`` holds the ONNX Runtime settings (``threads``, ``steps``,
+    ``graph_optimization``, ``memory_arena``; unset ones left out), ``options`` the task's
+    (``overlap``, ``window_seconds``, ``vad`` as a bundle path)."""
+
+    load: Loader
+    bundle: Path
+    backend: str = "onnx"
+    checkpoint: Path | None = None
+    engine: Mapping[str, Any] = field(default_factory=dict)
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def threads(self) -> int | None:
+        """The threads asked for (None: the backend's default)."""
+        threads: int | None = self.engine.get("threads")
+        return threads
+
+    def open(self, threads: int | None = None) -> Any:
+        """The model, on ``threads`` (default: the recipe's own)."""
+        engine = dict(self.engine)
+        if threads is not None:
+            engine["threads"] = threads
+        return self.load(
+            self.bundle, self.backend, checkpoint=self.checkpoint, **engine, **self.options
+        )
+
+
+@dataclass(frozen=True)
+class Throughput:
+    """What a run of many files did: files, audio seconds, wall seconds (loading the
+    workers included) and the real-time factor (audio seconds per wall second)."""
+
+    files: int
+    audio_seconds: float
+    wall_seconds: float
+    jobs: int
+    threads: int | None  # per job (None: the backend's default)
+
+    @property
+    def rtfx(self) -> float:
+        return self.audio_seconds / self.wall_seconds if self.wall_seconds > 0 else 0.0
+
+    def summary(self) -> str:
+        """``3 files, 95.2 s of audio, RTFx 41.3 (2 jobs x 1 thread)``: the wall time is
+        left to the caller's progress line."""
+        threads = "" if self.threads is None else f" x {self.threads} thread"
+        threads += "s" if self.threads not in (None, 1) else ""
+        job = "job" if self.jobs == 1 else "jobs"
+        return (
+            f"{self.files} file{'s' if self.files != 1 else ''}, {self.audio_seconds:.1f} s of "
+            f"audio, RTFx {self.rtfx:.1f} ({self.jobs} {job}{threads})"
+        )
+
+
+@dataclass
+class BatchResult:
+    """The transcripts in input order and the run's `Throughput`."""
+
+    transcripts: list[Transcript]
+    throughput: Throughput
+
+
+Done = Callable[[int, "Transcript"], None]
+
+
+def threads_per_job(jobs: int, threads: int | None = None) -> int:
+    """Each job's threads: ``threads`` when given, else the usable cores shared out (one at
+    least), so that the jobs together do not ask for more cores than there are."""
+    if jobs < 1:
+        raise SpeechportError(f"jobs must be at least 1, not {jobs}")
+    return threads if threads is not None else max(1, usable_cores() // jobs)
+
+
+def transcribe_many(
+    recipe: LoadRecipe | None,
+    audio: Sequence[str | Path],
+    *,
+    jobs: int = 1,
+    model: Any = None,
+    on_done: Done | None = None,
+    on_ready: Callable[[int, Transcript], None] | None = None,
+) -> BatchResult:
+    """Transcribe ``audio`` (files) with the model ``recipe`` opens, in ``jobs`` worker
+    processes (1: in this process, with ``model`` if given; one of the two is needed, and
+    the recipe for more than one job). ``on_done(index, transcript)``
+    is called as each file finishes (in any order: for progress), ``on_ready`` in input
+    order as soon as every earlier file is done (to print as results come)."""
+    started = time.perf_counter()
+    jobs = max(1, min(jobs, len(audio))) if audio else 1
+    if recipe is None and (model is None or jobs > 1):
+        raise SpeechportError("worker processes need the recipe that opens the model")
+    asked = None if recipe is None else recipe.threads
+    threads = asked if jobs == 1 else threads_per_job(jobs, asked)
+    transcripts: list[Transcript] = []
+    for index, transcript in _in_order(_transcribe(recipe, audio, jobs, threads, model), on_done):
+        transcripts.append(transcript)
+        if on_ready is not None:
+            on_ready(index, transcript)
+    wall = time.perf_counter() - started
+    seconds = sum(t.duration for t in transcripts)
+    return BatchResult(transcripts, Throughput(len(audio), seconds, wall, jobs, threads))
+
+
+def _transcribe(
+    recipe: LoadRecipe | None,
+    audio: Sequence[str | Path],
+    jobs: int,
+    threads: int | None,
+    model: Any,
+) -> Iterator[tuple[int, Transcript]]:
+    """(index, transcript) for every file, in the order they finish."""
+    if jobs == 1 or recipe is None:
+        if model is None:
+            assert recipe is not None
+            model = recipe.open(threads)
+        for index, path in enumerate(audio):
+            yield index, model.transcribe(path)
+        return
+    context = multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
+    with ProcessPoolExecutor(
+        max_workers=jobs, mp_context=context, initializer=_start_worker, initargs=(recipe, threads)
+    ) as pool:
+        futures: list[Future[Transcript]] = [pool.submit(_worker_transcribe, p) for p in audio]
+        index_of = {id(f): i for i, f in enumerate(futures)}
+        try:
+            from concurrent.futures import as_completed
+
+            for future in as_completed(futures):
+                yield index_of[id(future)], future.result()
+        except BaseException:
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+
+
+def _in_order(
+    finished: Iterator[tuple[int, Transcript]], on_done: Done | None
+) -> Iterator[tuple[int, Transcript]]:
+    """The transcripts in input order, each as soon as every earlier one is there."""
+    waiting: dict[int, Transcript] = {}
+    following = 0
+    for index, transcript in finished:
+        if on_done is not None:
+            on_done(index, transcript)
+        waiting[index] = transcript
+        while following in waiting:
+            yield following, waiting.pop(following)
+            following += 1
+
+
+_WORKER_MODEL: Any = None
+
+
+_WORKER_RECIPE: tuple[LoadRecipe, int | None] | None = None
+
+
+def _start_worker(recipe: LoadRecipe, threads: int | None) -> None:
+    from speechport import interrupts
+
+    global _WORKER_RECIPE
+    interrupts.install()
+    _WORKER_RECIPE = (recipe, threads)
+
+
+def _worker_transcribe(path: str | Path) -> Transcript:
+    """One file in a worker; the model is opened at the first (there, a bad bundle is an
+    error of the file's result, said as it is, not a broken pool)."""
+    global _WORKER_MODEL
+    if _WORKER_MODEL is None:
+        assert _WORKER_RECIPE is not None
+        recipe, threads = _WORKER_RECIPE
+        _WORKER_MODEL = recipe.open(threads)
+    transcript: Transcript = _WORKER_MODEL.transcribe(path)
+    return transcript
