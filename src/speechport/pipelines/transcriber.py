@@ -27,6 +27,7 @@ from speechport.pipelines.seams import (
     plan_overlapping_windows,
 )
 from speechport.pipelines.vad import VadParams, VoiceActivityDetector
+from speechport.pipelines.window_encoding import SCHEDULES
 from speechport.pipelines.windowing import (
     FramePower,
     Window,
@@ -190,11 +191,23 @@ class Transcriber:
         # How to open this transcriber again in a worker process (``speechport.load`` sets
         # it): what ``transcribe_many`` needs for more than one job.
         self.recipe: LoadRecipe | None = None
+        # When the encoder runs on each window (``window_encoding.SCHEDULES``).
+        self.window_schedule = "plain"
         if vad is not None and vad.sample_rate != manifest.sample_rate:
             raise BundleError(
                 f"the VAD runs at {vad.sample_rate} Hz, the ASR model at {manifest.sample_rate}",
                 path=vad.bundle.path,
             )
+
+    @property
+    def encoder(self) -> Component:
+        """The loaded encoder component."""
+        return self._encoder
+
+    @property
+    def any_length(self) -> bool:
+        """Whether the encoder takes its features at any length (see ``encoder_inputs``)."""
+        return self._any_length
 
     @property
     def sample_rate(self) -> int:
@@ -245,6 +258,20 @@ class Transcriber:
         padded[0, :, :width] = features[:, :width]
         return padded, np.array([valid], dtype=np.int32)
 
+    def decode_windows(
+        self, windows: Sequence[Window], read: Callable[[Window], np.ndarray]
+    ) -> list[WindowDecode]:
+        """Every window's decode, in order (``read(window)``: its samples, called in order),
+        the encoder run by ``window_schedule``."""
+        decoded = []
+        for outputs, num_samples in SCHEDULES[self.window_schedule](self, windows, read):
+            if outputs is None:
+                decoded.append(WindowDecode(Hypothesis([], []), 0, num_samples))
+                continue
+            hypothesis, encoded_len = self.decode_encoded(outputs)
+            decoded.append(WindowDecode(hypothesis, encoded_len, num_samples))
+        return decoded
+
     def decode_encoded(self, outputs: tuple[np.ndarray, ...]) -> tuple[Hypothesis, int]:
         """Decode the encoder's outputs for one window: the hypothesis and ``encoded_len``."""
         return self._decode_outputs(outputs)
@@ -282,7 +309,7 @@ class Transcriber:
         source = source if source is not None else audio_source.source
         windows, total = self.plan_source(audio_source)
         reader = BlockReader(audio_source.blocks())
-        decoded = [self.decode_window(reader.read(w.start, w.end)) for w in windows]
+        decoded = self.decode_windows(windows, lambda w: reader.read(w.start, w.end))
         if self.vad is None and self.overlap_samples > 0:
             segments = self._merge(decoded, windows)
         else:
