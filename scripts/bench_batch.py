@@ -1,5 +1,5 @@
-"""Many files at once: worker processes (``transcribe_many``) against worker threads, each
-job with its own loaded model on its share of the cores, against one job.
+"""Many files at once: worker threads (``transcribe_many``) against forked worker processes,
+each job with its own loaded model on its share of the cores, against one job.
 
     nice -n 10 python scripts/bench_batch.py BUNDLE --files 8 --seconds 60 --jobs 2 --runs 3
 
@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import statistics
 import tempfile
-import threading
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -25,29 +26,26 @@ import speechport
 from speechport.bench.decode_loop import synthetic_speech
 from speechport.pipelines.batch import LoadRecipe, threads_per_job, transcribe_many
 
+_MODEL: Any = None
 
-def in_threads(recipe: LoadRecipe, files: list[Path], jobs: int) -> list[Any]:
-    """``transcribe_many`` with threads in place of processes."""
-    results: list[Any] = [None] * len(files)
-    following = iter(range(len(files)))
-    lock = threading.Lock()
+
+def _open_worker(recipe: LoadRecipe, threads: int) -> None:
+    global _MODEL
+    _MODEL = recipe.open(threads)
+
+
+def _worker_transcribe(path: Path) -> Any:
+    return _MODEL.transcribe(path)
+
+
+def in_processes(recipe: LoadRecipe, files: list[Path], jobs: int) -> list[Any]:
+    """``transcribe_many`` with forked worker processes in place of threads."""
+    context = multiprocessing.get_context("fork")
     threads = threads_per_job(jobs, recipe.threads)
-
-    def work() -> None:
-        model = recipe.open(threads)
-        while True:
-            with lock:
-                index = next(following, None)
-            if index is None:
-                return
-            results[index] = model.transcribe(files[index])
-
-    workers = [threading.Thread(target=work) for _ in range(jobs)]
-    for w in workers:
-        w.start()
-    for w in workers:
-        w.join()
-    return results
+    with ProcessPoolExecutor(
+        jobs, mp_context=context, initializer=_open_worker, initargs=(recipe, threads)
+    ) as pool:
+        return list(pool.map(_worker_transcribe, files))
 
 
 def main() -> None:
@@ -67,10 +65,10 @@ def main() -> None:
             files.append(path)
         ways = {
             "1 job": lambda: transcribe_many(recipe, files, jobs=1).transcripts,
-            f"{args.jobs} processes": lambda: (
+            f"{args.jobs} processes": lambda: in_processes(recipe, files, args.jobs),
+            f"{args.jobs} threads": lambda: (
                 transcribe_many(recipe, files, jobs=args.jobs).transcripts
             ),
-            f"{args.jobs} threads": lambda: in_threads(recipe, files, args.jobs),
         }
         walls: dict[str, list[float]] = {name: [] for name in ways}
         texts: dict[str, list[list[int]]] = {}

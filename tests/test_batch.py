@@ -4,8 +4,10 @@ transcripts as one by one, in input order, with the run's throughput."""
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -115,3 +117,20 @@ def test_throughput_summary() -> None:
     figures = Throughput(files=3, audio_seconds=90.0, wall_seconds=4.0, jobs=2, threads=1)
     assert figures.rtfx == 22.5
     assert figures.summary() == "3 files, 90.0 s of audio, RTFx 22.5 (2 jobs x 1 thread)"
+
+
+def test_each_job_opens_its_own_model_on_its_share_of_the_cores(
+    gigaam_onnx: Callable[[str], Path], files: list[Path]
+) -> None:
+    opened: list[tuple[int, Any]] = []
+
+    def load(*args: Any, **kwargs: Any) -> Any:
+        model = speechport.load(*args, **kwargs)
+        opened.append((threading.get_ident(), kwargs["threads"]))
+        return model
+
+    recipe = LoadRecipe(load, gigaam_onnx("v3_e2e_rnnt"), options={"window_seconds": 5.0})
+    result = transcribe_many(recipe, files, jobs=2)
+    assert len(result.transcripts) == 5
+    assert len({ident for ident, _ in opened}) == len(opened) == 2
+    assert {threads for _, threads in opened} == {threads_per_job(2)}

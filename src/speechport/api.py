@@ -318,8 +318,9 @@ def _progress(verbose: bool, callback: ProgressCallback | None) -> Progress:
 
 
 def _holds_models(options: dict[str, Any]) -> bool:
-    """Whether a task option is a loaded model (a VAD detector: it does not pickle), which a
-    worker process cannot open again from a recipe (a bundle path can)."""
+    """Whether a task option is a loaded model (a VAD detector: it does not pickle), which
+    the jobs of ``transcribe_many`` would share: each job opens its own models from a
+    recipe of plain values (a bundle path)."""
     import pickle
 
     try:

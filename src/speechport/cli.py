@@ -153,7 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--jobs",
         type=_number(1, integer=True),
         default=1,
-        help="transcribe this many files at once, in worker processes that each load the "
+        help="transcribe this many files at once, in worker threads that each load the "
         "bundle (default 1); results are printed in input order",
     )
     transcribe.add_argument(
@@ -685,7 +685,7 @@ def _transcribe(args: argparse.Namespace) -> int:
             ort=_ort_options(args),
             **{**options, "vad": detector},
         )
-    else:  # each worker opens its own: check here what can be checked without loading
+    else:  # each job opens its own: check here what can be checked without loading
         _check_task(args.bundle, tasks)
         if args.vad is not None:
             _check_task(args.vad, "vad")

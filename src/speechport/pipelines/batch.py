@@ -13,11 +13,10 @@ elsewhere spawned.
 
 from __future__ import annotations
 
-import multiprocessing
-import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -154,19 +153,23 @@ def _transcribe(
         for index, path in enumerate(audio):
             yield index, model.transcribe(path)
         return
-    context = multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
-    with ProcessPoolExecutor(
-        max_workers=jobs, mp_context=context, initializer=_start_worker, initargs=(recipe, threads)
-    ) as pool:
-        futures: list[Future[Transcript]] = [pool.submit(_worker_transcribe, p) for p in audio]
+    own = threading.local()
+
+    def work(path: str | Path) -> Transcript:
+        """One file on a worker thread, with the thread's own model (opened at its first)."""
+        if getattr(own, "model", None) is None:
+            own.model = recipe.open(threads)
+        transcript: Transcript = own.model.transcribe(path)
+        return transcript
+
+    with ThreadPoolExecutor(jobs, thread_name_prefix="speechport-job") as pool:
+        futures = [pool.submit(work, path) for path in audio]
         index_of = {id(f): i for i, f in enumerate(futures)}
         try:
-            from concurrent.futures import as_completed
-
             for future in as_completed(futures):
                 yield index_of[id(future)], future.result()
-        except BaseException:
-            pool.shutdown(wait=True, cancel_futures=True)
+        except BaseException:  # an error or Ctrl-C: no new file starts
+            pool.shutdown(wait=False, cancel_futures=True)
             raise
 
 
@@ -183,29 +186,3 @@ def _in_order(
         while following in waiting:
             yield following, waiting.pop(following)
             following += 1
-
-
-_WORKER_MODEL: Any = None
-
-
-_WORKER_RECIPE: tuple[LoadRecipe, int | None] | None = None
-
-
-def _start_worker(recipe: LoadRecipe, threads: int | None) -> None:
-    from speechport import interrupts
-
-    global _WORKER_RECIPE
-    interrupts.install()
-    _WORKER_RECIPE = (recipe, threads)
-
-
-def _worker_transcribe(path: str | Path) -> Transcript:
-    """One file in a worker; the model is opened at the first (there, a bad bundle is an
-    error of the file's result, said as it is, not a broken pool)."""
-    global _WORKER_MODEL
-    if _WORKER_MODEL is None:
-        assert _WORKER_RECIPE is not None
-        recipe, threads = _WORKER_RECIPE
-        _WORKER_MODEL = recipe.open(threads)
-    transcript: Transcript = _WORKER_MODEL.transcribe(path)
-    return transcript

@@ -27,7 +27,6 @@ from speechport.pipelines.seams import (
     plan_overlapping_windows,
 )
 from speechport.pipelines.vad import VadParams, VoiceActivityDetector
-from speechport.pipelines.window_encoding import SCHEDULES
 from speechport.pipelines.windowing import (
     FramePower,
     Window,
@@ -188,26 +187,14 @@ class Transcriber:
         self._decode_outputs = _window_decoder(decoding, bundle)
         self.vad = vad
         self.vad_params = vad_params
-        # How to open this transcriber again in a worker process (``speechport.load`` sets
-        # it): what ``transcribe_many`` needs for more than one job.
+        # How to open a copy of this transcriber (``speechport.load`` sets it): what
+        # ``transcribe_many`` needs for more than one job.
         self.recipe: LoadRecipe | None = None
-        # When the encoder runs on each window (``window_encoding.SCHEDULES``).
-        self.window_schedule = "plain"
         if vad is not None and vad.sample_rate != manifest.sample_rate:
             raise BundleError(
                 f"the VAD runs at {vad.sample_rate} Hz, the ASR model at {manifest.sample_rate}",
                 path=vad.bundle.path,
             )
-
-    @property
-    def encoder(self) -> Component:
-        """The loaded encoder component."""
-        return self._encoder
-
-    @property
-    def any_length(self) -> bool:
-        """Whether the encoder takes its features at any length (see ``encoder_inputs``)."""
-        return self._any_length
 
     @property
     def sample_rate(self) -> int:
@@ -258,20 +245,6 @@ class Transcriber:
         padded[0, :, :width] = features[:, :width]
         return padded, np.array([valid], dtype=np.int32)
 
-    def decode_windows(
-        self, windows: Sequence[Window], read: Callable[[Window], np.ndarray]
-    ) -> list[WindowDecode]:
-        """Every window's decode, in order (``read(window)``: its samples, called in order),
-        the encoder run by ``window_schedule``."""
-        decoded = []
-        for outputs, num_samples in SCHEDULES[self.window_schedule](self, windows, read):
-            if outputs is None:
-                decoded.append(WindowDecode(Hypothesis([], []), 0, num_samples))
-                continue
-            hypothesis, encoded_len = self.decode_encoded(outputs)
-            decoded.append(WindowDecode(hypothesis, encoded_len, num_samples))
-        return decoded
-
     def decode_encoded(self, outputs: tuple[np.ndarray, ...]) -> tuple[Hypothesis, int]:
         """Decode the encoder's outputs for one window: the hypothesis and ``encoded_len``."""
         return self._decode_outputs(outputs)
@@ -309,7 +282,7 @@ class Transcriber:
         source = source if source is not None else audio_source.source
         windows, total = self.plan_source(audio_source)
         reader = BlockReader(audio_source.blocks())
-        decoded = self.decode_windows(windows, lambda w: reader.read(w.start, w.end))
+        decoded = [self.decode_window(reader.read(w.start, w.end)) for w in windows]
         if self.vad is None and self.overlap_samples > 0:
             segments = self._merge(decoded, windows)
         else:
@@ -324,7 +297,7 @@ class Transcriber:
     def transcribe_many(
         self, audio: Sequence[str | Path], *, jobs: int = 1, on_done: Done | None = None
     ) -> BatchResult:
-        """Transcribe audio files in ``jobs`` worker processes, each with its own copy of
+        """Transcribe audio files in ``jobs`` worker threads, each with its own copy of
         this model on its share of the cores (``speechport.pipelines.batch``); the
         transcripts in input order (the same as ``transcribe`` gives one by one) and the
         run's throughput. ``on_done(index, transcript)`` is called as each file finishes.
@@ -336,7 +309,7 @@ class Transcriber:
             if jobs > 1:
                 raise SpeechportError(
                     "this transcriber was not opened by speechport.load with a VAD given as "
-                    "a bundle path, so worker processes cannot open it again",
+                    "a bundle path, so each job cannot open a copy of its own",
                     hint="open it with speechport.load(bundle, vad=VAD_BUNDLE_PATH), or use jobs=1",
                 )
             return transcribe_many(None, audio, model=self, on_done=on_done)
