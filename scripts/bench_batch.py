@@ -1,7 +1,10 @@
 """Many files at once: worker threads (``transcribe_many``) against forked worker processes,
 each job with its own loaded model on its share of the cores, against one job.
 
-    nice -n 10 python scripts/bench_batch.py BUNDLE --files 8 --seconds 60 --jobs 2 --runs 3
+    nice -n 10 python scripts/bench_batch.py BUNDLE --files 8 --seconds 60 --jobs 2 --runs 3 \
+        [--blank-bias 0.75]
+
+BUNDLE and ``--blank-bias`` as in ``scripts/bench_long_audio.py``.
 
 Writes ``--files`` synthetic-speech files of ``--seconds`` each, then times, in turns, each
 way end to end (loading the models included; median of ``--runs``), and checks that every
@@ -21,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import soundfile as sf
+from scripts.bench_long_audio import with_blank_bias
 
 import speechport
 from speechport.bench.decode_loop import synthetic_speech
@@ -55,7 +59,11 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--blank-bias", type=float, help="see bench_long_audio.with_blank_bias")
     args = parser.parse_args()
+    if args.blank_bias is not None:
+        out = Path(tempfile.mkdtemp()) / f"{args.bundle.name}-blank{args.blank_bias:g}"
+        args.bundle = with_blank_bias(args.bundle, args.blank_bias, out)
     recipe = LoadRecipe(speechport.load, args.bundle)
     with tempfile.TemporaryDirectory() as scratch:
         files = []

@@ -1,14 +1,16 @@
-"""Many files at once: N worker processes, each with its own loaded model, results in input
-order, and the throughput of the whole run.
+"""Many files at once: N jobs, each with its own loaded model, results in input order, and
+the throughput of the whole run.
 
-A worker opens the model from its `LoadRecipe` (``speechport.load``'s arguments, which pickle,
-where a loaded model does not) with its share of the cores: ``jobs x threads <= cores``
-unless the threads are given. Processes, not threads: the decode loop is Python (a few
-small numpy products per step), so threads sharing one interpreter wait for each other's
-steps; on 2 cores, 2 processes transcribe 6 files of the tiny GigaAM fixture in 0.78 of the
-time 2 threads take (``scripts/bench_batch.py``). On Linux the workers are forked from a
-parent that has loaded no ONNX Runtime session (no thread pool to lose in the fork);
-elsewhere spawned.
+A job opens the model from a `LoadRecipe` (``speechport.load``'s arguments) with its share
+of the cores: ``jobs x threads <= cores`` unless the threads are given. The jobs are
+threads of this process: ONNX Runtime releases the interpreter while it runs, and the
+encoder is nearly all of the time (97 % for full-size GigaAM v3 RNN-T at a real token
+rate), so the Python decode loops rarely wait for each other. Measured against forked
+worker processes (``scripts/bench_batch.py``, 2 jobs, median of 3, two sessions on a shared
+2-core machine): tiny fixture, 8 files of 60 s: threads 1.58 / 1.53 s, processes 2.19 /
+1.78 s; full-size random-weight GigaAM v3 RNN-T, 4 files of 30 s: threads 10.6 / 21.0 s,
+processes 15.3 / 25.9 s. (One job: 1.45 / 1.25 s and 12.5 / 19.3 s: on a machine whose
+cores other work keeps busy, more jobs need not pay.)
 """
 
 from __future__ import annotations
