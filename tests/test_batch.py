@@ -134,3 +134,18 @@ def test_each_job_opens_its_own_model_on_its_share_of_the_cores(
     assert len(result.transcripts) == 5
     assert len({ident for ident, _ in opened}) == len(opened) == 2
     assert {threads for _, threads in opened} == {threads_per_job(2)}
+
+
+def test_jobs_with_a_vad_print_what_one_job_prints(
+    gigaam_onnx: Callable[[str], Path],
+    vad_bundle: Path,
+    files: list[Path],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    args = ("transcribe", gigaam_onnx("v3_e2e_rnnt"), *files, "--vad", vad_bundle, "--quiet")
+    code, one, _ = run(capsys, *args)
+    assert code == 0 and one.count("==>") == 5
+    code, two, _ = run(capsys, *args, "--jobs", "2")
+    assert code == 0 and two == one
+    code, _, stderr = run(capsys, *args[:3], "--vad", args[1], "--jobs", "2")
+    assert code == 2 and "voice activity" in stderr

@@ -675,6 +675,7 @@ def _transcribe(args: argparse.Namespace) -> int:
     model = None
     if jobs == 1:  # here, now: a bad bundle is reported before any file is read
         detector = None if args.vad is None else _open_vad(args.vad, args.threads)
+        here = {k: (detector if k == "vad" else v) for k, v in options.items()}
         model = _open(
             args.bundle,
             args.backend,
@@ -683,7 +684,7 @@ def _transcribe(args: argparse.Namespace) -> int:
             args.threads,
             steps=args.steps,
             ort=_ort_options(args),
-            **{**options, "vad": detector},
+            **here,
         )
     else:  # each job opens its own: check here what can be checked without loading
         _check_task(args.bundle, tasks)
