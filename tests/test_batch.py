@@ -142,10 +142,11 @@ def test_jobs_with_a_vad_print_what_one_job_prints(
     files: list[Path],
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    args = ("transcribe", gigaam_onnx("v3_e2e_rnnt"), *files, "--vad", vad_bundle, "--quiet")
+    bundle = gigaam_onnx("v3_e2e_rnnt")
+    args: list[str | Path] = ["transcribe", bundle, *files, "--vad", vad_bundle, "--quiet"]
     code, one, _ = run(capsys, *args)
     assert code == 0 and one.count("==>") == 5
     code, two, _ = run(capsys, *args, "--jobs", "2")
     assert code == 0 and two == one
-    code, _, stderr = run(capsys, *args[:3], "--vad", args[1], "--jobs", "2")
+    code, _, stderr = run(capsys, *args[:3], "--vad", bundle, "--jobs", "2")
     assert code == 2 and "voice activity" in stderr
