@@ -101,8 +101,9 @@ def test_graph_optimization_and_memory_arena_reach_every_session(
 
 
 def test_the_cli_passes_the_session_options(
-    gigaam_onnx: Callable[[str], Path], monkeypatch: pytest.MonkeyPatch
+    gigaam_onnx: Callable[[str], Path], vad_bundle: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """``transcribe`` and every command with ``--threads`` (here ``vad``) take them."""
     from speechport.cli import main
 
     seen: list[OnnxBackend] = []
@@ -117,7 +118,9 @@ def test_the_cli_passes_the_session_options(
     bundle = gigaam_onnx("v3_e2e_rnnt")
     assert main(["transcribe", str(bundle), str(clip), "--ort-graph-opt", "extended"]) == 0
     assert main(["transcribe", str(bundle), str(clip), "--no-ort-arena"]) == 0
+    assert main(["vad", str(vad_bundle), str(clip), "--ort-graph-opt", "disable"]) == 0
     assert [(b.graph_optimization, b.memory_arena) for b in seen] == [
         ("extended", True),
         ("all", False),
+        ("disable", True),
     ]

@@ -205,6 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
     vad.add_argument("audio", type=Path, nargs="+")
     vad.add_argument("--backend", choices=["onnx", "coreml", "torch"], default="onnx")
     vad.add_argument("--threads", type=_THREADS, help=_THREADS_HELP)
+    _add_ort_options(vad)
     vad.add_argument("--checkpoint", type=Path, help="source weights for --backend torch")
     vad.add_argument("--output", choices=OUTPUTS, default="text")
     vad.add_argument(
@@ -242,6 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
     spot.add_argument("--search", choices=["sherpa", "icefall"], help="search semantics")
     spot.add_argument("--backend", choices=["onnx", "coreml", "torch"], default="onnx")
     spot.add_argument("--threads", type=_THREADS, help=_THREADS_HELP)
+    _add_ort_options(spot)
     spot.add_argument("--checkpoint", type=Path, help="source weights for --backend torch")
     spot.add_argument("--output", choices=["text", "json"], default="text")
 
@@ -257,6 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     speak.add_argument("--backend", choices=["onnx", "coreml", "torch"], default="onnx")
     speak.add_argument("--threads", type=_THREADS, help=_THREADS_HELP)
+    _add_ort_options(speak)
     speak.add_argument("--checkpoint", type=Path, help="source weights for --backend torch")
     evaluate = sub.add_parser("eval", help="task quality of a bundle on a labelled set")
     eval_sub = evaluate.add_subparsers(dest="evaluation", required=True, metavar="TASK")
@@ -297,6 +300,7 @@ def build_parser() -> argparse.ArgumentParser:
     eval_kws.add_argument("--search", choices=["sherpa", "icefall"], help="search semantics")
     eval_kws.add_argument("--backend", choices=["onnx", "coreml", "torch"], default="onnx")
     eval_kws.add_argument("--threads", type=_THREADS, help=_THREADS_HELP)
+    _add_ort_options(eval_kws)
     eval_kws.add_argument("--checkpoint", type=Path, help="source weights for --backend torch")
     eval_kws.add_argument(
         "--out",
@@ -390,6 +394,7 @@ def build_parser() -> argparse.ArgumentParser:
     stream.add_argument("audio", help="an audio file, or - for 16-bit PCM on stdin")
     stream.add_argument("--backend", choices=["onnx", "coreml", "torch"], default="onnx")
     stream.add_argument("--threads", type=_THREADS, help=_THREADS_HELP)
+    _add_ort_options(stream)
     stream.add_argument("--checkpoint", type=Path, help="source checkpoint for --backend torch")
     stream.add_argument("--lookahead", type=int, help="one of the bundle's (default: its first)")
     stream.add_argument("--language", help="the prompt of a multilingual model (en-US, auto...)")
@@ -802,7 +807,9 @@ def _vad(args: argparse.Namespace) -> int:
         raise SpeechportError("--probs needs --output json")
     if args.threshold is not None:
         _check_thresholds(args, None)
-    detector = _open(args.bundle, args.backend, args.checkpoint, "vad", args.threads)
+    detector = _open(
+        args.bundle, args.backend, args.checkpoint, "vad", args.threads, ort=_ort_options(args)
+    )
     _check_thresholds(args, detector.defaults)
     params = detector.params(
         threshold=args.threshold,
@@ -880,7 +887,9 @@ def _spot(args: argparse.Namespace) -> int:
 
     from speechport.audio import load_audio
 
-    model = _open(args.bundle, args.backend, args.checkpoint, "kws", args.threads)
+    model = _open(
+        args.bundle, args.backend, args.checkpoint, "kws", args.threads, ort=_ort_options(args)
+    )
     options = {**_search_options(args), "threshold": args.threshold}
     keywords = model.keywords(args.keywords)  # checked before any audio is read
     many = len(args.audio) > 1
@@ -922,7 +931,9 @@ def _speak(args: argparse.Namespace) -> int:
     from speechport.pipelines.speaker import SpokenChunk
 
     text = sys.stdin.read() if args.text == "-" else args.text
-    speaker = _open(args.bundle, args.backend, args.checkpoint, "tts", args.threads)
+    speaker = _open(
+        args.bundle, args.backend, args.checkpoint, "tts", args.threads, ort=_ort_options(args)
+    )
     chunks: list[SpokenChunk] = []
 
     def audio() -> Iterator[np.ndarray]:
@@ -950,7 +961,9 @@ def _eval(args: argparse.Namespace) -> int:
     from speechport.evaluation.kws_scores import table_lines
     from speechport.progress import Progress
 
-    model = _open(args.bundle, args.backend, args.checkpoint, "kws", args.threads)
+    model = _open(
+        args.bundle, args.backend, args.checkpoint, "kws", args.threads, ort=_ort_options(args)
+    )
     options = _search_options(args)
     evaluation = kws_eval.evaluate_kws(
         model,
@@ -1120,7 +1133,12 @@ def _stream(args: argparse.Namespace) -> int:
     from speechport.render import StreamPrinter
 
     recognizer: StreamingRecognizer = _open(
-        args.bundle, args.backend, args.checkpoint, "streaming-asr", args.threads
+        args.bundle,
+        args.backend,
+        args.checkpoint,
+        "streaming-asr",
+        args.threads,
+        ort=_ort_options(args),
     )
     session = recognizer.stream(language=args.language, lookahead=args.lookahead)
     rate = recognizer.sample_rate
