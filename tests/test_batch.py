@@ -150,3 +150,14 @@ def test_jobs_with_a_vad_print_what_one_job_prints(
     assert code == 0 and two == one
     code, _, stderr = run(capsys, *args[:3], "--vad", bundle, "--jobs", "2")
     assert code == 2 and "voice activity" in stderr
+
+
+def test_jobs_leave_a_backend_without_a_thread_count_its_own(
+    gigaam_onnx: Callable[[str], Path],
+) -> None:
+    """The torch reference takes no ``threads``: its jobs are not given a share."""
+    bundle = gigaam_onnx("v3_e2e_rnnt")
+    result = transcribe_many(LoadRecipe(speechport.load, bundle, "torch"), CLIPS[:2], jobs=2)
+    assert result.throughput.threads is None
+    expected = [speechport.load(bundle, "torch").transcribe(c).text for c in CLIPS[:2]]
+    assert [t.text for t in result.transcripts] == expected

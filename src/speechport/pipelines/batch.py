@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from speechport.environment import usable_cores
 from speechport.errors import SpeechportError
+from speechport.runtime import SIZED_THREAD_POOLS
 
 if TYPE_CHECKING:
     from speechport.pipelines.transcriber import Transcript
@@ -129,7 +130,8 @@ def transcribe_many(
     if recipe is None and (model is None or jobs > 1):
         raise SpeechportError("worker processes need the recipe that opens the model")
     asked = None if recipe is None else recipe.threads
-    threads = asked if jobs == 1 else threads_per_job(jobs, asked)
+    sized = recipe is not None and recipe.backend in SIZED_THREAD_POOLS
+    threads = threads_per_job(jobs, asked) if jobs > 1 and sized else asked
     transcripts: list[Transcript] = []
     for index, transcript in _in_order(_transcribe(recipe, audio, jobs, threads, model), on_done):
         transcripts.append(transcript)
