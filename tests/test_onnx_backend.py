@@ -10,7 +10,7 @@ import pytest
 import speechport
 from speechport.errors import BackendError, SpeechportError
 from speechport.runtime import load_bundle
-from speechport.runtime.base import dynamic_axes
+from speechport.runtime.base import LoadedBundle, dynamic_axes
 from speechport.runtime.onnx_backend import OnnxBackend, threads_for
 from tests.helpers import GIGAAM, gigaam_clip
 
@@ -72,3 +72,55 @@ def test_the_time_axis_is_dynamic_in_onnx_and_through_wrappers(
     assert dynamic_axes(joint) == frozenset()  # [1, d] fed as the file's [1, d, 1]
     for wrapper in (Recorder(encoder), _Timed(encoder, _Timer())):
         assert dynamic_axes(wrapper) == {0, 2}
+
+
+def test_graph_optimization_and_memory_arena_reach_every_session(
+    gigaam_onnx: Callable[[str], Path],
+) -> None:
+    import onnxruntime as ort
+
+    bundle = gigaam_onnx("v3_e2e_rnnt")
+    defaults = load_bundle(bundle, OnnxBackend(steps="onnx"))
+    model = speechport.load(bundle, steps="onnx", graph_optimization="basic", memory_arena=False)
+    chosen: LoadedBundle = model.bundle
+    levels = ort.GraphOptimizationLevel
+    for loaded, level, arena in (
+        (defaults, levels.ORT_ENABLE_ALL, True),
+        (chosen, levels.ORT_ENABLE_BASIC, False),
+    ):
+        for component in loaded.components.values():
+            options = component._session.get_session_options()  # type: ignore[attr-defined]
+            assert options.graph_optimization_level == level
+            assert options.enable_cpu_mem_arena is arena
+    disabled = OnnxBackend(graph_optimization="disable").session_options("encoder")
+    assert disabled.graph_optimization_level == levels.ORT_DISABLE_ALL  # type: ignore[attr-defined]
+    with pytest.raises(BackendError, match="one of disable, basic, extended, all"):
+        OnnxBackend(graph_optimization="max")
+    with pytest.raises(SpeechportError, match="memory_arena is an ONNX Runtime setting"):
+        speechport.load(bundle, "coreml", memory_arena=False)
+
+
+def test_the_cli_passes_the_session_options(
+    gigaam_onnx: Callable[[str], Path], vad_bundle: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``transcribe`` and every command with ``--threads`` (here ``vad``) take them."""
+    from speechport.cli import main
+
+    seen: list[OnnxBackend] = []
+    real = OnnxBackend.__init__
+
+    def spy(self: OnnxBackend, *args: object, **kwargs: object) -> None:
+        real(self, *args, **kwargs)  # type: ignore[arg-type]
+        seen.append(self)
+
+    monkeypatch.setattr(OnnxBackend, "__init__", spy)
+    clip = GIGAAM / gigaam_clip("v3_e2e_rnnt", 0).expected["audio"]
+    bundle = gigaam_onnx("v3_e2e_rnnt")
+    assert main(["transcribe", str(bundle), str(clip), "--ort-graph-opt", "extended"]) == 0
+    assert main(["transcribe", str(bundle), str(clip), "--no-ort-arena"]) == 0
+    assert main(["vad", str(vad_bundle), str(clip), "--ort-graph-opt", "disable"]) == 0
+    assert [(b.graph_optimization, b.memory_arena) for b in seen] == [
+        ("extended", True),
+        ("all", False),
+        ("disable", True),
+    ]

@@ -298,6 +298,10 @@ def test_cli_stream_and_transcribe(
     assert partials == ["the birch canoe slid", text]
     assert main(["transcribe", str(bundles["streaming_rnnt"]), str(clip)]) == 0
     assert capsys.readouterr().out == text + "\n"
+    # many files, two jobs: each job opens its own recognizer; input order
+    args = ["transcribe", str(bundles["streaming_rnnt"]), str(clip), str(clip), "--jobs", "2"]
+    assert main(args) == 0
+    assert capsys.readouterr().out == f"==> {clip} <==\n{text}\n" * 2
     assert main(["stream", str(bundles["streaming_rnnt"]), str(clip), "--lookahead", "2"]) == 2
     assert "no lookahead 2; it has: 3, 1, 0" in capsys.readouterr().err
     assert main(["transcribe", str(bundles["streaming_rnnt"]), str(clip), "--overlap", "1"]) == 2

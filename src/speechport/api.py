@@ -121,6 +121,8 @@ def load(
     checkpoint: str | Path | None = None,
     threads: int | None = None,
     steps: str | None = None,
+    graph_optimization: str | None = None,
+    memory_arena: bool | None = None,
     **options: Any,
 ) -> Any:
     """Open a bundle as the runtime object of its task.
@@ -136,6 +138,10 @@ def load(
         steps: how the per-step decoder and joint run (``auto``: numpy kernels read from
             their ONNX files where the graph is recognised and small, else ONNX Runtime;
             ``numpy``; ``onnx``: always ONNX Runtime); ``onnx`` only.
+        graph_optimization: how far ONNX Runtime optimises each graph at load
+            (``disable``, ``basic``, ``extended``, ``all``: the default); ``onnx`` only.
+        memory_arena: whether ONNX Runtime serves tensors from its CPU memory arena
+            (default ``True``); ``onnx`` only.
         options: the task's options: for speech recognition ``overlap``,
             ``window_seconds``, ``vad`` (a VAD bundle's path or detector); for voice
             activity the segmentation parameters (``threshold``, ``min_silence_ms``, ...).
@@ -152,20 +158,29 @@ def load(
 
     task = task_for(read_manifest(bundle), bundle)
     engine_options: dict[str, Any] = {} if checkpoint is None else {"checkpoint": Path(checkpoint)}
-    if threads is not None:
+    onnx_only = {
+        "threads": threads,
+        "steps": steps,
+        "graph_optimization": graph_optimization,
+        "memory_arena": memory_arena,
+    }
+    for name, value in onnx_only.items():
+        if value is None:
+            continue
         if backend != "onnx":
             raise SpeechportError(
-                f"threads sets ONNX Runtime's thread pools; the {backend} backend takes none"
+                f"{name} is an ONNX Runtime setting; the {backend} backend takes none"
             )
-        engine_options["threads"] = threads
-    if steps is not None:
-        if backend != "onnx":
-            raise SpeechportError(
-                f"steps chooses ONNX step engines; the {backend} backend has none"
-            )
-        engine_options["steps"] = steps
+        engine_options[name] = value
     loaded = load_bundle(bundle, make_backend(backend, **engine_options))
-    return task.open(loaded, **options)
+    model = task.open(loaded, **options)
+    if hasattr(model, "recipe") and not _holds_models(options):
+        from speechport.pipelines.batch import LoadRecipe
+
+        engine = {k: v for k, v in engine_options.items() if k != "checkpoint"}
+        reference = None if checkpoint is None else Path(checkpoint)
+        model.recipe = LoadRecipe(load, Path(bundle), backend, reference, engine, dict(options))
+    return model
 
 
 def convert(
@@ -312,3 +327,16 @@ def quantize(
 
 def _progress(verbose: bool, callback: ProgressCallback | None) -> Progress:
     return Progress(0, quiet=not (verbose or callback), on_line=callback)
+
+
+def _holds_models(options: dict[str, Any]) -> bool:
+    """Whether a task option is a loaded model (a VAD detector: it does not pickle), which
+    the jobs of ``transcribe_many`` would share: each job opens its own models from a
+    recipe of plain values (a bundle path)."""
+    import pickle
+
+    try:
+        pickle.dumps(options)
+    except Exception:  # an ONNX Runtime session, a Core ML model: anything loaded
+        return True
+    return False

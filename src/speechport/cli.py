@@ -140,9 +140,25 @@ def build_parser() -> argparse.ArgumentParser:
 
     transcribe = sub.add_parser("transcribe", help="transcribe audio files with a bundle")
     transcribe.add_argument("bundle", type=Path)
-    transcribe.add_argument("audio", type=Path, nargs="+")
+    transcribe.add_argument(
+        "audio", type=Path, nargs="+", help="audio files, or directories of them"
+    )
     transcribe.add_argument("--backend", choices=["onnx", "coreml", "torch"], default="onnx")
-    transcribe.add_argument("--threads", type=_THREADS, help=_THREADS_HELP)
+    transcribe.add_argument(
+        "--threads",
+        type=_THREADS,
+        help=f"{_THREADS_HELP}; with --jobs, per job (default: the cores shared out)",
+    )
+    transcribe.add_argument(
+        "--jobs",
+        type=_number(1, integer=True),
+        default=1,
+        help="transcribe this many files at once, in worker threads that each load the "
+        "bundle (default 1); results are printed in input order",
+    )
+    transcribe.add_argument(
+        "--quiet", action="store_true", help="no progress or throughput on stderr"
+    )
     transcribe.add_argument(
         "--steps",
         choices=["auto", "numpy", "onnx"],
@@ -150,6 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
         "recognised and small (auto, the default), wherever recognised (numpy), or always "
         "in ONNX Runtime (onnx)",
     )
+    _add_ort_options(transcribe)
     transcribe.add_argument(
         "--checkpoint",
         type=Path,
@@ -188,6 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
     vad.add_argument("audio", type=Path, nargs="+")
     vad.add_argument("--backend", choices=["onnx", "coreml", "torch"], default="onnx")
     vad.add_argument("--threads", type=_THREADS, help=_THREADS_HELP)
+    _add_ort_options(vad)
     vad.add_argument("--checkpoint", type=Path, help="source weights for --backend torch")
     vad.add_argument("--output", choices=OUTPUTS, default="text")
     vad.add_argument(
@@ -225,6 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
     spot.add_argument("--search", choices=["sherpa", "icefall"], help="search semantics")
     spot.add_argument("--backend", choices=["onnx", "coreml", "torch"], default="onnx")
     spot.add_argument("--threads", type=_THREADS, help=_THREADS_HELP)
+    _add_ort_options(spot)
     spot.add_argument("--checkpoint", type=Path, help="source weights for --backend torch")
     spot.add_argument("--output", choices=["text", "json"], default="text")
 
@@ -240,6 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     speak.add_argument("--backend", choices=["onnx", "coreml", "torch"], default="onnx")
     speak.add_argument("--threads", type=_THREADS, help=_THREADS_HELP)
+    _add_ort_options(speak)
     speak.add_argument("--checkpoint", type=Path, help="source weights for --backend torch")
     evaluate = sub.add_parser("eval", help="task quality of a bundle on a labelled set")
     eval_sub = evaluate.add_subparsers(dest="evaluation", required=True, metavar="TASK")
@@ -280,6 +300,7 @@ def build_parser() -> argparse.ArgumentParser:
     eval_kws.add_argument("--search", choices=["sherpa", "icefall"], help="search semantics")
     eval_kws.add_argument("--backend", choices=["onnx", "coreml", "torch"], default="onnx")
     eval_kws.add_argument("--threads", type=_THREADS, help=_THREADS_HELP)
+    _add_ort_options(eval_kws)
     eval_kws.add_argument("--checkpoint", type=Path, help="source weights for --backend torch")
     eval_kws.add_argument(
         "--out",
@@ -376,6 +397,7 @@ def build_parser() -> argparse.ArgumentParser:
     stream.add_argument("audio", help="an audio file, or - for 16-bit PCM on stdin")
     stream.add_argument("--backend", choices=["onnx", "coreml", "torch"], default="onnx")
     stream.add_argument("--threads", type=_THREADS, help=_THREADS_HELP)
+    _add_ort_options(stream)
     stream.add_argument("--checkpoint", type=Path, help="source checkpoint for --backend torch")
     stream.add_argument("--lookahead", type=int, help="one of the bundle's (default: its first)")
     stream.add_argument("--language", help="the prompt of a multilingual model (en-US, auto...)")
@@ -494,6 +516,28 @@ def build_parser() -> argparse.ArgumentParser:
     bench_k.add_argument("--work-dir", type=Path, help="keep the bundle here")
     bench_k.add_argument("--json", action="store_true")
     return parser
+
+
+def _add_ort_options(parser: argparse.ArgumentParser) -> None:
+    """ONNX Runtime's session options, beside ``--threads``."""
+    from speechport.runtime.onnx_backend import GRAPH_OPTIMIZATIONS
+
+    parser.add_argument(
+        "--ort-graph-opt",
+        choices=list(GRAPH_OPTIMIZATIONS),
+        help="ONNX backend: how far ONNX Runtime optimises each graph at load (default: all)",
+    )
+    parser.add_argument(
+        "--ort-arena",
+        action=argparse.BooleanOptionalAction,
+        help="ONNX backend: serve tensors from ONNX Runtime's CPU memory arena (default: on; "
+        "off holds less memory between runs of varying shapes)",
+    )
+
+
+def _ort_options(args: argparse.Namespace) -> dict[str, Any]:
+    """``speechport.load``'s ONNX Runtime settings from ``_add_ort_options``' flags."""
+    return {"graph_optimization": args.ort_graph_opt, "memory_arena": args.ort_arena}
 
 
 def _add_gate_options(parser: argparse.ArgumentParser) -> None:
@@ -636,20 +680,17 @@ def _convert(args: argparse.Namespace) -> int:
 
 
 def _transcribe(args: argparse.Namespace) -> int:
+    from speechport.api import load
+    from speechport.audio import collect_audio
+    from speechport.pipelines.batch import LoadRecipe, transcribe_many
     from speechport.pipelines.captions import to_srt, to_vtt
     from speechport.pipelines.transcriber import Transcript
+    from speechport.progress import Progress
 
-    detector = None
-    if args.vad is not None:
-        try:
-            detector = _open(args.vad, "onnx", None, "vad", args.threads)
-        except SpeechportError as exc:
-            raise SpeechportError(
-                f"--vad bundle: {exc}",
-                hint="the VAD runs with ONNX Runtime: convert it with --format onnx",
-            ) from exc
+    files = collect_audio(list(args.audio))
+    jobs = min(args.jobs, len(files))
     options: dict[str, Any] = {
-        "vad": detector,
+        "vad": args.vad,
         "overlap": args.overlap,
         "window_seconds": args.window,
     }
@@ -661,15 +702,34 @@ def _transcribe(args: argparse.Namespace) -> int:
                 path=args.bundle,
             )
         options = {}
-    transcriber = _open(
+    engine = {"threads": args.threads, "steps": args.steps, **_ort_options(args)}
+    recipe = LoadRecipe(
+        load,
         args.bundle,
         args.backend,
-        args.checkpoint,
-        ("asr", "streaming-asr"),
-        args.threads,
-        steps=args.steps,
-        **options,
+        args.checkpoint if args.backend == "torch" else None,
+        {k: v for k, v in engine.items() if v is not None},
+        {k: v for k, v in options.items() if v is not None},
     )
+    tasks = ("asr", "streaming-asr")
+    model = None
+    if jobs == 1:  # here, now: a bad bundle is reported before any file is read
+        detector = None if args.vad is None else _open_vad(args.vad, args.threads)
+        here = {k: (detector if k == "vad" else v) for k, v in options.items()}
+        model = _open(
+            args.bundle,
+            args.backend,
+            args.checkpoint,
+            tasks,
+            args.threads,
+            steps=args.steps,
+            ort=_ort_options(args),
+            **here,
+        )
+    else:  # each job opens its own: check here what can be checked without loading
+        _check_task(args.bundle, tasks)
+        if args.vad is not None:
+            _check_task(args.vad, "vad")
 
     def render(t: Transcript) -> str:
         if args.output == "json":
@@ -687,11 +747,13 @@ def _transcribe(args: argparse.Namespace) -> int:
             return "".join(f"{w.start:8.3f} {w.end:8.3f}  {w.text}\n" for w in t.words)
         return t.text + "\n"
 
-    many = len(args.audio) > 1
+    many = len(files) > 1
     ext = {"text": "txt"}.get(args.output, args.output)
-    targets = _save_targets(args.save_dir, args.audio, ext) if args.save_dir else {}
-    for path in args.audio:
-        text = render(transcriber.transcribe(path))
+    targets = _save_targets(args.save_dir, files, ext) if args.save_dir else {}
+
+    def emit(index: int, transcript: Transcript) -> None:
+        path = files[index]
+        text = render(transcript)
         if args.save_dir:
             from speechport.fsutil import atomic_write_text
 
@@ -709,7 +771,26 @@ def _transcribe(args: argparse.Namespace) -> int:
             if many:
                 sys.stdout.write(f"==> {path} <==\n")
             sys.stdout.write(text)
+            sys.stdout.flush()
+
+    progress = Progress(len(files), quiet=args.quiet or not many)
+
+    def done(index: int, transcript: Transcript) -> None:
+        progress.advance(f"{files[index]} ({transcript.duration:.1f} s)")
+
+    result = transcribe_many(recipe, files, jobs=jobs, model=model, on_done=done, on_ready=emit)
+    progress.finish(result.throughput.summary())
     return 0
+
+
+def _open_vad(bundle: Path, threads: int | None) -> Any:
+    try:
+        return _open(bundle, "onnx", None, "vad", threads)
+    except SpeechportError as exc:
+        raise SpeechportError(
+            f"--vad bundle: {exc}",
+            hint="the VAD runs with ONNX Runtime: convert it with --format onnx",
+        ) from exc
 
 
 def _save_targets(save_dir: Path, audio: list[Path], ext: str) -> dict[Path, Path]:
@@ -761,7 +842,9 @@ def _vad(args: argparse.Namespace) -> int:
         raise SpeechportError("--probs needs --output json")
     if args.threshold is not None:
         _check_thresholds(args, None)
-    detector = _open(args.bundle, args.backend, args.checkpoint, "vad", args.threads)
+    detector = _open(
+        args.bundle, args.backend, args.checkpoint, "vad", args.threads, ort=_ort_options(args)
+    )
     _check_thresholds(args, detector.defaults)
     params = detector.params(
         threshold=args.threshold,
@@ -839,7 +922,9 @@ def _spot(args: argparse.Namespace) -> int:
 
     from speechport.audio import load_audio
 
-    model = _open(args.bundle, args.backend, args.checkpoint, "kws", args.threads)
+    model = _open(
+        args.bundle, args.backend, args.checkpoint, "kws", args.threads, ort=_ort_options(args)
+    )
     options = {**_search_options(args), "threshold": args.threshold}
     keywords = model.keywords(args.keywords)  # checked before any audio is read
     many = len(args.audio) > 1
@@ -881,7 +966,9 @@ def _speak(args: argparse.Namespace) -> int:
     from speechport.pipelines.speaker import SpokenChunk
 
     text = sys.stdin.read() if args.text == "-" else args.text
-    speaker = _open(args.bundle, args.backend, args.checkpoint, "tts", args.threads)
+    speaker = _open(
+        args.bundle, args.backend, args.checkpoint, "tts", args.threads, ort=_ort_options(args)
+    )
     chunks: list[SpokenChunk] = []
 
     def audio() -> Iterator[np.ndarray]:
@@ -909,7 +996,9 @@ def _eval(args: argparse.Namespace) -> int:
     from speechport.evaluation.kws_scores import table_lines
     from speechport.progress import Progress
 
-    model = _open(args.bundle, args.backend, args.checkpoint, "kws", args.threads)
+    model = _open(
+        args.bundle, args.backend, args.checkpoint, "kws", args.threads, ort=_ort_options(args)
+    )
     options = _search_options(args)
     evaluation = kws_eval.evaluate_kws(
         model,
@@ -1045,11 +1134,24 @@ def _open(
     task_names: str | tuple[str, ...],
     threads: int | None = None,
     steps: str | None = None,
+    ort: dict[str, Any] | None = None,
     **options: Any,
 ) -> Any:
     """``speechport.load`` for a command that serves the tasks ``task_names``: a bundle of
-    another task is refused before anything is loaded, naming both."""
+    another task is refused before anything is loaded, naming both. ``ort``: ONNX Runtime
+    settings (``_ort_options``)."""
     from speechport.api import load
+
+    _check_task(bundle, task_names)
+    reference = checkpoint if backend == "torch" else None
+    engine = {k: v for k, v in (ort or {}).items() if v is not None}
+    return load(
+        bundle, backend, checkpoint=reference, threads=threads, steps=steps, **engine, **options
+    )
+
+
+def _check_task(bundle: Path, task_names: str | tuple[str, ...]) -> None:
+    """A bundle of another task than ``task_names`` is refused, naming both."""
     from speechport.manifest import read_manifest
     from speechport.tasks import get_task, task_for
 
@@ -1057,8 +1159,6 @@ def _open(
     wanted = [get_task(n) for n in ((task_names,) if isinstance(task_names, str) else task_names)]
     if task_for(manifest, bundle) not in wanted:
         raise manifest.wrong_task(" or ".join(t.title for t in wanted), bundle)
-    reference = checkpoint if backend == "torch" else None
-    return load(bundle, backend, checkpoint=reference, threads=threads, steps=steps, **options)
 
 
 def _streaming(bundle: Path) -> bool:
@@ -1072,7 +1172,12 @@ def _stream(args: argparse.Namespace) -> int:
     from speechport.render import StreamPrinter
 
     recognizer: StreamingRecognizer = _open(
-        args.bundle, args.backend, args.checkpoint, "streaming-asr", args.threads
+        args.bundle,
+        args.backend,
+        args.checkpoint,
+        "streaming-asr",
+        args.threads,
+        ort=_ort_options(args),
     )
     session = recognizer.stream(language=args.language, lookahead=args.lookahead)
     rate = recognizer.sample_rate

@@ -31,3 +31,12 @@ def host_info() -> dict[str, Any]:
         "processor": platform.processor() or platform.machine(),
         "cpus": os.cpu_count(),
     }
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity where the OS says; else every
+    CPU), at least one."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)

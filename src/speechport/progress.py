@@ -46,6 +46,17 @@ class Progress:
         self._write(f"[{counter}] {label} ...")
         self._open = True
 
+    def advance(self, label: str) -> None:
+        """Count a step that is already done (work finishing in any order, as in a pool of
+        workers): ``[3/10] label``, with no time of its own."""
+        from speechport import interrupts
+
+        interrupts.check()
+        self._finish_open_line()
+        self.done += 1
+        counter = f"{self.done}/{self.total}" if self.total >= self.done else f"{self.done}"
+        self._write(f"[{counter}] {label}\n")
+
     def note(self, text: str) -> None:
         """A line of detail under the current step."""
         self._finish_open_line()

@@ -9,6 +9,9 @@ from speechport.manifest import FORMATS, read_manifest
 from speechport.runtime.base import Backend, Component, LoadedBundle
 
 BACKENDS = ("onnx", "coreml", "torch")
+# The backends whose thread pools ``speechport.load(threads=...)`` sizes (the others take
+# no thread count: jobs of ``transcribe_many`` leave them theirs).
+SIZED_THREAD_POOLS = frozenset({"onnx"})
 
 
 def make_backend(name: str, **options: object) -> Backend:
@@ -52,4 +55,12 @@ def load_bundle(bundle: str | Path, backend: str | Backend = "onnx") -> LoadedBu
     return LoadedBundle(bundle, manifest, engine.name, engine.engine, components)
 
 
-__all__ = ["BACKENDS", "Backend", "Component", "LoadedBundle", "load_bundle", "make_backend"]
+__all__ = [
+    "BACKENDS",
+    "SIZED_THREAD_POOLS",
+    "Backend",
+    "Component",
+    "LoadedBundle",
+    "load_bundle",
+    "make_backend",
+]

@@ -62,6 +62,17 @@ STEP_BYTES_PER_THREAD = 8 << 20
 # ``numpy`` whenever recognised; ``onnx`` always in ONNX Runtime.
 STEP_ENGINES = ("auto", "numpy", "onnx")
 
+# Graph optimisation levels (``OnnxBackend(graph_optimization=...)``) by the name users give,
+# as ONNX Runtime's ``GraphOptimizationLevel`` members: ``disable`` runs the graph as
+# exported, ``basic`` folds constants and drops redundant nodes, ``extended`` fuses
+# operators (attention, GELU, layer norm), ``all`` also changes memory layouts (the default).
+GRAPH_OPTIMIZATIONS = {
+    "disable": "ORT_DISABLE_ALL",
+    "basic": "ORT_ENABLE_BASIC",
+    "extended": "ORT_ENABLE_EXTENDED",
+    "all": "ORT_ENABLE_ALL",
+}
+
 
 def threads_for(kind: str, threads: int, weight_bytes: int = 0) -> int:
     """Intra-op threads for a component of ``kind`` whose files hold ``weight_bytes``:
@@ -81,7 +92,13 @@ class OnnxBackend:
     spin-waits: the decoder and the joint alternate every step, and a spinning pool of one
     would hold the core the other needs.
 
-    ``steps``: how a recognised decoder step or joint runs (``STEP_ENGINES``)."""
+    ``steps``: how a recognised decoder step or joint runs (``STEP_ENGINES``).
+
+    ``graph_optimization``: how far ONNX Runtime rewrites each graph when it loads it
+    (``GRAPH_OPTIMIZATIONS``; default ``all``, ONNX Runtime's own default).
+    ``memory_arena``: whether tensors come from ONNX Runtime's CPU memory arena (default),
+    which keeps the peak of every shape it has run; without it each run allocates and frees
+    its own (less memory held between calls of varying shapes, a little slower)."""
 
     name = "onnx"
 
@@ -90,6 +107,8 @@ class OnnxBackend:
         providers: list[str] | None = None,
         threads: int | None = None,
         steps: str = "auto",
+        graph_optimization: str = "all",
+        memory_arena: bool = True,
     ) -> None:
         try:
             import onnxruntime as ort
@@ -101,7 +120,14 @@ class OnnxBackend:
             raise BackendError(f"threads must be at least 1, got {threads}")
         if steps not in STEP_ENGINES:
             raise BackendError(f"steps must be one of {', '.join(STEP_ENGINES)}, not {steps!r}")
+        if graph_optimization not in GRAPH_OPTIMIZATIONS:
+            raise BackendError(
+                f"graph optimization must be one of {', '.join(GRAPH_OPTIMIZATIONS)}, "
+                f"not {graph_optimization!r}"
+            )
         self.steps = steps
+        self.graph_optimization = graph_optimization
+        self.memory_arena = memory_arena
         self._ort = ort
         # Graph notes (e.g. an input with a default value is not constant-folded) go to the
         # process-wide logger, not the session's: errors only.
@@ -117,6 +143,9 @@ class OnnxBackend:
         options.inter_op_num_threads = 1
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.add_session_config_entry("session.inter_op.allow_spinning", "0")
+        level = GRAPH_OPTIMIZATIONS[self.graph_optimization]
+        options.graph_optimization_level = getattr(self._ort.GraphOptimizationLevel, level)
+        options.enable_cpu_mem_arena = self.memory_arena
         return options
 
     @property
