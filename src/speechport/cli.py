@@ -103,6 +103,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--window", type=_SECONDS, help="ASR encoder window in seconds (default 30)"
     )
     convert.add_argument(
+        "--encoder-buckets",
+        type=_seconds_list,
+        metavar="SECONDS",
+        help="ASR: the audio lengths the Core ML encoder runs at, comma-separated, the "
+        "largest the window; a clip is padded to the shortest that holds it (default "
+        "5,10,15 and the window; the window alone: one fixed shape)",
+    )
+    convert.add_argument(
         "--lookaheads",
         type=_lookaheads,
         help="streaming models: the attention lookaheads to export, comma-separated, the "
@@ -590,6 +598,7 @@ def _convert(args: argparse.Namespace) -> int:
         on_report=_print_report,
         plan_options={
             "lookaheads": args.lookaheads,
+            "encoder_buckets": args.encoder_buckets,
             "voices": None if args.voices is None else str(args.voices),
             "token_buckets": args.token_buckets,
             "frame_buckets": args.frame_buckets,
@@ -1093,6 +1102,16 @@ def _lookaheads(text: str) -> tuple[int, ...]:
     if not values or min(values) < 0:
         raise argparse.ArgumentTypeError(f"lookaheads must be >= 0, got {text!r}")
     return values
+
+
+def _seconds_list(text: str) -> tuple[float, ...]:
+    values = []
+    for part in (p.strip() for p in text.split(",")):
+        if part:
+            values.append(_SECONDS(part))
+    if not values:
+        raise argparse.ArgumentTypeError(f"expected seconds, comma-separated, got {text!r}")
+    return tuple(values)
 
 
 def _positive_list(text: str) -> tuple[int, ...]:
