@@ -165,3 +165,12 @@ def test_buckets_survive_a_manifest_round_trip(bundles: dict[tuple[str, str], Pa
     assert features.buckets == {2: (499, 999, 1499, 2999)}
     assert features.bucket_shapes() == [(1, 64, n) for n in (499, 999, 1499, 2999)]
     assert TensorSpec.from_dict(features.to_dict(), "features") == features
+
+
+def test_info_shows_the_buckets(
+    bundles: dict[tuple[str, str], Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["info", str(bundles[("parakeet_tdt", "buckets")])]) == 0
+    lines = [line.strip() for line in capsys.readouterr().out.splitlines()]
+    encoder = [line for line in lines if line.startswith("coreml Encoder.mlpackage")]
+    assert len(encoder) == 1 and encoder[0].endswith(", features buckets 501|1001|1501)")

@@ -1194,7 +1194,12 @@ def _info(args: argparse.Namespace) -> int:
         for fmt, f in comp.files.items():
             size = human_size(path_size(args.bundle / f.path))
             weights = f", weights {f.compression}" if f.compression else ""
-            print(f"    {fmt:<6} {f.path} ({f.precision}{weights}, {size})")
+            buckets = "".join(
+                f", {t.name} buckets {'|'.join(map(str, sizes))}"
+                for t in f.inputs
+                for sizes in t.buckets.values()
+            )
+            print(f"    {fmt:<6} {f.path} ({f.precision}{weights}, {size}{buckets})")
     prov = m.provenance
     print(f"source: {prov.get('source_checkpoint')} sha256 {prov.get('checkpoint_sha256')}")
     return 0

@@ -23,6 +23,7 @@ from speechport.families.gigaam.model import (
     GigaAMASR,
     RNNTHead,
     UpstreamJointLayout,
+    windowed_encoder,
 )
 from speechport.families.sentencepiece import SPM_BOUNDARY, sentencepiece_pieces
 from speechport.families.transducer_specs import (
@@ -149,9 +150,10 @@ def _components(
     example_len64 = torch.tensor([wf], dtype=torch.int64)
     name = config.model_name
     enc_in = encoder_inputs(f, wf)
+    windowed = windowed_encoder(model.encoder, we)  # Core ML: tables for the window only
     if config.head == "ctc":
         assert isinstance(model.head, CTCHead)
-        module = EncoderCTC(model.encoder, model.head).eval()
+        module = EncoderCTC(windowed, model.head).eval()
         outputs = (
             TensorSpec("log_probs", (1, we, c), "float32", "log-softmax over tokens + blank"),
             TensorSpec("encoded_len", (1,), "int32", "valid frames (integer ops)"),
@@ -166,7 +168,7 @@ def _components(
         )
         onnx = OnnxLayout(
             f"{name}.onnx",
-            module,
+            EncoderCTC(model.encoder, model.head).eval(),
             (features, example_len64),
             (
                 TensorSpec(
@@ -191,7 +193,7 @@ def _components(
         ComponentSpec(
             "Encoder", "encoder", "Conformer encoder, fixed window", enc_in, enc_out, kind="encoder"
         ),
-        encoder,
+        EncoderStep(windowed).eval(),
         (features, example_len32),
         OnnxLayout(
             f"{name}_encoder.onnx",
