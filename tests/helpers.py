@@ -30,6 +30,7 @@ from speechport.coreml.values import BY_NAME, TensorType
 
 if TYPE_CHECKING:
     from speechport.features import LogMelSpec
+    from speechport.manifest import ComponentFile
     from speechport.pipelines.transcriber import Transcriber, Transcript
 
 DATA = Path(__file__).parent / "data"
@@ -109,6 +110,21 @@ def assert_within(actual: np.ndarray, expected: np.ndarray, tolerance: np.ndarra
         f"|difference| {difference[worst]:.3g} > tolerance {tolerance[worst]:.3g} at "
         f"(mel {worst[0]}, frame {worst[1]}); largest difference {difference.max():.3g}"
     )
+
+
+def assert_package_declares(package: Path, file: ComponentFile) -> None:
+    """A Core ML package declares the I/O its manifest entry lists: names, shapes, dtypes
+    and enumerated sizes (buckets); an output whose size follows the buckets (a dynamic
+    axis) declares no shape."""
+    from speechport.export.coreml import package_io
+
+    inputs, outputs = package_io(package)
+    assert [(t.name, t.shape, t.dtype, t.buckets) for t in inputs] == [
+        (t.name, t.shape, t.dtype, t.buckets) for t in file.inputs
+    ]
+    assert [(t.name, t.shape, t.dtype) for t in outputs] == [
+        (t.name, () if t.dynamic_axes else t.shape, t.dtype) for t in file.outputs
+    ]
 
 
 def length_path_types(package: Path, output: str) -> dict[str, str]:

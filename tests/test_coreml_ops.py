@@ -543,6 +543,18 @@ def test_reshape_transpose_squeeze_expand(data: Any) -> None:
     np.testing.assert_array_equal(got, x.shape)
 
 
+def test_concat_of_scalars_is_a_vector() -> None:
+    """A shape built from dimensions read one by one (``shape`` then ``gather`` of one
+    index: scalars), as programs with enumerated input shapes do."""
+    (got,) = run_op(
+        "concat",
+        {"values": [i32(61), i32(24)], "axis": i32(0), "interleave": flag(False)},
+        ("int32",),
+    )
+    np.testing.assert_array_equal(got, [61, 24])
+    assert got.dtype == np.int32
+
+
 @SETTINGS
 @given(data=st.data())
 def test_concat_stack_split(data: Any) -> None:

@@ -28,6 +28,7 @@ from tests.helpers import (
     GIGAAM,
     VARIANTS,
     BundleCache,
+    assert_package_declares,
     checkpoint,
     gigaam_clip,
     length_path_types,
@@ -170,14 +171,16 @@ def test_coreml_packages_match_manifest(gigaam_bundles: dict[str, Path], variant
     for comp in manifest.components.values():
         assert comp.files["coreml"].path == f"{comp.name}.mlpackage"
         assert comp.files["coreml"].precision == "fp16"
-        inputs, outputs = package_io(bundle / comp.files["coreml"].path)
-        assert [(t.name, t.shape, t.dtype) for t in inputs] == [
+        file = comp.files["coreml"]
+        assert [(t.name, t.shape, t.dtype) for t in file.inputs] == [
             (t.name, t.shape, t.dtype) for t in comp.inputs
         ]
-        assert [(t.name, t.shape, t.dtype) for t in outputs] == [
+        assert [(t.name, t.shape, t.dtype) for t in file.outputs] == [
             (t.name, t.shape, t.dtype) for t in comp.outputs
         ]
+        assert_package_declares(bundle / file.path, file)
     encoder = manifest.component("encoder")
+    assert encoder.files["coreml"].inputs[0].buckets == {2: (499, 999, 1499, 2999)}
     assert encoder.input("features").shape == (1, 64, 2999)
     assert encoder.input("length").dtype == "int32"
     assert encoder.output("encoded_len").dtype == "int32"
@@ -349,9 +352,11 @@ def test_fp32_core_ml_conversion(bundle_cache: BundleCache) -> None:
         ("features", (1, 64, 2999), "float32"),
         ("length", (1,), "int32"),
     ]
+    assert inputs[0].buckets == {2: (499, 999, 1499, 2999)}
     assert [(t.name, t.shape, t.dtype) for t in outputs] == [
-        ("log_probs", (1, 750, 34), "float32"),
+        ("log_probs", (), "float32"),  # its frames follow the features' bucket
         ("encoded_len", (1,), "int32"),
     ]
+    assert file.outputs[0].shape == (1, 750, 34) and file.outputs[0].dynamic_axes == {1: "frames"}
     assert not list(out.glob("*.onnx")) and not (out / "config.json").exists()
     assert (out / "example_infer.py").is_file() and not (out / "example_infer_onnx.py").exists()

@@ -27,7 +27,6 @@ import soundfile as sf
 import torch
 
 from speechport.cli import main
-from speechport.export.coreml import package_io
 from speechport.families.parakeet import ParakeetConfig, ParakeetFamily, ParakeetModel
 from speechport.families.parakeet.config import full_size_config
 from speechport.features import PARAKEET_TDT_V3
@@ -36,7 +35,13 @@ from speechport.pipelines.transcriber import Transcriber
 from speechport.runtime import load_bundle
 from speechport.runtime.base import LoadedBundle
 from speechport.runtime.torch_backend import TorchBackend
-from tests.helpers import BundleCache, assert_within, feature_tolerance, length_path_types
+from tests.helpers import (
+    BundleCache,
+    assert_package_declares,
+    assert_within,
+    feature_tolerance,
+    length_path_types,
+)
 
 NEMO = Path(__file__).parent / "data" / "nemo"
 VARIANTS = ("parakeet_tdt", "parakeet_rnnt")
@@ -248,8 +253,8 @@ def test_onnx_encoder_runs_only_the_valid_frames(
     loaded: dict[tuple[str, str], LoadedBundle], variant: str
 ) -> None:
     """ONNX: the features are cut to the valid frames rounded up to the subsampling factor,
-    and the valid encoder frames equal the padded window's bit for bit; Core ML (fixed
-    shapes) keeps the window."""
+    and the valid encoder frames equal the padded window's bit for bit; Core ML (a few
+    fixed shapes) pads to its shortest shape bucket that holds them (5 s here)."""
     onnx = Transcriber(loaded[(variant, "onnx")])
     coreml = Transcriber(loaded[(variant, "coreml")])
     encoder = loaded[(variant, "onnx")].of_kind("encoder")
@@ -261,9 +266,11 @@ def test_onnx_encoder_runs_only_the_valid_frames(
         (features, length), (padded, _) = cut_inputs, padded_inputs
         valid = int(length[0])
         assert features.shape[2] == -(-valid // factor) * factor < onnx.window.feature_frames
-        assert padded.shape[2] == onnx.window.feature_frames
+        assert padded.shape[2] == 501
         np.testing.assert_array_equal(padded[:, :, : features.shape[2]], features)
-        cut, full = encoder(features, length), encoder(padded, length)
+        window = np.zeros((*padded.shape[:2], onnx.window.feature_frames), np.float32)
+        window[:, :, : padded.shape[2]] = padded
+        cut, full = encoder(features, length), encoder(window, length)
         n = int(cut[1][0])
         assert n == int(full[1][0]) and cut[0].shape[2] < full[0].shape[2]
         np.testing.assert_array_equal(cut[0][:, :, :n], full[0][:, :, :n])
@@ -336,14 +343,15 @@ def test_coreml_packages_match_manifest(bundles: dict[str, Path], variant: str) 
         assert file.path == f"{comp.name}.mlpackage"
         fp32 = role in ("preprocessor", "mel_encoder")
         assert file.precision == ("fp32" if fp32 else "fp16")
-        inputs, outputs = package_io(bundle / file.path)
-        assert [(t.name, t.shape, t.dtype) for t in inputs] == [
+        assert [(t.name, t.shape, t.dtype) for t in file.inputs] == [
             (t.name, t.shape, t.dtype) for t in comp.inputs
         ]
-        assert [(t.name, t.shape, t.dtype) for t in outputs] == [
+        assert [(t.name, t.shape, t.dtype) for t in file.outputs] == [
             (t.name, t.shape, t.dtype) for t in comp.outputs
         ]
+        assert_package_declares(bundle / file.path, file)
     encoder = manifest.component("encoder")
+    assert encoder.files["coreml"].inputs[0].buckets == {2: (501, 1001, 1501)}
     path_types = length_path_types(bundle / encoder.files["coreml"].path, "encoded_len")
     assert path_types and set(path_types.values()) == {"int32"}, path_types
 

@@ -103,6 +103,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--window", type=_SECONDS, help="ASR encoder window in seconds (default 30)"
     )
     convert.add_argument(
+        "--encoder-buckets",
+        type=_seconds_list,
+        metavar="SECONDS",
+        help="ASR: the audio lengths the Core ML encoder runs at, comma-separated, the "
+        "largest the window; a clip is padded to the shortest that holds it (default "
+        "5,10,15 and the window; the window alone: one fixed shape)",
+    )
+    convert.add_argument(
         "--lookaheads",
         type=_lookaheads,
         help="streaming models: the attention lookaheads to export, comma-separated, the "
@@ -669,6 +677,7 @@ def _convert(args: argparse.Namespace) -> int:
         on_report=_print_report,
         plan_options={
             "lookaheads": args.lookaheads,
+            "encoder_buckets": args.encoder_buckets,
             "voices": None if args.voices is None else str(args.voices),
             "token_buckets": args.token_buckets,
             "frame_buckets": args.frame_buckets,
@@ -1239,6 +1248,16 @@ def _lookaheads(text: str) -> tuple[int, ...]:
     return values
 
 
+def _seconds_list(text: str) -> tuple[float, ...]:
+    values = []
+    for part in (p.strip() for p in text.split(",")):
+        if part:
+            values.append(_SECONDS(part))
+    if not values:
+        raise argparse.ArgumentTypeError(f"expected seconds, comma-separated, got {text!r}")
+    return tuple(values)
+
+
 def _positive_list(text: str) -> tuple[int, ...]:
     try:
         values = tuple(int(v) for v in text.split(",") if v.strip())
@@ -1328,7 +1347,12 @@ def _info(args: argparse.Namespace) -> int:
         for fmt, f in comp.files.items():
             size = human_size(path_size(args.bundle / f.path))
             weights = f", weights {f.compression}" if f.compression else ""
-            print(f"    {fmt:<6} {f.path} ({f.precision}{weights}, {size})")
+            buckets = "".join(
+                f", {t.name} buckets {'|'.join(map(str, sizes))}"
+                for t in f.inputs
+                for sizes in t.buckets.values()
+            )
+            print(f"    {fmt:<6} {f.path} ({f.precision}{weights}, {size}{buckets})")
     prov = m.provenance
     print(f"source: {prov.get('source_checkpoint')} sha256 {prov.get('checkpoint_sha256')}")
     return 0

@@ -70,13 +70,20 @@ _LEGACY_KINDS = {
 
 @dataclass(frozen=True)
 class TensorSpec:
-    """One input or output: name, fixed shape and dtype."""
+    """One input or output: name, fixed shape and dtype.
+
+    ``dynamic_axes``: axes a file takes at any size (name of each). ``buckets``: axes a
+    file takes at a few sizes only (a Core ML input with enumerated shapes), each with its
+    sizes in ascending order, the largest being ``shape``'s; a runtime feeds the smallest
+    size that holds its data. Both are written only when set.
+    """
 
     name: str
     shape: tuple[int, ...]
     dtype: str
     description: str = ""
     dynamic_axes: dict[int, str] = field(default_factory=dict)
+    buckets: dict[int, tuple[int, ...]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"name": self.name, "shape": list(self.shape), "dtype": self.dtype}
@@ -84,7 +91,20 @@ class TensorSpec:
             out["description"] = self.description
         if self.dynamic_axes:
             out["dynamic_axes"] = {str(k): v for k, v in self.dynamic_axes.items()}
+        if self.buckets:
+            out["buckets"] = {str(k): list(v) for k, v in self.buckets.items()}
         return out
+
+    def bucket_shapes(self) -> list[tuple[int, ...]]:
+        """Every shape the tensor may take on its bucketed axes (``[shape]`` without)."""
+        shapes = [self.shape]
+        for axis, sizes in self.buckets.items():
+            shapes = [
+                tuple(size if i == axis else d for i, d in enumerate(shape))
+                for shape in shapes
+                for size in sizes
+            ]
+        return shapes
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: str) -> TensorSpec:
@@ -102,7 +122,33 @@ class TensorSpec:
             dtype=str(data["dtype"]),
             description=str(data.get("description", "")),
             dynamic_axes={int(k): str(v) for k, v in data.get("dynamic_axes", {}).items()},
+            buckets=_buckets_from_dict(data.get("buckets", {}), shape, where),
         )
+
+
+def _buckets_from_dict(data: Any, shape: list[int], where: str) -> dict[int, tuple[int, ...]]:
+    """``{"axis": [sizes]}``: ascending sizes > 0 on an axis of ``shape``, the largest its
+    size."""
+    if not isinstance(data, dict):
+        raise BundleError(f"{where}: buckets must be a mapping of axis -> sizes, got {data!r}")
+    out: dict[int, tuple[int, ...]] = {}
+    for key, sizes in data.items():
+        axis = int(key) if str(key).isdigit() else -1
+        ok = (
+            0 <= axis < len(shape)
+            and isinstance(sizes, list)
+            and all(_is_int(n) and n > 0 for n in sizes)
+            and sizes == sorted(set(sizes))
+            and bool(sizes)
+            and sizes[-1] == shape[axis]
+        )
+        if not ok:
+            raise BundleError(
+                f"{where}: buckets on axis {key!r} must be ascending sizes > 0 ending at the "
+                f"shape's size, got {sizes!r} for shape {shape}"
+            )
+        out[axis] = tuple(sizes)
+    return out
 
 
 @dataclass(frozen=True)

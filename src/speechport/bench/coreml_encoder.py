@@ -1,17 +1,20 @@
 """Benchmark of the MIL interpreter on the full-size GigaAM v3 encoder (random weights).
 
-Converts the encoder (30 s window) to a Core ML package and runs it with speechport's
-interpreter in a fresh process, so that the peak resident memory reported is the
-interpreter's own (program, weights, activations), not the converter's.
+Converts the encoder (30 s window, with its default shape buckets) to a Core ML package and
+runs it with speechport's interpreter in a fresh process, so that the peak resident memory
+reported is the interpreter's own (program, weights, activations), not the converter's.
+Each shorter bucket is timed too: what a clip that fits it costs instead of the window.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import multiprocessing
 import resource
 import tempfile
 import time
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -31,10 +34,12 @@ def bench_coreml_encoder(
     progress: Progress | None = None,
 ) -> dict[str, Any]:
     """For each precision: conversion time, package size, interpreter load time, time per
-    window (best of ``runs``), real-time factor and peak RSS of the interpreter process."""
+    window (best of ``runs``), real-time factor, peak RSS of the interpreter process, and the
+    time per shorter shape bucket (seconds of audio -> best of ``runs``)."""
 
     from speechport.bench.random_models import random_gigaam
     from speechport.export.coreml import export_coreml
+    from speechport.families.encoder_buckets import bucket_seconds
     from speechport.families.gigaam.bundle import plan_bundle
     from speechport.fsutil import path_size
 
@@ -48,6 +53,9 @@ def bench_coreml_encoder(
         encoder = plan_bundle(loaded, window_seconds=window_seconds).component("encoder")
         params = sum(p.numel() for p in encoder.module.parameters())
         results["encoder_parameters"] = int(params)
+        sizes = encoder.coreml_buckets.sizes if encoder.coreml_buckets else ()
+        # the shorter buckets: (seconds, feature frames); the last size is the window's
+        buckets = list(zip(bucket_seconds(None, window_seconds), sizes[:-1], strict=False))
         for precision in precisions:
             package = root / f"Encoder-{precision}.mlpackage"
             progress.start(f"convert the encoder to Core ML ({precision})")
@@ -57,7 +65,7 @@ def bench_coreml_encoder(
             progress.start(f"run it with the MIL interpreter ({precision}, {runs} windows)")
             inputs = [(t.name, list(t.shape), t.dtype) for t in encoder.spec.inputs]
             with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-                run = pool.submit(_interpret, str(package), inputs, runs).result()
+                run = pool.submit(_interpret, str(package), inputs, runs, buckets).result()
             results[precision] = {
                 "convert_seconds": round(convert_s, 2),
                 "package_mb": round(path_size(package) / 1e6, 1),
@@ -68,8 +76,14 @@ def bench_coreml_encoder(
     return results
 
 
-def _interpret(package: str, inputs: list[tuple[str, list[int], str]], runs: int) -> dict[str, Any]:
-    """In a fresh process: load the package, run ``runs`` windows of random features."""
+def _interpret(
+    package: str,
+    inputs: list[tuple[str, list[int], str]],
+    runs: int,
+    buckets: Sequence[tuple[float, int]] = (),
+) -> dict[str, Any]:
+    """In a fresh process: load the package, run ``runs`` windows of random features, then
+    ``runs`` of each shorter bucket ``(seconds, frames)`` (every frame valid)."""
     from speechport.coreml import Interpreter, load_program
 
     start = time.perf_counter()
@@ -92,6 +106,19 @@ def _interpret(package: str, inputs: list[tuple[str, list[int], str]], runs: int
         outputs = interpreter.run(feeds)
         times.append(time.perf_counter() - start)
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    features = next(name for name, _, dtype in inputs if dtype != "int32")
+    per_bucket = {}
+    for seconds, frames in buckets:
+        short = {
+            features: feeds[features][..., :frames],
+            length: np.full_like(feeds[length], frames),
+        }
+        best = math.inf
+        for _ in range(runs):
+            start = time.perf_counter()
+            interpreter.run(short)
+            best = min(best, time.perf_counter() - start)
+        per_bucket[f"{seconds:g}"] = round(best, 3)
     return {
         "engine_precision": interpreter.precision,
         "ops": len(interpreter.program.ops()),
@@ -100,6 +127,7 @@ def _interpret(package: str, inputs: list[tuple[str, list[int], str]], runs: int
         "peak_rss_mb": round(peak_kb / 1024, 1),
         "fp16_overflow_ops": len(interpreter.stats.overflows),
         "outputs": {k: [list(v.shape), str(v.dtype)] for k, v in outputs.items()},
+        "seconds_per_bucket": per_bucket,
     }
 
 

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from speechport.progress import Progress
-from speechport.runtime.base import Component, dynamic_inputs
+from speechport.runtime.base import Component, dynamic_inputs, input_buckets
 
 
 @dataclass
@@ -29,6 +29,7 @@ class _Timed:
     def __init__(self, component: Component, timer: _Timer, *, cpu: bool = False) -> None:
         self.spec = component.spec
         self.dynamic_inputs = dynamic_inputs(component)
+        self.input_buckets = input_buckets(component)
         self.projections: Any = None
         self._component = component
         self._timer = timer

@@ -66,7 +66,7 @@ def write_bundle(
         for comp in plan.components:
             files: dict[str, ComponentFile] = {}
             if "coreml" in formats and "coreml" in comp.formats:
-                from speechport.export.coreml import export_coreml
+                from speechport.export.coreml import coreml_tensors, export_coreml
 
                 comp_precision = comp.coreml_precision or precision
                 progress.start(f"{comp.name} -> Core ML ({comp_precision})")
@@ -82,9 +82,7 @@ def write_bundle(
                         "speechport.component": comp.name,
                     },
                 )
-                files["coreml"] = ComponentFile(
-                    path, comp_precision, comp.spec.inputs, comp.spec.outputs
-                )
+                files["coreml"] = ComponentFile(path, comp_precision, *coreml_tensors(comp))
             if "onnx" in formats and "onnx" in comp.formats:
                 from speechport.export.onnx import export_onnx
 

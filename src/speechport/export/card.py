@@ -148,7 +148,11 @@ def _file_roles(m: Manifest, bundle: Path) -> list[tuple[str, str]]:
 
 
 def _shape(t: TensorSpec) -> str:
-    dims = [t.dynamic_axes.get(i, str(d)) for i, d in enumerate(t.shape)]
+    """``float32 [1, 64, 499|999|2999]``: dynamic axes by name, bucketed ones by sizes."""
+    dims = [
+        t.dynamic_axes.get(i, "|".join(str(n) for n in t.buckets.get(i, (d,))))
+        for i, d in enumerate(t.shape)
+    ]
     return f"{t.dtype} [{', '.join(str(d) for d in dims)}]"
 
 

@@ -60,12 +60,27 @@ class OnnxLayout:
     defaults: tuple[ConstantInput, ...] = ()
 
 
+@dataclass(frozen=True)
+class ShapeBuckets:
+    """The sizes a component's Core ML file takes on one axis of one input (enumerated
+    shapes: one program and one set of weights for all of them), ascending, the largest
+    the canonical size; ``outputs`` maps each output whose axis follows them to that axis.
+    A runtime feeds the smallest size that holds its data (e.g. an encoder's features
+    padded to a 5 s bucket instead of the 30 s window)."""
+
+    input: str
+    axis: int
+    sizes: tuple[int, ...]
+    outputs: dict[str, int] = field(default_factory=dict)
+
+
 @dataclass
 class ExportableComponent:
     """A component: its canonical contract, the torch module that implements it, and its
     ONNX layout. ``formats`` limits the formats it is exported to (e.g. a fused variant
     only Core ML needs); ``coreml_precision`` overrides the bundle's Core ML precision (a
-    front end that float16 cannot compute)."""
+    front end that float16 cannot compute); ``coreml_buckets`` lets its Core ML file take
+    shorter inputs too (the module is traced once, at the canonical shape)."""
 
     spec: ComponentSpec
     module: nn.Module
@@ -73,6 +88,7 @@ class ExportableComponent:
     onnx: OnnxLayout
     formats: tuple[str, ...] = ("coreml", "onnx")
     coreml_precision: str | None = None
+    coreml_buckets: ShapeBuckets | None = None
 
     @property
     def name(self) -> str:

@@ -32,6 +32,14 @@ class RotaryEmbedding(nn.Module):
         self.register_buffer("cos", angles.cos(), persistent=False)
         self.register_buffer("sin", angles.sin(), persistent=False)
 
+    def first(self, max_len: int) -> RotaryEmbedding:
+        """The same tables cut to their first ``max_len`` positions (the same values): what a
+        program with a bounded time axis needs to keep."""
+        twin = RotaryEmbedding(self.dim, self.base, min(max_len, self.max_len))
+        twin.cos = self.cos[: twin.max_len].clone()  # sliced: bit for bit this table's rows
+        twin.sin = self.sin[: twin.max_len].clone()
+        return twin
+
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Tables for the ``T = x.shape[1]`` positions of ``x`` ``[B, T, D]``."""
         length = x.shape[1]

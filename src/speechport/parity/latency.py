@@ -12,7 +12,13 @@ import numpy as np
 
 from speechport.manifest import ComponentSpec
 from speechport.parity.report import Latency
-from speechport.runtime.base import Component, LoadedBundle, dynamic_inputs, joint_projections
+from speechport.runtime.base import (
+    Component,
+    LoadedBundle,
+    dynamic_inputs,
+    input_buckets,
+    joint_projections,
+)
 
 
 class Recorder:
@@ -22,6 +28,7 @@ class Recorder:
         self.inner = inner
         self.spec: ComponentSpec = inner.spec
         self.dynamic_inputs = dynamic_inputs(inner)
+        self.input_buckets = input_buckets(inner)
         self.projections = joint_projections(inner)  # the decoding loop runs what users run
         self.first_inputs: tuple[np.ndarray, ...] | None = None
         self.first_ms: float | None = None

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from speechport.manifest import ComponentSpec, read_manifest
-from speechport.runtime.base import Component, LoadedBundle, dynamic_inputs
+from speechport.runtime.base import Component, LoadedBundle, dynamic_inputs, input_buckets
 
 Outputs = tuple[np.ndarray, ...]
 
@@ -113,6 +113,7 @@ class KeptOutputs:
         self.inner = inner
         self.spec = inner.spec
         self.dynamic_inputs = dynamic_inputs(inner)
+        self.input_buckets = input_buckets(inner)
         self._kept: dict[bytes, Outputs] = {}
 
     def __call__(self, *inputs: np.ndarray) -> Outputs:

@@ -36,7 +36,14 @@ from speechport.pipelines.windowing import (
     plan_windows,
     plan_windows_from_power,
 )
-from speechport.runtime.base import Component, LoadedBundle, dynamic_axes, joint_projections
+from speechport.runtime.base import (
+    Component,
+    LoadedBundle,
+    bucket_sizes,
+    dynamic_axes,
+    joint_projections,
+    smallest_bucket,
+)
 from speechport.tokenizer import Tokenizer
 
 
@@ -184,6 +191,8 @@ class Transcriber:
         self._features_shape = self._encoder.spec.inputs[0].shape
         # An engine that takes the features at any length runs only the frames there are.
         self._any_length = len(self._features_shape) - 1 in dynamic_axes(self._encoder)
+        # An engine that takes them at a few lengths (shape buckets) runs the shortest that fits.
+        self._buckets = bucket_sizes(self._encoder).get(len(self._features_shape) - 1, ())
         self._decode_outputs = _window_decoder(decoding, bundle)
         self.vad = vad
         self.vad_params = vad_params
@@ -230,7 +239,9 @@ class Transcriber:
 
         When the encoder takes its features at any length (an ONNX file with a dynamic time
         axis), they are padded only up to a multiple of the subsampling factor: the valid
-        encoder frames are the same, and the frames past them are not computed."""
+        encoder frames are the same, and the frames past them are not computed. When it
+        takes them at a few lengths (a Core ML file with shape buckets), they are padded to
+        the shortest that holds the valid frames."""
         samples = np.asarray(samples, dtype=np.float32)
         valid = self.frontend.num_frames(samples.size)
         if valid == 0:
@@ -240,6 +251,8 @@ class Transcriber:
         if self._any_length:
             factor = max(1, self.decoding.subsampling_factor)
             frames = min(frames, -(-valid // factor) * factor)
+        else:
+            frames = smallest_bucket(self._buckets, valid, frames)
         width = min(features.shape[1], frames)
         padded = np.zeros((*self._features_shape[:-1], frames), dtype=np.float32)
         padded[0, :, :width] = features[:, :width]

@@ -77,6 +77,25 @@ def dynamic_inputs(component: Component) -> tuple[frozenset[int], ...]:
     return tuple(dynamic_axes(component, i) for i in range(len(component.spec.inputs)))
 
 
+def bucket_sizes(component: Component, index: int = 0) -> dict[int, tuple[int, ...]]:
+    """The axes of ``component``'s canonical input ``index`` that it takes at a few sizes
+    (a Core ML input with enumerated shapes), with those sizes in ascending order; empty
+    for components that do not say."""
+    buckets: tuple[dict[int, tuple[int, ...]], ...] = getattr(component, "input_buckets", ())
+    return dict(buckets[index]) if index < len(buckets) else {}
+
+
+def input_buckets(component: Component) -> tuple[dict[int, tuple[int, ...]], ...]:
+    """``bucket_sizes`` of every input, for wrappers (as ``dynamic_inputs``)."""
+    return tuple(bucket_sizes(component, i) for i in range(len(component.spec.inputs)))
+
+
+def smallest_bucket(sizes: tuple[int, ...], needed: int, default: int) -> int:
+    """The smallest of ``sizes`` that holds ``needed``; ``default`` when none does or there
+    are no sizes."""
+    return next((size for size in sizes if size >= needed), default)
+
+
 @dataclass
 class LoadedBundle:
     """A bundle with its components loaded by one backend."""
@@ -166,7 +185,7 @@ def bindings_for(
                 f"{where}: {d.name} {list(d.shape)} cannot hold {c.name} {list(c.shape)}"
             )
     dynamic = [
-        frozenset(d.dynamic_axes) if c.shape == d.shape else frozenset()
+        frozenset(d.dynamic_axes) | frozenset(d.buckets) if c.shape == d.shape else frozenset()
         for c, d in zip(canonical, declared, strict=True)
     ]
     return (
@@ -182,7 +201,9 @@ class FileComponent:
 
     ``dynamic_inputs``: per canonical input, the axes the file takes at any size (its
     manifest entry's ``dynamic_axes``); an input may be fed shorter on those axes, and the
-    outputs' dynamic axes come back at the size the engine gives.
+    outputs' dynamic axes come back at the size the engine gives. ``input_buckets``: per
+    canonical input, the axes it takes at a few sizes only (its ``buckets``), which the
+    input may be fed at.
     """
 
     def __init__(self, spec: ComponentSpec, fmt: str, path: Path, where: str) -> None:
@@ -191,7 +212,14 @@ class FileComponent:
         self.path = path
         self._in, _ = bindings_for(spec.inputs, file.inputs, where=f"{where} inputs")
         _, self._out = bindings_for(spec.outputs, file.outputs, where=f"{where} outputs")
-        self.dynamic_inputs = tuple(b.dynamic for b in self._in)
+        same = [c.shape == d.shape for c, d in zip(spec.inputs, file.inputs, strict=True)]
+        self.input_buckets = tuple(
+            dict(d.buckets) if ok else {} for d, ok in zip(file.inputs, same, strict=True)
+        )
+        self.dynamic_inputs = tuple(
+            b.dynamic - frozenset(buckets)
+            for b, buckets in zip(self._in, self.input_buckets, strict=True)
+        )
         self._output_names = [t.name for t in file.outputs]
         self._constants = {
             c.name: np.array(c.value, dtype=NP_DTYPES[c.dtype]) for c in file.constants

@@ -49,6 +49,8 @@ def flatten2d(args: OpArgs) -> np.ndarray:
 @kernel("concat")
 def concat(args: OpArgs) -> np.ndarray:
     values = [np.asarray(v) for v in args.many("values")]
+    if all(v.ndim == 0 for v in values):  # scalars (e.g. dimensions read with `shape`)
+        values = [v.reshape(1) for v in values]
     axis = axis_of(args.integer("axis"), values[0].ndim)
     if args.flag("interleave", False):
         stacked = np.stack(values, axis=axis + 1)

@@ -104,9 +104,12 @@ class GigaAMFamily:
     def plan(
         self, loaded: LoadedCheckpoint, *, window_seconds: float | None = None, **options: Any
     ) -> BundlePlan:
+        buckets = options.pop("encoder_buckets", None)
         refuse_options(self.name, options)
         return plan_bundle(
-            loaded, window_seconds=30.0 if window_seconds is None else window_seconds
+            loaded,
+            window_seconds=30.0 if window_seconds is None else window_seconds,
+            encoder_buckets=buckets,
         )
 
 

@@ -4,6 +4,7 @@ upstream's and onnx-asr's ONNX runtimes expect beside the ONNX files."""
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -15,12 +16,14 @@ from speechport.families.base import (
     LoadedCheckpoint,
     OnnxLayout,
 )
+from speechport.families.encoder_buckets import bucket_encoder, bucket_seconds
 from speechport.families.gigaam.config import GigaAMConfig
 from speechport.families.gigaam.model import (
     EncoderCTC,
     GigaAMASR,
     RNNTHead,
     UpstreamJointLayout,
+    windowed_encoder,
 )
 from speechport.families.sentencepiece import SPM_BOUNDARY, sentencepiece_pieces
 from speechport.families.transducer_specs import (
@@ -49,8 +52,15 @@ def _upstream_model_type(model_name: str) -> str:
     return "gigaam-" + model_name.replace("_", "-")
 
 
-def plan_bundle(loaded: LoadedCheckpoint, *, window_seconds: float) -> BundlePlan:
-    """Describe the bundle of a loaded GigaAM checkpoint for a window of ``window_seconds``."""
+def plan_bundle(
+    loaded: LoadedCheckpoint,
+    *,
+    window_seconds: float,
+    encoder_buckets: Sequence[float] | None = None,
+) -> BundlePlan:
+    """Describe the bundle of a loaded GigaAM checkpoint for a window of ``window_seconds``,
+    its Core ML encoder taking the lengths of ``encoder_buckets`` seconds (see
+    ``speechport.families.encoder_buckets``; default 5, 10, 15 s and the window)."""
     config: GigaAMConfig = loaded.config
     model = loaded.model
     assert isinstance(model, GigaAMASR)
@@ -71,6 +81,12 @@ def plan_bundle(loaded: LoadedCheckpoint, *, window_seconds: float) -> BundlePla
         )
     window = WindowSpec(window_samples, feature_frames, encoder_frames)
     components = _components(config, model, window)
+    bucket_encoder(
+        next(c for c in components if c.spec.kind == "encoder"),
+        bucket_seconds(encoder_buckets, window_seconds),
+        lambda s: spec.num_frames(round(s * sr)),
+        output_axis=2 if config.head == "rnnt" else 1,  # encoded [1, D, T], log_probs [1, T, C]
+    )
     tokens, tokenizer_spec, files, onnx_files = _tokenizer_files(config, loaded.tokenizer_path)
     onnx_files.update(_upstream_onnx_files(config, tokens))
     decoding = DecodingSpec(
@@ -134,9 +150,10 @@ def _components(
     example_len64 = torch.tensor([wf], dtype=torch.int64)
     name = config.model_name
     enc_in = encoder_inputs(f, wf)
+    windowed = windowed_encoder(model.encoder, we)  # Core ML: tables for the window only
     if config.head == "ctc":
         assert isinstance(model.head, CTCHead)
-        module = EncoderCTC(model.encoder, model.head).eval()
+        module = EncoderCTC(windowed, model.head).eval()
         outputs = (
             TensorSpec("log_probs", (1, we, c), "float32", "log-softmax over tokens + blank"),
             TensorSpec("encoded_len", (1,), "int32", "valid frames (integer ops)"),
@@ -151,7 +168,7 @@ def _components(
         )
         onnx = OnnxLayout(
             f"{name}.onnx",
-            module,
+            EncoderCTC(model.encoder, model.head).eval(),
             (features, example_len64),
             (
                 TensorSpec(
@@ -176,7 +193,7 @@ def _components(
         ComponentSpec(
             "Encoder", "encoder", "Conformer encoder, fixed window", enc_in, enc_out, kind="encoder"
         ),
-        encoder,
+        EncoderStep(windowed).eval(),
         (features, example_len32),
         OnnxLayout(
             f"{name}_encoder.onnx",

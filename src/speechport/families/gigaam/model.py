@@ -67,6 +67,16 @@ def _norm_type(name: str) -> Any:
     return name
 
 
+def windowed_encoder(encoder: ConformerEncoder, frames: int) -> ConformerEncoder:
+    """The same encoder (shared weights) whose rotary tables hold only ``frames`` positions:
+    a program whose time axis takes a few lengths up to the window keeps the tables as
+    constants, and the model's own hold ``pos_emb_max_len`` positions."""
+    rotary = encoder.pos_enc
+    assert isinstance(rotary, RotaryEmbedding)
+    layers = list(encoder.layers)
+    return ConformerEncoder(encoder.pre_encode, rotary.first(frames), layers).eval()  # type: ignore[arg-type]
+
+
 class EncoderCTC(nn.Module):
     """Encoder and CTC head in one: ``-> log_probs [B, T', C], encoded_len [B] int32``."""
 

@@ -60,10 +60,12 @@ class ParakeetFamily:
     def plan(
         self, loaded: LoadedCheckpoint, *, window_seconds: float | None = None, **options: Any
     ) -> BundlePlan:
+        buckets = options.pop("encoder_buckets", None)
         refuse_options(self.name, options)
         return plan_bundle(
             loaded,
             window_seconds=DEFAULT_WINDOW_SECONDS if window_seconds is None else window_seconds,
+            encoder_buckets=buckets,
         )
 
 

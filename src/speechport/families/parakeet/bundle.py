@@ -4,6 +4,7 @@ in NeMo's export layout, which onnx-asr and sherpa-onnx load as they are."""
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +17,7 @@ from speechport.families.base import (
     LoadedCheckpoint,
     OnnxLayout,
 )
+from speechport.families.encoder_buckets import bucket_encoder, bucket_seconds
 from speechport.families.parakeet.config import ParakeetConfig
 from speechport.families.parakeet.model import (
     Decision,
@@ -73,9 +75,14 @@ DEFAULT_OVERLAP = 2.0
 
 
 def plan_bundle(
-    loaded: LoadedCheckpoint, *, window_seconds: float = DEFAULT_WINDOW_SECONDS
+    loaded: LoadedCheckpoint,
+    *,
+    window_seconds: float = DEFAULT_WINDOW_SECONDS,
+    encoder_buckets: Sequence[float] | None = None,
 ) -> BundlePlan:
-    """Describe the bundle of a loaded Parakeet model for a window of ``window_seconds``."""
+    """Describe the bundle of a loaded Parakeet model for a window of ``window_seconds``,
+    its Core ML encoder taking the lengths of ``encoder_buckets`` seconds (see
+    ``speechport.families.encoder_buckets``; default 5, 10 s and the window)."""
     source: ParakeetCheckpoint = loaded.config
     config, tokens = source.config, source.tokens
     model = loaded.model
@@ -96,6 +103,13 @@ def plan_bundle(
         )
     # Long audio: windows overlapping by 2 s, merged at the seams by token identity and time.
     window = WindowSpec(samples, feature_frames, encoder_frames, overlap_seconds=DEFAULT_OVERLAP)
+    components = _components(config, model, window)
+    bucket_encoder(
+        next(c for c in components if c.spec.kind == "encoder"),
+        bucket_seconds(encoder_buckets, window_seconds),
+        lambda s: spec.num_stft_frames(round(s * sr)),
+        output_axis=2,  # encoded [1, D, T]
+    )
     durations = config.durations
     decoding = DecodingSpec(
         algorithm="tdt_greedy" if config.head == "tdt" else "rnnt_greedy",
@@ -133,7 +147,7 @@ def plan_bundle(
         sample_rate=sr,
         frontend=spec.to_dict(),
         window=window,
-        components=_components(config, model, window),
+        components=components,
         decoding=decoding,
         tokenizer=TokenizerSpec(
             "sentencepiece", "tokens.json", "tokenizer.model", len(tokens), SPM_BOUNDARY
