@@ -33,7 +33,14 @@ from pathlib import Path
 import numpy as np
 
 from speechport.compression.apply import compress_package
-from speechport.compression.layout import NOT_COPIED, VARIANTS_DIR, link_tree, write_manifest
+from speechport.compression.cache import PackageCache
+from speechport.compression.layout import (
+    NOT_COPIED,
+    PACKAGES_DIR,
+    VARIANTS_DIR,
+    link_tree,
+    write_manifest,
+)
 from speechport.compression.results import (
     CompressedComponent,
     QuantizeSummary,
@@ -86,6 +93,7 @@ class Scoring:
     max_spectral_convergence: float = 0.05
     max_f0_diff: float = 1e-3
     verified: bool = False  # scored by verify (audio, texts, or the task's own inputs)
+    packages: PackageCache | None = None  # compressed packages shared by the recipes
 
     @property
     def limits(self) -> GateLimits:
@@ -168,6 +176,7 @@ def quantize_sweep(
         max_spectral_convergence,
         max_f0_diff,
         verified=bool(audio or texts or task.verifies_by_default),
+        packages=PackageCache(out / PACKAGES_DIR),
     )
     workers = min(jobs or default_jobs(), len(recipes) - 1)
     steps = 2 + len(recipes) if workers > 1 else 2 * len(recipes)
@@ -199,18 +208,25 @@ def quantize_sweep(
             if c.note:
                 progress.note(f"{c.name}: {c.note}")
 
-    baseline = make_variant(bundle, manifest, first, targets[first.name], scoring, cache, progress)
-    done(baseline)
-    if workers > 1:
-        variants = _in_workers(bundle, rest, targets, scoring, cache, workers, progress, done)
-    else:
-        variants = []
-        for recipe in rest:
-            target = targets[recipe.name]
-            variants.append(
-                make_variant(bundle, manifest, recipe, target, scoring, cache, progress)
-            )
-            done(variants[-1])
+    assert scoring.packages is not None
+    scoring.packages.clear()  # what a killed sweep left
+    try:
+        baseline = make_variant(
+            bundle, manifest, first, targets[first.name], scoring, cache, progress
+        )
+        done(baseline)
+        if workers > 1:
+            variants = _in_workers(bundle, rest, targets, scoring, cache, workers, progress, done)
+        else:
+            variants = []
+            for recipe in rest:
+                target = targets[recipe.name]
+                variants.append(
+                    make_variant(bundle, manifest, recipe, target, scoring, cache, progress)
+                )
+                done(variants[-1])
+    finally:
+        scoring.packages.clear()  # the variants hold hard links to what they use
     summary.variants = [baseline, *variants]
     summary.ranking = rank(summary.variants)
     summary.pareto = pareto_front(summary.variants)
@@ -257,6 +273,7 @@ def make_variant(
         target,
         checkpoint=scoring.checkpoint,
         weight_threshold=scoring.weight_threshold,
+        packages=scoring.packages,
     )
     variant = VariantResult(recipe.name, recipe.to_dict(), str(target), results)
     if scoring.verified:
@@ -341,8 +358,10 @@ def build_variant(
     *,
     checkpoint: Path | None,
     weight_threshold: int,
+    packages: PackageCache | None = None,
 ) -> list[CompressedComponent]:
-    """Write ``recipe`` applied to ``bundle`` as a complete bundle at ``target``."""
+    """Write ``recipe`` applied to ``bundle`` as a complete bundle at ``target``; with
+    ``packages``, each compressed component is the sweep's (made once, hard-linked)."""
     results: list[CompressedComponent] = []
     with atomic_directory(target, overwrite=True) as tmp:
         replaced = {manifest.components[role].files["coreml"].path for role in recipe.per_component}
@@ -359,9 +378,15 @@ def build_variant(
             size = path_size(source)
             result = CompressedComponent(role, comp.kind, comp.name, file.path, None, size, size)
             if chosen is not None:
-                done = compress_package(
-                    source, tmp / file.path, chosen, weight_threshold=weight_threshold
-                )
+                if packages is None:
+                    done = compress_package(
+                        source, tmp / file.path, chosen, weight_threshold=weight_threshold
+                    )
+                else:
+                    made, done = packages.compressed(
+                        source, chosen, weight_threshold=weight_threshold
+                    )
+                    link_tree(made, tmp / file.path)
                 result.strategy = chosen.name
                 result.convert_seconds = done.seconds
                 if done.compressed_tensors:
