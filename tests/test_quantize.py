@@ -16,6 +16,8 @@ import pytest
 
 from speechport.cli import main
 from speechport.compression import CATALOGUE, parse_recipes, quantize_sweep
+from speechport.compression.cache import PackageCache
+from speechport.compression.layout import PACKAGES_DIR
 from speechport.compression.results import SUMMARY_FILE, QuantizeSummary
 from speechport.compression.strategies import BASELINE, IOS18
 from speechport.errors import GateError, SpeechportError
@@ -307,3 +309,78 @@ def test_cli_prints_the_ranking(
     manifest = read_manifest(out / "pal8-kmeans")
     assert manifest.components["joint"].files["coreml"].compression == "pal8-kmeans"
     assert manifest.components["encoder"].files["coreml"].compression is None
+
+
+@pytest.mark.slow
+def test_a_reused_package_scores_as_a_fresh_one(bundle: Path, tmp_path: Path) -> None:
+    """The mixed recipe reuses the encoder the int8-channel variant made and the joint the
+    int4-tensor variant made (raised to iOS 18 once): the same files, hard-linked, and the
+    same figures and table row as the recipe compressed on its own in a fresh sweep."""
+    mixed = "encoder=int8-channel+joint=int4-tensor"
+    options = {
+        "audio": AUDIO[:1],
+        "weight_threshold": THRESHOLD,
+        "latency_runs": 1,
+        "jobs": 1,
+    }
+    shared = quantize_sweep(
+        bundle, tmp_path / "shared", strategies=f"int8-channel,int4-tensor,{mixed}", **options
+    )
+    alone = quantize_sweep(bundle, tmp_path / "alone", strategies=mixed, **options)
+    reused, fresh = shared.variant(mixed), alone.variant(mixed)
+    assert _figures(reused.to_dict()) == _figures(fresh.to_dict())
+    assert [c.retargeted for c in reused.components] == [False, False, True]
+    for role, maker in (("encoder", "int8-channel"), ("joint", "int4-tensor")):
+        (mine,) = [c for c in reused.components if c.role == role]
+        (theirs,) = [c for c in shared.variant(maker).components if c.role == role]
+        assert mine.convert_seconds == theirs.convert_seconds  # what making it took
+        # The program and its weights (coremltools rewrites a package's Manifest.json
+        # whenever it opens one, so that file is the reader's own copy).
+        files = sorted(
+            p for p in (Path(reused.bundle) / mine.path / "Data").rglob("*") if p.is_file()
+        )
+        assert {p.name for p in files} == {"model.mlmodel", "weight.bin"}
+        for path in files:
+            made = Path(shared.variant(maker).bundle) / path.relative_to(reused.bundle)
+            assert path.stat().st_ino == made.stat().st_ino, path
+    from speechport.render import ranking_table
+
+    def row(summary: QuantizeSummary) -> list[str]:
+        (line,) = [x for x in ranking_table(summary) if f" {mixed[:24]} " in x]
+        cells = line.split()
+        return cells[1:4] + cells[5:-2]  # without the rank, conversion seconds and RTFx
+
+    assert row(shared) == row(alone)
+    assert not (tmp_path / "shared" / PACKAGES_DIR).exists()
+
+
+def test_compression_matches_coremltools_own(bundle: Path, tmp_path: Path) -> None:
+    """A package the sweep's cache makes (raised to iOS 18 once, coremltools' per-pass
+    program check skipped) has the size, ops and outputs of coremltools' own public call on
+    the raised program, every check on."""
+    import coremltools as ct
+    import coremltools.optimize.coreml as cto
+    import numpy as np
+
+    from speechport.compression.apply import op_types
+    from speechport.coreml import Interpreter, load_program
+
+    source = bundle / "JointStep.mlpackage"
+    chosen = CATALOGUE["int4-tensor"]
+    made, done = PackageCache(tmp_path / "cache").compressed(
+        source, chosen, weight_threshold=THRESHOLD
+    )
+    assert done.retargeted and done.compressed_tensors == 2
+    raised = ct.models.utils._apply_graph_pass(
+        ct.models.MLModel(str(source), skip_model_load=True), [], spec_version=9
+    )
+    own = tmp_path / "own.mlpackage"
+    cto.linear_quantize_weights(raised, chosen.config(THRESHOLD)).save(str(own))
+    assert path_size(made) == path_size(own)
+    specs = [ct.models.MLModel(str(p), skip_model_load=True).get_spec() for p in (made, own)]
+    assert op_types(specs[0]) == op_types(specs[1])
+    ours, theirs = Interpreter(load_program(made)), Interpreter(load_program(own))
+    rng = np.random.default_rng(0)
+    feeds = {v.name: rng.standard_normal(v.type.shape).astype(np.float32) for v in ours.inputs}
+    for name, value in ours.run(feeds).items():
+        assert np.array_equal(value, theirs.run(feeds)[name]), name
