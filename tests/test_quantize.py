@@ -317,16 +317,20 @@ def test_a_reused_package_scores_as_a_fresh_one(bundle: Path, tmp_path: Path) ->
     int4-tensor variant made (raised to iOS 18 once): the same files, hard-linked, and the
     same figures and table row as the recipe compressed on its own in a fresh sweep."""
     mixed = "encoder=int8-channel+joint=int4-tensor"
-    options = {
-        "audio": AUDIO[:1],
-        "weight_threshold": THRESHOLD,
-        "latency_runs": 1,
-        "jobs": 1,
-    }
-    shared = quantize_sweep(
-        bundle, tmp_path / "shared", strategies=f"int8-channel,int4-tensor,{mixed}", **options
-    )
-    alone = quantize_sweep(bundle, tmp_path / "alone", strategies=mixed, **options)
+
+    def sweep(out: Path, strategies: str) -> QuantizeSummary:
+        return quantize_sweep(
+            bundle,
+            out,
+            strategies=strategies,
+            audio=AUDIO[:1],
+            weight_threshold=THRESHOLD,
+            latency_runs=1,
+            jobs=1,
+        )
+
+    shared = sweep(tmp_path / "shared", f"int8-channel,int4-tensor,{mixed}")
+    alone = sweep(tmp_path / "alone", mixed)
     reused, fresh = shared.variant(mixed), alone.variant(mixed)
     assert _figures(reused.to_dict()) == _figures(fresh.to_dict())
     assert [c.retargeted for c in reused.components] == [False, False, True]
