@@ -21,14 +21,16 @@ audio, every variant is still built, sized and run once on silence (it must run)
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import multiprocessing
 import os
 import shutil
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -211,20 +213,23 @@ def quantize_sweep(
     assert scoring.packages is not None
     scoring.packages.clear()  # what a killed sweep left
     try:
-        baseline = make_variant(
-            bundle, manifest, first, targets[first.name], scoring, cache, progress
-        )
-        done(baseline)
-        if workers > 1:
-            variants = _in_workers(bundle, rest, targets, scoring, cache, workers, progress, done)
-        else:
-            variants = []
-            for recipe in rest:
-                target = targets[recipe.name]
-                variants.append(
-                    make_variant(bundle, manifest, recipe, target, scoring, cache, progress)
+        with one_blas_thread():
+            baseline = make_variant(
+                bundle, manifest, first, targets[first.name], scoring, cache, progress
+            )
+            done(baseline)
+            if workers > 1:
+                variants = _in_workers(
+                    bundle, rest, targets, scoring, cache, workers, progress, done
                 )
-                done(variants[-1])
+            else:
+                variants = []
+                for recipe in rest:
+                    target = targets[recipe.name]
+                    variants.append(
+                        make_variant(bundle, manifest, recipe, target, scoring, cache, progress)
+                    )
+                    done(variants[-1])
     finally:
         scoring.packages.clear()  # the variants hold hard links to what they use
     summary.variants = [baseline, *variants]
@@ -332,17 +337,50 @@ def _in_workers(
 
 
 _WORKER_REFERENCE: ReferenceCache | None = None
+_WORKER_BLAS: Any = None
 
 
 def _start_worker(reference: ReferenceCache | None) -> None:
     from speechport import interrupts
 
-    global _WORKER_REFERENCE
+    global _WORKER_REFERENCE, _WORKER_BLAS
     interrupts.install()
     _WORKER_REFERENCE = reference
     torch = sys.modules.get("torch")
     if torch is not None:  # a forked copy of the parent's: no thread pool of its own
         torch.set_num_threads(1)
+    _WORKER_BLAS = _blas_limits()  # for the worker's life (a forked one inherits it too)
+
+
+@contextlib.contextmanager
+def one_blas_thread() -> Iterator[None]:
+    """numpy's BLAS on one thread while a sweep builds and scores its variants.
+
+    The interpreter's products on a sweep's shapes are small, and OpenBLAS's thread pool
+    costs more than it gives there, most of all when the cores are shared: the fixture
+    encoder's attention product ((4, 150, 24) by (4, 24, 150)) took 0.14 ms on one thread
+    and 5.8 ms on two on a busy 2-core machine, and each worker of ``--jobs`` would
+    otherwise bring a pool of its own. A sweep's parallelism is its worker processes. Its
+    figures are then the same for any number of cores or jobs; OpenBLAS sums in another
+    order on several threads, so they can differ from a ``verify`` run's in the last
+    digits (the fixture's baseline encoder: quality 0.99783 here, 0.99793 on two threads).
+    """
+    limits = _blas_limits()
+    try:
+        yield
+    finally:
+        if limits is not None:
+            limits.restore_original_limits()
+
+
+def _blas_limits() -> Any:
+    """numpy's BLAS limited to one thread until the returned limiter is restored (``None``
+    without threadpoolctl, installed with scikit-learn in the convert extra)."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return None
+    return threadpool_limits(limits=1, user_api="blas")
 
 
 def _worker_variant(bundle: Path, recipe: Recipe, target: Path, scoring: Scoring) -> VariantResult:
