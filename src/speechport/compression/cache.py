@@ -18,10 +18,15 @@ comes after the plain ones whose packages it reuses.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import multiprocessing
 import shutil
+import signal
+import sys
 import tempfile
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +39,7 @@ from speechport.compression.apply import (
     read_spec,
 )
 from speechport.compression.strategies import Strategy
+from speechport.compression.threads import blas_on_one_thread
 
 RECORD = "compressed.json"
 
@@ -80,6 +86,28 @@ class PackageCache:
 
     def clear(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)
+
+    @contextlib.contextmanager
+    def making_ahead(
+        self, wanted: Sequence[tuple[Path, Strategy]], *, weight_threshold: int
+    ) -> Iterator[None]:
+        """Make the ``wanted`` packages, in order, in a process of its own while the block
+        runs (a sweep scores its baseline meanwhile, on one core); at the block's end that
+        process is stopped and what it had not finished is left to the recipes."""
+        if not wanted:
+            yield
+            return
+        context: Any = multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
+        maker = context.Process(
+            target=_make_all, args=(self, list(wanted), weight_threshold), daemon=True
+        )
+        maker.start()
+        try:
+            yield
+        finally:
+            if maker.is_alive():
+                maker.terminate()  # its unfinished entry is a temporary folder, cleared later
+            maker.join()
 
     def _raised(self, source: Path, strategy: Strategy) -> tuple[Path | None, float]:
         """``source`` raised to the target ``strategy``'s ops need (``None`` if it need not
@@ -135,3 +163,18 @@ def _read(entry: Path) -> Compressed | None:
     if not record.is_file():
         return None
     return Compressed(**json.loads(record.read_text(encoding="utf-8")))
+
+
+def _make_all(
+    packages: PackageCache, wanted: list[tuple[Path, Strategy]], weight_threshold: int
+) -> None:
+    """``making_ahead``'s process: stopped by SIGTERM without a word; a package it cannot
+    make is left to the recipe that needs it, which reports why."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the sweep handles Ctrl-C and stops this
+    blas_on_one_thread()
+    for source, strategy in wanted:
+        try:
+            packages.compressed(source, strategy, weight_threshold=weight_threshold)
+        except Exception:
+            return

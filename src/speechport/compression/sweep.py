@@ -21,13 +21,12 @@ audio, every variant is still built, sized and run once on silence (it must run)
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import multiprocessing
 import os
 import shutil
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -56,8 +55,10 @@ from speechport.compression.strategies import (
     FRONT_END_KINDS,
     IOS18,
     Recipe,
+    Strategy,
     parse_recipes,
 )
+from speechport.compression.threads import blas_on_one_thread, one_blas_thread
 from speechport.environment import host_info, package_versions
 from speechport.errors import GateError, SpeechportError
 from speechport.fsutil import atomic_directory, path_size
@@ -145,7 +146,9 @@ def quantize_sweep(
 
     The torch reference runs once per sweep: the first variant (the baseline) is scored
     here and fills a ``ReferenceCache`` that every other variant reads. A variant stops
-    being scored at the first file that fails its gate. ``jobs`` worker processes (default:
+    being scored at the first file that fails its gate. Each component is compressed once
+    per strategy (``PackageCache``) and hard-linked into every variant that uses it; numpy's
+    BLAS runs on one thread (``one_blas_thread``). ``jobs`` worker processes (default:
     the usable cores) build and score the other variants side by side; the figures are the
     ones a single process gives, except timings (latency, RTFx, conversion seconds), which
     share the cores."""
@@ -214,9 +217,14 @@ def quantize_sweep(
     scoring.packages.clear()  # what a killed sweep left
     try:
         with one_blas_thread():
-            baseline = make_variant(
-                bundle, manifest, first, targets[first.name], scoring, cache, progress
+            ahead = scoring.packages.making_ahead(
+                _packages_wanted(bundle, manifest, rest) if workers > 1 else [],
+                weight_threshold=weight_threshold,
             )
+            with ahead:  # on the core the baseline leaves idle
+                baseline = make_variant(
+                    bundle, manifest, first, targets[first.name], scoring, cache, progress
+                )
             done(baseline)
             if workers > 1:
                 variants = _in_workers(
@@ -349,38 +357,7 @@ def _start_worker(reference: ReferenceCache | None) -> None:
     torch = sys.modules.get("torch")
     if torch is not None:  # a forked copy of the parent's: no thread pool of its own
         torch.set_num_threads(1)
-    _WORKER_BLAS = _blas_limits()  # for the worker's life (a forked one inherits it too)
-
-
-@contextlib.contextmanager
-def one_blas_thread() -> Iterator[None]:
-    """numpy's BLAS on one thread while a sweep builds and scores its variants.
-
-    The interpreter's products on a sweep's shapes are small, and OpenBLAS's thread pool
-    costs more than it gives there, most of all when the cores are shared: the fixture
-    encoder's attention product ((4, 150, 24) by (4, 24, 150)) took 0.14 ms on one thread
-    and 5.8 ms on two on a busy 2-core machine, and each worker of ``--jobs`` would
-    otherwise bring a pool of its own. A sweep's parallelism is its worker processes. Its
-    figures are then the same for any number of cores or jobs; OpenBLAS sums in another
-    order on several threads, so they can differ from a ``verify`` run's in the last
-    digits (the fixture's baseline encoder: quality 0.99783 here, 0.99793 on two threads).
-    """
-    limits = _blas_limits()
-    try:
-        yield
-    finally:
-        if limits is not None:
-            limits.restore_original_limits()
-
-
-def _blas_limits() -> Any:
-    """numpy's BLAS limited to one thread until the returned limiter is restored (``None``
-    without threadpoolctl, installed with scikit-learn in the convert extra)."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        return None
-    return threadpool_limits(limits=1, user_api="blas")
+    _WORKER_BLAS = blas_on_one_thread()  # for the worker's life (a forked one inherits it too)
 
 
 def _worker_variant(bundle: Path, recipe: Recipe, target: Path, scoring: Scoring) -> VariantResult:
@@ -459,6 +436,19 @@ def build_variant(
         variant = dataclasses.replace(manifest, components=components, provenance=provenance)
         write_manifest(variant, tmp, final=target, checkpoint=checkpoint)
     return results
+
+
+def _packages_wanted(
+    bundle: Path, manifest: Manifest, recipes: list[Recipe]
+) -> list[tuple[Path, Strategy]]:
+    """Every (component package, strategy) the ``recipes`` compress, once, in their order."""
+    wanted: list[tuple[Path, Strategy]] = []
+    for recipe in recipes:
+        for role, chosen in recipe.per_component.items():
+            pair = (bundle / manifest.components[role].files["coreml"].path, chosen)
+            if pair not in wanted:
+                wanted.append(pair)
+    return wanted
 
 
 def _checkpoint(manifest: Manifest, bundle: Path, reference: Path | None) -> Path | None:
