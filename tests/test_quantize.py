@@ -3,7 +3,9 @@
 What is asserted: every catalogue strategy yields a bundle that runs under the interpreter,
 with sizes equal to the files on disk and the compression recorded in its manifest; the
 scores separate a good variant from a damaging one on tokens, not only on L2; the emitted
-bundle stands alone and passes ``verify``; a failing variant is not emitted.
+bundle stands alone and passes ``verify``; a failing variant is not emitted; a compressed
+package a sweep shares between recipes (or makes ahead) is coremltools' own and scores as a
+freshly made one.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import pytest
 
 from speechport.cli import main
 from speechport.compression import CATALOGUE, parse_recipes, quantize_sweep
+from speechport.compression.cache import PackageCache
+from speechport.compression.layout import PACKAGES_DIR
 from speechport.compression.results import SUMMARY_FILE, QuantizeSummary
 from speechport.compression.strategies import BASELINE, IOS18
 from speechport.errors import GateError, SpeechportError
@@ -307,3 +311,117 @@ def test_cli_prints_the_ranking(
     manifest = read_manifest(out / "pal8-kmeans")
     assert manifest.components["joint"].files["coreml"].compression == "pal8-kmeans"
     assert manifest.components["encoder"].files["coreml"].compression is None
+
+
+@pytest.mark.slow
+def test_a_reused_package_scores_as_a_fresh_one(bundle: Path, tmp_path: Path) -> None:
+    """The mixed recipe reuses the encoder the int8-channel variant made and the joint the
+    int4-tensor variant made (raised to iOS 18 once): the same files, hard-linked, and the
+    same figures and table row as the recipe compressed on its own in a fresh sweep."""
+    mixed = "encoder=int8-channel+joint=int4-tensor"
+
+    def sweep(out: Path, strategies: str) -> QuantizeSummary:
+        return quantize_sweep(
+            bundle,
+            out,
+            strategies=strategies,
+            audio=AUDIO[:1],
+            weight_threshold=THRESHOLD,
+            latency_runs=1,
+            jobs=1,
+        )
+
+    shared = sweep(tmp_path / "shared", f"int8-channel,int4-tensor,{mixed}")
+    alone = sweep(tmp_path / "alone", mixed)
+    reused, fresh = shared.variant(mixed), alone.variant(mixed)
+    assert _figures(reused.to_dict()) == _figures(fresh.to_dict())
+    assert [c.retargeted for c in reused.components] == [False, False, True]
+    for role, maker in (("encoder", "int8-channel"), ("joint", "int4-tensor")):
+        (mine,) = [c for c in reused.components if c.role == role]
+        (theirs,) = [c for c in shared.variant(maker).components if c.role == role]
+        assert mine.convert_seconds == theirs.convert_seconds  # what making it took
+        # The program and its weights (coremltools rewrites a package's Manifest.json
+        # whenever it opens one, so that file is the reader's own copy).
+        files = sorted(
+            p for p in (Path(reused.bundle) / mine.path / "Data").rglob("*") if p.is_file()
+        )
+        assert {p.name for p in files} == {"model.mlmodel", "weight.bin"}
+        for path in files:
+            made = Path(shared.variant(maker).bundle) / path.relative_to(reused.bundle)
+            assert path.stat().st_ino == made.stat().st_ino, path
+    from speechport.render import ranking_table
+
+    def row(summary: QuantizeSummary) -> list[str]:
+        (line,) = [x for x in ranking_table(summary) if f" {mixed[:24]} " in x]
+        cells = line.split()
+        return cells[1:4] + cells[5:-2]  # without the rank, conversion seconds and RTFx
+
+    assert row(shared) == row(alone)
+    assert not (tmp_path / "shared" / PACKAGES_DIR).exists()
+
+
+def test_compression_matches_coremltools_own(bundle: Path, tmp_path: Path) -> None:
+    """A package the sweep's cache makes (raised to iOS 18 once, coremltools' per-pass
+    program check skipped) has the size, ops and outputs of coremltools' own public call on
+    the raised program, every check on."""
+    import coremltools as ct
+    import coremltools.optimize.coreml as cto
+    import numpy as np
+
+    from speechport.compression.apply import op_types
+    from speechport.coreml import Interpreter, load_program
+
+    source = bundle / "JointStep.mlpackage"
+    chosen = CATALOGUE["int4-tensor"]
+    made, done = PackageCache(tmp_path / "cache").compressed(
+        source, chosen, weight_threshold=THRESHOLD
+    )
+    assert done.retargeted and done.spec_version == 9
+    raised = ct.models.utils._apply_graph_pass(
+        ct.models.MLModel(str(source), skip_model_load=True), [], spec_version=9
+    )
+    own = tmp_path / "own.mlpackage"
+    cto.linear_quantize_weights(raised, chosen.config(THRESHOLD)).save(str(own))
+    assert path_size(made) == path_size(own)
+    specs = [ct.models.MLModel(str(p), skip_model_load=True).get_spec() for p in (made, own)]
+    ops = op_types(specs[1])
+    assert op_types(specs[0]) == ops
+    assert done.compressed_tensors == ops["constexpr_blockwise_shift_scale"] == 3
+    ours, theirs = Interpreter(load_program(made)), Interpreter(load_program(own))
+    rng = np.random.default_rng(0)
+    feeds = {}
+    for var in ours.inputs:
+        assert var.type is not None and var.type.shape is not None
+        shape = tuple(int(d or 1) for d in var.type.shape)
+        feeds[var.name] = rng.standard_normal(shape).astype(np.float32)
+    for name, value in ours.run(feeds).items():
+        assert np.array_equal(value, theirs.run(feeds)[name]), name
+
+
+def test_packages_made_ahead_are_the_ones_the_recipes_read(bundle: Path, tmp_path: Path) -> None:
+    """What the sweep's maker process makes while the baseline is scored is what a recipe
+    then reads: the same files and record; the process is gone after the block."""
+    import time
+
+    packages = PackageCache(tmp_path / "packages")
+    source = bundle / "JointStep.mlpackage"
+    wanted = [(source, CATALOGUE["int8-channel"]), (source, CATALOGUE["int4-block32"])]
+    with packages.making_ahead(wanted, weight_threshold=THRESHOLD):
+        records = [
+            tmp_path / "packages" / source.name / f"{s.name}-w{THRESHOLD}" / "compressed.json"
+            for _, s in wanted
+        ]
+        deadline = time.monotonic() + 120
+        while not all(r.is_file() for r in records) and time.monotonic() < deadline:
+            time.sleep(0.1)
+    assert all(r.is_file() for r in records)  # made by the maker
+    inodes = [r.stat().st_ino for r in records]
+    made = [packages.compressed(p, s, weight_threshold=THRESHOLD) for p, s in wanted]
+    assert [r.stat().st_ino for r in records] == inodes  # read, not made again
+    for (path, done), record in zip(made, records, strict=True):
+        assert path.parent == record.parent and path.name == source.name
+        assert done.compressed_tensors > 0
+    assert made[1][1].retargeted and not made[0][1].retargeted
+    import multiprocessing
+
+    assert not multiprocessing.active_children()

@@ -8,7 +8,7 @@ import shutil
 import time
 import warnings
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,23 +30,30 @@ class Compressed:
 
 
 def compress_package(
-    source: Path, target: Path, strategy: Strategy, *, weight_threshold: int
+    source: Path,
+    target: Path,
+    strategy: Strategy,
+    *,
+    weight_threshold: int,
+    raised: Path | None = None,
 ) -> Compressed:
     """Write ``source`` compressed by ``strategy`` to ``target`` (through a temporary path).
 
     Strategies whose ops exist only from iOS 18 on (per-block, grouped-channel, int4) raise
     a program made for an earlier target to iOS 18 first; the result then needs iOS 18 /
-    macOS 15, which the summary and the emitted manifest record.
+    macOS 15, which the summary and the emitted manifest record. ``raised``: ``source``
+    already raised to the strategy's target by ``raise_package`` (a sweep raises each
+    component once and compresses that for every iOS 18 strategy); the result is the same.
     """
     import coremltools as ct
     import coremltools.optimize.coreml as cto
 
     start = time.perf_counter()
-    with _quiet():
-        model = ct.models.MLModel(str(source), skip_model_load=True)
-        retargeted = False
-        wanted = _SPEC_VERSION.get(strategy.target or "", 0)
-        if model.get_spec().specificationVersion < wanted:
+    with _quiet(), _checked_once() as validate:
+        model = ct.models.MLModel(str(raised or source), skip_model_load=True)
+        retargeted = raised is not None
+        wanted = needed_spec_version(model.get_spec(), strategy)
+        if wanted is not None:
             model = _retarget(model, wanted)
             retargeted = True
         compress = (
@@ -61,15 +68,8 @@ def compress_package(
                 path=source,
                 hint="leave this strategy or component out (--strategies, --components)",
             ) from exc
-        partial = target.with_name(f".partial-{target.name}")
-        shutil.rmtree(partial, ignore_errors=True)
-        try:
-            result.save(str(partial))
-            if target.exists():
-                shutil.rmtree(target)
-            partial.rename(target)
-        finally:
-            shutil.rmtree(partial, ignore_errors=True)
+        validate(result)
+        _save(result, target)
     spec = result.get_spec()
     ops = op_types(spec)
     return Compressed(
@@ -78,6 +78,45 @@ def compress_package(
         compressed_tensors=sum(n for op, n in ops.items() if op.startswith("constexpr_")),
         spec_version=int(spec.specificationVersion),
     )
+
+
+def needed_spec_version(spec: Any, strategy: Strategy) -> int | None:
+    """The specification version a program (``spec``) must be raised to for ``strategy``'s
+    ops (``None``: it can take them as it is)."""
+    wanted = _SPEC_VERSION.get(strategy.target or "", 0)
+    return wanted if spec.specificationVersion < wanted else None
+
+
+def read_spec(source: Path) -> Any:
+    """The model specification of a package (no weights read)."""
+    import coremltools as ct
+
+    with _quiet():
+        return ct.models.MLModel(str(source), skip_model_load=True).get_spec()
+
+
+def raise_package(source: Path, target: Path, spec_version: int) -> None:
+    """Write ``source`` declared for ``spec_version`` (the same program) to ``target``, as
+    ``compress_package`` raises it before compressing."""
+    import coremltools as ct
+
+    with _quiet(), _checked_once() as validate:
+        model = _retarget(ct.models.MLModel(str(source), skip_model_load=True), spec_version)
+        validate(model)
+        _save(model, target)
+
+
+def _save(model: Any, target: Path) -> None:
+    """``model.save`` to ``target`` through a temporary sibling and a rename."""
+    partial = target.with_name(f".partial-{target.name}")
+    shutil.rmtree(partial, ignore_errors=True)
+    try:
+        model.save(str(partial))
+        if target.exists():
+            shutil.rmtree(target)
+        partial.rename(target)
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
 
 
 def op_types(spec: Any) -> Counter[str]:
@@ -119,6 +158,42 @@ def _one_thread_kmeans() -> Iterator[None]:
         return
     with threadpool_limits(limits=1, user_api="openmp"):
         yield
+
+
+@contextlib.contextmanager
+def _checked_once() -> Iterator[Callable[[Any], None]]:
+    """coremltools' pass pipeline without its check of the whole program after each of its
+    ~90 passes (``Program.validate``, which only raises on a malformed program: about 40 %
+    of a compression's CPU time on the fixture's encoder). Every pass leaves the program it
+    left before. Yields the check, to run once on the final model's program."""
+    try:
+        from coremltools.converters.mil.mil.program import Program
+    except ImportError:  # a layout of coremltools without it: keep its checks
+        yield _no_model_check
+        return
+    check = Program.__dict__.get("validate")
+    if check is None:
+        yield _no_model_check
+        return
+
+    def validate(model: Any) -> None:
+        program = getattr(model, "_mil_program", None)
+        if program is not None:
+            check(program)
+
+    Program.validate = _no_check
+    try:
+        yield validate
+    finally:
+        Program.validate = check
+
+
+def _no_check(self: Any, check_essential_scope: bool = False) -> None:
+    return None
+
+
+def _no_model_check(model: Any) -> None:
+    return None
 
 
 @contextlib.contextmanager

@@ -1,5 +1,6 @@
 """Where a sweep puts things on disk: ``OUT/variants/NAME`` bundles whose unchanged files
-are hard links to the source bundle's, with their own manifest and model card."""
+are hard links to the source bundle's, with their own manifest and model card, and whose
+compressed packages are hard links to the sweep's ``OUT/.packages`` (removed at its end)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from speechport.export.card import render_card
 from speechport.manifest import MANIFEST_NAME, Manifest
 
 VARIANTS_DIR = "variants"
+PACKAGES_DIR = ".packages"  # compressed packages shared by a sweep's recipes, while it runs
 NOT_COPIED = frozenset({MANIFEST_NAME, "README.md", "verify"})  # rewritten for every variant
 
 

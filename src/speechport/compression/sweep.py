@@ -29,11 +29,19 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from speechport.compression.apply import compress_package
-from speechport.compression.layout import NOT_COPIED, VARIANTS_DIR, link_tree, write_manifest
+from speechport.compression.cache import PackageCache
+from speechport.compression.layout import (
+    NOT_COPIED,
+    PACKAGES_DIR,
+    VARIANTS_DIR,
+    link_tree,
+    write_manifest,
+)
 from speechport.compression.results import (
     CompressedComponent,
     QuantizeSummary,
@@ -47,8 +55,10 @@ from speechport.compression.strategies import (
     FRONT_END_KINDS,
     IOS18,
     Recipe,
+    Strategy,
     parse_recipes,
 )
+from speechport.compression.threads import blas_on_one_thread, one_blas_thread
 from speechport.environment import host_info, package_versions
 from speechport.errors import GateError, SpeechportError
 from speechport.fsutil import atomic_directory, path_size
@@ -88,6 +98,7 @@ class Scoring:
     verified: bool = False  # scored by verify (audio, texts, or the task's own inputs)
     min_agreement: float = 1.0
     keywords: str | None = None
+    packages: PackageCache | None = None  # compressed packages shared by the recipes
 
     @property
     def limits(self) -> GateLimits:
@@ -144,7 +155,9 @@ def quantize_sweep(
     The torch reference runs once per sweep: the first variant (the baseline) is scored
     here and fills a ``ReferenceCache`` that every other variant reads. A variant stops
     being scored as soon as its gate cannot be met (at the first failing file, unless the
-    gate allows a share of files to differ: keyword spotting's ``min_agreement``). ``jobs``
+    gate allows a share of files to differ: keyword spotting's ``min_agreement``). Each
+    component is compressed once per strategy (``PackageCache``) and hard-linked into every
+    variant that uses it; numpy's BLAS runs on one thread (``one_blas_thread``). ``jobs``
     worker processes (default: the usable cores) build and score the other variants side by
     side; the figures are the ones a single process gives, except timings (latency, RTFx,
     conversion seconds), which share the cores."""
@@ -179,6 +192,7 @@ def quantize_sweep(
         verified=bool(audio or texts or task.verifies_by_default),
         min_agreement=min_agreement,
         keywords=keywords,
+        packages=PackageCache(out / PACKAGES_DIR),
     )
     workers = min(jobs or default_jobs(), len(recipes) - 1)
     steps = 2 + len(recipes) if workers > 1 else 2 * len(recipes)
@@ -210,18 +224,33 @@ def quantize_sweep(
             if c.note:
                 progress.note(f"{c.name}: {c.note}")
 
-    baseline = make_variant(bundle, manifest, first, targets[first.name], scoring, cache, progress)
-    done(baseline)
-    if workers > 1:
-        variants = _in_workers(bundle, rest, targets, scoring, cache, workers, progress, done)
-    else:
-        variants = []
-        for recipe in rest:
-            target = targets[recipe.name]
-            variants.append(
-                make_variant(bundle, manifest, recipe, target, scoring, cache, progress)
+    assert scoring.packages is not None
+    scoring.packages.clear()  # what a killed sweep left
+    try:
+        with one_blas_thread():
+            ahead = scoring.packages.making_ahead(
+                _packages_wanted(bundle, manifest, rest) if workers > 1 else [],
+                weight_threshold=weight_threshold,
             )
-            done(variants[-1])
+            with ahead:  # on the core the baseline leaves idle
+                baseline = make_variant(
+                    bundle, manifest, first, targets[first.name], scoring, cache, progress
+                )
+            done(baseline)
+            if workers > 1:
+                variants = _in_workers(
+                    bundle, rest, targets, scoring, cache, workers, progress, done
+                )
+            else:
+                variants = []
+                for recipe in rest:
+                    target = targets[recipe.name]
+                    variants.append(
+                        make_variant(bundle, manifest, recipe, target, scoring, cache, progress)
+                    )
+                    done(variants[-1])
+    finally:
+        scoring.packages.clear()  # the variants hold hard links to what they use
     summary.variants = [baseline, *variants]
     summary.ranking = rank(summary.variants)
     summary.pareto = pareto_front(summary.variants)
@@ -268,6 +297,7 @@ def make_variant(
         target,
         checkpoint=scoring.checkpoint,
         weight_threshold=scoring.weight_threshold,
+        packages=scoring.packages,
     )
     variant = VariantResult(recipe.name, recipe.to_dict(), str(target), results)
     if scoring.verified:
@@ -326,17 +356,19 @@ def _in_workers(
 
 
 _WORKER_REFERENCE: ReferenceCache | None = None
+_WORKER_BLAS: Any = None
 
 
 def _start_worker(reference: ReferenceCache | None) -> None:
     from speechport import interrupts
 
-    global _WORKER_REFERENCE
+    global _WORKER_REFERENCE, _WORKER_BLAS
     interrupts.install()
     _WORKER_REFERENCE = reference
     torch = sys.modules.get("torch")
     if torch is not None:  # a forked copy of the parent's: no thread pool of its own
         torch.set_num_threads(1)
+    _WORKER_BLAS = blas_on_one_thread()  # for the worker's life (a forked one inherits it too)
 
 
 def _worker_variant(bundle: Path, recipe: Recipe, target: Path, scoring: Scoring) -> VariantResult:
@@ -352,8 +384,10 @@ def build_variant(
     *,
     checkpoint: Path | None,
     weight_threshold: int,
+    packages: PackageCache | None = None,
 ) -> list[CompressedComponent]:
-    """Write ``recipe`` applied to ``bundle`` as a complete bundle at ``target``."""
+    """Write ``recipe`` applied to ``bundle`` as a complete bundle at ``target``; with
+    ``packages``, each compressed component is the sweep's (made once, hard-linked)."""
     results: list[CompressedComponent] = []
     with atomic_directory(target, overwrite=True) as tmp:
         replaced = {manifest.components[role].files["coreml"].path for role in recipe.per_component}
@@ -370,9 +404,15 @@ def build_variant(
             size = path_size(source)
             result = CompressedComponent(role, comp.kind, comp.name, file.path, None, size, size)
             if chosen is not None:
-                done = compress_package(
-                    source, tmp / file.path, chosen, weight_threshold=weight_threshold
-                )
+                if packages is None:
+                    done = compress_package(
+                        source, tmp / file.path, chosen, weight_threshold=weight_threshold
+                    )
+                else:
+                    made, done = packages.compressed(
+                        source, chosen, weight_threshold=weight_threshold
+                    )
+                    link_tree(made, tmp / file.path)
                 result.strategy = chosen.name
                 result.convert_seconds = done.seconds
                 if done.compressed_tensors:
@@ -407,6 +447,19 @@ def build_variant(
         variant = dataclasses.replace(manifest, components=components, provenance=provenance)
         write_manifest(variant, tmp, final=target, checkpoint=checkpoint)
     return results
+
+
+def _packages_wanted(
+    bundle: Path, manifest: Manifest, recipes: list[Recipe]
+) -> list[tuple[Path, Strategy]]:
+    """Every (component package, strategy) the ``recipes`` compress, once, in their order."""
+    wanted: list[tuple[Path, Strategy]] = []
+    for recipe in recipes:
+        for role, chosen in recipe.per_component.items():
+            pair = (bundle / manifest.components[role].files["coreml"].path, chosen)
+            if pair not in wanted:
+                wanted.append(pair)
+    return wanted
 
 
 def _checkpoint(manifest: Manifest, bundle: Path, reference: Path | None) -> Path | None:
