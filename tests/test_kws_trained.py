@@ -150,9 +150,7 @@ def test_quantize_scores_palettized_spotters_on_the_evaluation_keywords(
         ),
     )
     assert summary.gate == {"min_agreement": 0.8}
-    got = {
-        v.name: (v.passed, v.files, v.token_exact_files, v.stopped) for v in summary.variants
-    }
+    got = {v.name: (v.passed, v.files, v.token_exact_files, v.stopped) for v in summary.variants}
     assert got == {
         "baseline": (True, 10, 10, None),
         recipe: (True, 10, 10, None),

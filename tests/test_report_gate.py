@@ -13,8 +13,7 @@ def _report(outcomes: dict[str, list[bool]], share: float | None) -> ParityRepor
     report = ParityReport("b", "kws", "torch", {}, gates=gates)
     for backend, passed in outcomes.items():
         report.files += [
-            FileResult(f"{i}.wav", backend, [] if ok else ["differ"])
-            for i, ok in enumerate(passed)
+            FileResult(f"{i}.wav", backend, [] if ok else ["differ"]) for i, ok in enumerate(passed)
         ]
     return report
 
