@@ -117,6 +117,7 @@ CATALOGUE: dict[str, Strategy] = {
         _palettize("pal8-uniform", 8, "uniform"),
         _palettize("pal6-uniform", 6, "uniform"),
         _palettize("pal4-uniform", 4, "uniform"),
+        _palettize("pal8-kmeans-g16", 8, "kmeans", group_size=16),
         _palettize("pal6-kmeans-g16", 6, "kmeans", group_size=16),
         _palettize("pal4-kmeans-g16", 4, "kmeans", group_size=16),
     )
