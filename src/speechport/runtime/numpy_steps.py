@@ -16,11 +16,22 @@ operation. Two graphs are recognised, node by node, and anything else stays on O
 A kernel is kept only if it gives ONNX Runtime's outputs on probe inputs (within float32
 reordering); its results differ from ONNX Runtime's by the order of float operations only.
 Kernels hold no scratch buffers, so threads may share them as they share a session.
+
+The kernels' matrix products run BLAS on one thread (``one_blas_thread``; switching costs
+under a microsecond). OpenBLAS splits even a 640 x 2560 matrix-vector product over every
+core and waits for them all: on a 2-core machine with other work running it took 3.6 ms on
+two threads against 0.38 ms on one, and its threads spin after each call, taking the cores
+the encoder needs next. Whether a kernel beats ONNX Runtime depends on its size and the
+machine, so ``step_seconds`` times the work a decoding step does with each (see
+``OnnxBackend``, ``steps="auto"``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import statistics
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +44,33 @@ from speechport.runtime.onnx_graph import Graph, Node, ProtobufError, read_graph
 SHAPE_OPS = frozenset({"Transpose", "Unsqueeze", "Squeeze", "Reshape", "Flatten"})
 # Probe agreement with ONNX Runtime: relative to the largest output magnitude.
 PROBE_TOLERANCE = 1e-4
+
+
+def _blas_libraries() -> list[Any]:
+    """threadpoolctl's controllers of the BLAS libraries numpy loaded (none without it)."""
+    try:
+        from threadpoolctl import ThreadpoolController
+    except ImportError:  # pragma: no cover - a dependency; without it BLAS keeps its threads
+        return []
+    return list(ThreadpoolController().select(user_api="blas").lib_controllers)
+
+
+_BLAS = _blas_libraries()
+
+
+@contextmanager
+def one_blas_thread() -> Iterator[None]:
+    """BLAS on one thread inside the block, its thread count restored after."""
+    before = [lib.get_num_threads() for lib in _BLAS]
+    for lib, threads in zip(_BLAS, before, strict=True):
+        if threads != 1:
+            lib.set_num_threads(1)
+    try:
+        yield
+    finally:
+        for lib, threads in zip(_BLAS, before, strict=True):
+            if threads != 1:
+                lib.set_num_threads(threads)
 
 
 class NumpyLstmStep:
@@ -63,7 +101,8 @@ class NumpyLstmStep:
         """One step on flat ``[H]`` states: ``(dec_out, (h', c'))``."""
         h, c = state
         hidden = self.hidden
-        gates = self._gates[token] + h @ self._recurrent
+        with one_blas_thread():
+            gates = self._gates[token] + h @ self._recurrent
         # the sigmoid of the input, output and forget gates, as 0.5 tanh(x / 2) + 0.5 (no
         # overflow for large |x|, where 1 / (1 + exp(-x)) warns)
         sig = gates[: 3 * hidden]
@@ -111,17 +150,20 @@ class NumpyJoint:
 
     def project_encoder(self, frames: np.ndarray) -> np.ndarray:
         """``[T, D]`` encoder frames -> ``[T, J]``."""
-        projected: np.ndarray = frames @ self.w.enc + self.w.enc_bias
+        with one_blas_thread():
+            projected: np.ndarray = frames @ self.w.enc + self.w.enc_bias
         return projected
 
     def project_decoder(self, dec: np.ndarray) -> np.ndarray:
         """One decoder output ``[H]`` -> ``[J]``."""
-        projected: np.ndarray = dec @ self.w.dec + self.w.dec_bias
+        with one_blas_thread():
+            projected: np.ndarray = dec @ self.w.dec + self.w.dec_bias
         return projected
 
     def scores(self, enc: np.ndarray, dec: np.ndarray) -> np.ndarray:
         """Raw logits ``[C]`` of one projected frame and one projected decoder output."""
-        logits: np.ndarray = np.maximum(enc + dec, 0.0) @ self.w.out + self.w.out_bias
+        with one_blas_thread():
+            logits: np.ndarray = np.maximum(enc + dec, 0.0) @ self.w.out + self.w.out_bias
         return logits
 
     def __call__(self, *inputs: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -149,19 +191,24 @@ def numpy_step(spec: ComponentSpec, path: Path) -> NumpyLstmStep | NumpyJoint | 
     return reader(spec, path, graph, [t.name for t in file.inputs], [t.name for t in file.outputs])
 
 
+def probe_inputs(kernel: NumpyLstmStep | NumpyJoint, seed: int = 0) -> list[np.ndarray]:
+    """Random canonical inputs for ``kernel``'s component (tokens within its vocabulary)."""
+    rng = np.random.default_rng(seed)
+    inputs = []
+    for t in kernel.spec.inputs:
+        if t.dtype.startswith("int"):
+            high = kernel.vocabulary if isinstance(kernel, NumpyLstmStep) else 2
+            inputs.append(rng.integers(0, high, size=t.shape).astype(t.dtype))
+        else:
+            inputs.append(rng.standard_normal(t.shape).astype(t.dtype))
+    return inputs
+
+
 def agrees(kernel: NumpyLstmStep | NumpyJoint, reference: object, seed: int = 0) -> bool:
     """Whether ``kernel`` gives what ``reference`` (the ONNX Runtime component of the same
     file) gives on a few probe inputs."""
-    rng = np.random.default_rng(seed)
-    spec = kernel.spec
-    for _ in range(3):
-        inputs = []
-        for t in spec.inputs:
-            if t.dtype.startswith("int"):
-                high = kernel.vocabulary if isinstance(kernel, NumpyLstmStep) else 2
-                inputs.append(rng.integers(0, high, size=t.shape).astype(t.dtype))
-            else:
-                inputs.append(rng.standard_normal(t.shape).astype(t.dtype))
+    for probe in range(3):
+        inputs = probe_inputs(kernel, seed + probe)
         want = reference(*inputs)  # type: ignore[operator]
         got = kernel(*inputs)
         if len(want) != len(got):
@@ -174,6 +221,44 @@ def agrees(kernel: NumpyLstmStep | NumpyJoint, reference: object, seed: int = 0)
             if float(np.abs(a - b).max(initial=0.0)) > PROBE_TOLERANCE * scale:
                 return False
     return True
+
+
+def step_seconds(
+    kernel: NumpyLstmStep | NumpyJoint, reference: object, *, calls: int = 8, rounds: int = 5
+) -> tuple[float, float]:
+    """Seconds per decoding step with ``kernel`` and with ``reference`` (the ONNX Runtime
+    component), medians of ``rounds`` of ``calls`` taken in turns after a warm-up. A step
+    with the kernel is what the decoding loop calls: the LSTM step on flat states; for a
+    joint its ``scores`` on a projected frame and a decoder output projected in the step (as
+    after every emitted token: the most a step costs)."""
+    inputs = probe_inputs(kernel)
+    if isinstance(kernel, NumpyLstmStep):
+        predict, state = kernel.predictor()
+        token = int(inputs[0].reshape(-1)[0])
+
+        def fast() -> object:
+            return predict(token, state)
+
+    else:
+        enc = kernel.project_encoder(inputs[0].reshape(1, -1))[0]
+        dec = inputs[1].reshape(-1)
+
+        def fast() -> object:
+            return kernel.scores(enc, kernel.project_decoder(dec))
+
+    def slow() -> object:
+        return reference(*inputs)  # type: ignore[operator]
+
+    times: dict[Callable[[], object], list[float]] = {fast: [], slow: []}
+    for fn in (fast, slow):
+        fn()  # warm-up
+    for _ in range(rounds):
+        for fn, spent in times.items():
+            start = time.perf_counter()
+            for _ in range(calls):
+                fn()
+            spent.append((time.perf_counter() - start) / calls)
+    return statistics.median(times[fast]), statistics.median(times[slow])
 
 
 def _lstm_step(
