@@ -23,12 +23,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from speechport.families.base import LoadedCheckpoint
-
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # torch only where a model is built
     import torch
 
-    from speechport.families.base import BundlePlan
+    from speechport.families.base import BundlePlan, LoadedCheckpoint
 
 RANDOM_WEIGHTS = Path("random-weights")
 SIZES = ("full", "tiny")
@@ -45,6 +43,7 @@ def random_gigaam(variant: str, *, seed: int = 0, size: str = "full") -> LoadedC
     decodes)."""
     import torch
 
+    from speechport.families.base import LoadedCheckpoint
     from speechport.families.gigaam import GigaAMConfig, build_model, full_size_config
 
     upstream = full_size_config(variant)
@@ -89,6 +88,7 @@ def random_parakeet_tdt(work: Path, *, seed: int = 0, size: str = "full") -> Loa
     ``work``)."""
     import torch
 
+    from speechport.families.base import LoadedCheckpoint
     from speechport.families.parakeet import ParakeetCheckpoint, ParakeetConfig, build_model
 
     upstream = parakeet_tdt_118m_config()
@@ -149,10 +149,14 @@ def bench_tokenizer(root: Path, pieces: int) -> Path:
 
 @dataclass(frozen=True)
 class Head:
-    """What the emission setting works on: the per-frame token logits of the first decoding
-    step (``[T, tokens + blank]``), the output bias they end in, and blank's index there."""
+    """What the emission setting works on: the encoder frames as the decoding algorithm takes
+    them (``[T, D]``; CTC: the logits), the prediction network and joint as numpy callables
+    (None for CTC), the output bias the logits end in, and blank's index there."""
 
-    logits: torch.Tensor
+    frames: np.ndarray
+    predict: Callable[[int, Any], tuple[np.ndarray, Any]] | None
+    joint: Callable[[np.ndarray, np.ndarray], np.ndarray] | None
+    initial_state: Any
     bias: torch.Tensor
     blank: int
 
@@ -160,8 +164,8 @@ class Head:
 @dataclass(frozen=True)
 class RandomModel:
     """One architecture ``bench compare`` can build: ``build(work, size, seed)`` gives the
-    loaded random model, ``plan`` its bundle, ``head`` the first step's logits on an
-    encoder output ``[1, D, T]``."""
+    loaded random model, ``plan`` its bundle, ``encoder`` its encoder module and ``head``
+    the decoding parts on an encoder output ``[1, D, T]``."""
 
     name: str
     description: str
@@ -192,32 +196,37 @@ def _plan_parakeet(loaded: LoadedCheckpoint) -> BundlePlan:
     return plan_bundle(loaded)
 
 
-def _transducer_head(decoder: Any, joint: Any, encoded: Any, blank: int, tokens: int) -> Head:
-    """The joint's logits for every frame after the blank start token (zero state)."""
+def _transducer_head(decoder: Any, joint: Any, encoded: Any, blank: int) -> Head:
+    """The predictor and the joint (its encoder projection done for all frames) in numpy."""
     import torch
 
     layers, hidden = decoder.lstm.num_layers, decoder.lstm.hidden_size
     zeros = torch.zeros(layers, 1, hidden)
-    dec, _, _ = decoder(torch.tensor([[blank]]), zeros, zeros)
-    logits = joint(encoded.transpose(1, 2), dec)[0, :, :tokens]
-    return Head(logits, joint.joint_net[-1].bias, blank)
+    projected = joint.enc(encoded[0].T).numpy()
+
+    def predict(token: int, state: Any) -> tuple[np.ndarray, Any]:
+        dec, h, c = decoder(torch.tensor([[token]]), *state)
+        return joint.pred(dec[0, 0]).numpy(), (h, c)
+
+    def scores(enc_t: np.ndarray, dec: np.ndarray) -> np.ndarray:
+        logits: np.ndarray = joint.joint_net(torch.from_numpy(enc_t + dec)).numpy()
+        return logits
+
+    return Head(projected, predict, scores, (zeros, zeros), joint.joint_net[-1].bias, blank)
 
 
 def _gigaam_rnnt_head(model: Any, encoded: Any) -> Head:
-    c = model.config
-    return _transducer_head(
-        model.head.decoder, model.head.joint, encoded, c.blank_id, c.num_classes
-    )
+    return _transducer_head(model.head.decoder, model.head.joint, encoded, model.config.blank_id)
 
 
 def _gigaam_ctc_head(model: Any, encoded: Any) -> Head:
     conv = model.head.decoder_layers[0]
-    return Head(conv(encoded)[0].T, conv.bias, model.config.blank_id)
+    logits = conv(encoded)[0].T.numpy()
+    return Head(logits, None, None, None, conv.bias, model.config.blank_id)
 
 
 def _parakeet_head(model: Any, encoded: Any) -> Head:
-    c = model.config
-    return _transducer_head(model.decoder, model.joint, encoded, c.blank_id, c.vocab_size + 1)
+    return _transducer_head(model.decoder, model.joint, encoded, model.config.blank_id)
 
 
 def _parakeet_build(work: Path, size: str, seed: int) -> LoadedCheckpoint:
@@ -267,29 +276,54 @@ def set_emission(
     calibration: np.ndarray,
     *,
     tokens_per_second: float = REALISTIC_TOKENS_PER_SECOND,
-) -> float:
+) -> tuple[float, float]:
     """Apply ``emission`` to ``loaded``'s weights (``realistic``: raise blank's output bias;
-    ``worst``: leave them); returns the shift added to blank's bias. The shift lets
-    ``tokens_per_second`` of the frames of ``calibration`` (samples at the bundle's rate)
-    prefer a token over blank at the first decoding step."""
+    ``worst``: leave them); returns the shift added to blank's bias and the tokens per
+    second greedy decoding of ``calibration`` (samples at the bundle's rate) emits with it.
+    The shift is found by bisection on that rate, decoding with the bundle's algorithm
+    (``speechport.decoding``) on the torch model's outputs."""
     import torch
 
+    from speechport.decoding import DecodeSettings, decoding_algorithm
     from speechport.features import build_frontend
 
-    if emission == "worst":
-        return 0.0
+    assert plan.decoding is not None
+    d = plan.decoding
+    algorithm = decoding_algorithm(d.algorithm)
+    settings = DecodeSettings(d.blank_id, d.max_symbols_per_frame, d.durations)
     frontend = build_frontend(plan.frontend)
     features = torch.from_numpy(np.ascontiguousarray(frontend(calibration), dtype=np.float32))
     length = torch.tensor([features.shape[1]], dtype=torch.int32)
+    seconds = calibration.size / plan.sample_rate
+    loaded.model.eval()
     with torch.no_grad():
         encoded, encoded_len = model.encoder(loaded.model)(features[None], length)
         frames = int(encoded_len.reshape(-1)[0])
         head = model.head(loaded.model, encoded[:, :, :frames])
-        logits = head.logits
-        others = torch.cat([logits[:, : head.blank], logits[:, head.blank + 1 :]], dim=1)
-        margin = (others.max(dim=1).values - logits[:, head.blank]).numpy()
-        seconds = calibration.size / plan.sample_rate
-        share = min(1.0, tokens_per_second * seconds / max(frames, 1))
-        shift = float(np.quantile(margin, 1.0 - share)) if share < 1.0 else 0.0
-        head.bias[head.blank] += shift
-    return shift
+
+        def rate(shift: float) -> float:
+            raised = np.zeros(head.bias.shape[0], dtype=np.float32)
+            raised[head.blank] = shift
+            if head.joint is None:  # CTC: the logits are the frames
+                out = algorithm.search(head.frames + raised, frames, settings, None, None, None)
+            else:
+                joint = head.joint
+
+                def shifted(enc_t: np.ndarray, dec: np.ndarray) -> np.ndarray:
+                    return joint(enc_t, dec) + raised
+
+                out = algorithm.search(
+                    head.frames, frames, settings, head.predict, shifted, head.initial_state
+                )
+            return len(out.token_ids) / seconds
+
+        if emission == "worst":
+            return 0.0, rate(0.0)
+        low, high = 0.0, 1.0
+        while rate(high) > tokens_per_second and high < 1e4:
+            low, high = high, 2 * high
+        for _ in range(12):
+            middle = (low + high) / 2
+            low, high = (middle, high) if rate(middle) > tokens_per_second else (low, middle)
+        head.bias[head.blank] += high
+        return high, rate(high)
