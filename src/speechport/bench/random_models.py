@@ -325,5 +325,6 @@ def set_emission(
         for _ in range(12):
             middle = (low + high) / 2
             low, high = (middle, high) if rate(middle) > tokens_per_second else (low, middle)
+        achieved = rate(high)
         head.bias[head.blank] += high
-        return high, rate(high)
+        return high, achieved
