@@ -104,7 +104,8 @@ def test_the_realistic_shift_is_bisected_on_greedy_decodings_rate(tmp_path: Path
     loaded = model.build(tmp_path, "tiny", 0)
     plan = model.plan(loaded)
     clip = synthetic_speech(8.0, plan.sample_rate, seed=1)
-    bias = loaded.model.head.decoder_layers[0].bias.detach()
+    torch_model: Any = loaded.model
+    bias = torch_model.head.decoder_layers[0].bias.detach()
     before = bias.detach().clone()
     assert set_emission(model, loaded, plan, "worst", clip)[0] == 0.0
     shift, rate = set_emission(model, loaded, plan, "realistic", clip)

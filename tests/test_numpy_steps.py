@@ -165,15 +165,15 @@ def test_numpy_kernels_run_blas_on_one_thread_and_restore_it() -> None:
 
 
 @pytest.mark.parametrize("variant", ["parakeet_tdt", "parakeet_rnnt"])
-def test_parakeet_joint_in_numpy_gives_nemos_tokens_frames_and_durations(
+def test_parakeet_steps_in_numpy_give_nemos_tokens_frames_and_durations(
     bundle_cache: BundleCache, variant: str
 ) -> None:
     nemo = Path(__file__).parent / "data" / "nemo"
     bundle = bundle_cache.get("parakeet", nemo / f"{variant}.nemo", variant)
     fast = load_bundle(bundle, OnnxBackend(steps="numpy"))
     assert isinstance(fast.of_kind("joint"), NumpyJoint)  # tokens + blank (+ durations)
-    # a two-layer LSTM predictor is not a graph the reader knows: it stays on ONNX Runtime
-    assert isinstance(fast.of_kind("decoder_step"), OnnxComponent)
+    decoder = fast.of_kind("decoder_step")  # NeMo's layout: two LSTM layers, states sliced
+    assert isinstance(decoder, NumpyLstmStep) and decoder.layers == 2
     slow = load_bundle(bundle, OnnxBackend(steps="onnx"))
     clips, expected = _nemo_clips(nemo, variant)
     _assert_same_transcripts(fast, slow, clips, expected)

@@ -28,6 +28,7 @@ machine, so ``step_seconds`` times the work a decoding step does with each (see
 
 from __future__ import annotations
 
+import itertools
 import statistics
 import time
 from collections.abc import Callable, Iterator
@@ -74,35 +75,54 @@ def one_blas_thread() -> Iterator[None]:
 
 
 class NumpyLstmStep:
-    """``token [1, 1], h [1, 1, H], c [1, 1, H] -> dec_out, h', c'`` (canonical shapes of
-    ``spec``) for a single-layer LSTM predictor."""
+    """``token [1, 1], h [L, 1, H], c [L, 1, H] -> dec_out, h', c'`` (canonical shapes of
+    ``spec``) for a predictor of ``L`` stacked LSTM layers."""
 
     def __init__(
-        self, spec: ComponentSpec, path: Path, gates: np.ndarray, recurrent: np.ndarray
+        self,
+        spec: ComponentSpec,
+        path: Path,
+        gates: np.ndarray,
+        recurrent: np.ndarray,
+        upper: tuple[tuple[np.ndarray, np.ndarray], ...] = (),
     ) -> None:
         self.spec = spec
         self.path = path
         self._gates = gates  # [V, 4H]: embedding @ Wᵀ + Wb + Rb, gate order i, o, f, c
         self._recurrent = recurrent  # [H, 4H]: Rᵀ
+        self._upper = upper  # layers above the first: ([Wᵀ; Rᵀ] [2H, 4H], Wb + Rb [4H])
         self.hidden = recurrent.shape[0]
+        self.layers = 1 + len(upper)
         self.vocabulary = gates.shape[0]
         self._dec_shape = spec.outputs[0].shape
-        self.weight_bytes = gates.nbytes + recurrent.nbytes
+        self.weight_bytes = gates.nbytes + recurrent.nbytes + sum(w.nbytes for w, _ in upper)
 
     def __call__(self, *inputs: np.ndarray) -> tuple[np.ndarray, ...]:
         token, h, c = inputs
         shape = h.shape
-        _, (h_next, c_next) = self.step(token.item(), (h.reshape(-1), c.reshape(-1)))
-        return h_next.reshape(self._dec_shape), h_next.reshape(shape), c_next.reshape(shape)
+        flat = (self.layers, self.hidden)
+        dec, (h_next, c_next) = self.step(token.item(), (h.reshape(flat), c.reshape(flat)))
+        return dec.reshape(self._dec_shape), h_next.reshape(shape), c_next.reshape(shape)
 
     def step(
         self, token: int, state: tuple[np.ndarray, np.ndarray]
     ) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
-        """One step on flat ``[H]`` states: ``(dec_out, (h', c'))``."""
+        """One step on ``[L, H]`` states: ``(dec_out [H], (h', c'))``."""
         h, c = state
-        hidden = self.hidden
+        h_next, c_next = np.empty_like(h), np.empty_like(c)
         with one_blas_thread():
-            gates = self._gates[token] + h @ self._recurrent
+            x = self._cell(self._gates[token] + h[0] @ self._recurrent, c[0], h_next, c_next, 0)
+            for layer, (weights, bias) in enumerate(self._upper, start=1):
+                gates = np.concatenate((x, h[layer])) @ weights + bias
+                x = self._cell(gates, c[layer], h_next, c_next, layer)
+        return x, (h_next, c_next)
+
+    def _cell(
+        self, gates: np.ndarray, c: np.ndarray, h_out: np.ndarray, c_out: np.ndarray, layer: int
+    ) -> np.ndarray:
+        """The LSTM cell on ``gates`` (modified in place): writes row ``layer`` of ``h_out``
+        and ``c_out``, returns the new ``h``."""
+        hidden = self.hidden
         # the sigmoid of the input, output and forget gates, as 0.5 tanh(x / 2) + 0.5 (no
         # overflow for large |x|, where 1 / (1 + exp(-x)) warns)
         sig = gates[: 3 * hidden]
@@ -110,15 +130,17 @@ class NumpyLstmStep:
         np.tanh(sig, out=sig)
         sig *= 0.5
         sig += 0.5
-        c_next = sig[2 * hidden :] * c
-        c_next += sig[:hidden] * np.tanh(gates[3 * hidden :])
-        h_next = sig[hidden : 2 * hidden] * np.tanh(c_next)
-        return h_next, (h_next, c_next)
+        c_new = c_out[layer]
+        np.multiply(sig[2 * hidden :], c, out=c_new)
+        c_new += sig[:hidden] * np.tanh(gates[3 * hidden :])
+        h_new: np.ndarray = h_out[layer]
+        np.multiply(sig[hidden : 2 * hidden], np.tanh(c_new), out=h_new)
+        return h_new
 
     def predictor(self) -> tuple[Any, tuple[np.ndarray, np.ndarray]]:
         """``predict(token, state) -> (dec_out, state)`` and the zero state, for a decoding
         loop that does not need the canonical state shapes (``predictor_for``)."""
-        zeros = np.zeros(self.hidden, dtype=np.float32)
+        zeros = np.zeros((self.layers, self.hidden), dtype=np.float32)
         return self.step, (zeros, zeros.copy())
 
 
@@ -264,16 +286,81 @@ def step_seconds(
 def _lstm_step(
     spec: ComponentSpec, path: Path, graph: Graph, names_in: list[str], names_out: list[str]
 ) -> NumpyLstmStep | None:
+    """An embedding ``Gather`` feeding a chain of forward LSTM layers: one layer takes the
+    states as they come; several take their rows (``Slice`` on axis 0) and give the new
+    states as a ``Concat`` of theirs."""
     lstms = [n for n in graph.nodes if n.op_type == "LSTM"]
-    if len(lstms) != 1 or len(names_in) != 3 or len(names_out) != 3:
+    if not lstms or len(names_in) != 3 or len(names_out) != 3:
         return None
-    (lstm,) = lstms
+    layers = [_lstm_layer(graph, node) for node in lstms]
+    if any(layer is None for layer in layers):
+        return None
+    hidden = layers[0][1].shape[0]  # type: ignore[index]
+    # the chain: the first layer reads the embedding, each next one the previous one's Y
+    gather = graph.producer(_through_shape_ops(graph, lstms[0].inputs[0]))
+    if gather is None or gather.op_type != "Gather" or gather.ints.get("axis", [0]) != [0]:
+        return None
+    for below, above in itertools.pairwise(lstms):
+        if _through_shape_ops(graph, above.inputs[0]) != below.outputs[0]:
+            return None
+    table = graph.value(gather.inputs[0])
+    token = gather.inputs[1]
+    cast = graph.producer(token)
+    if cast is not None and cast.op_type == "Cast":
+        token = cast.inputs[0]
+    w0 = layers[0][0]  # type: ignore[index]
+    if table is None or table.ndim != 2 or table.shape[1] != w0.shape[0]:
+        return None
+    if token != names_in[0]:
+        return None
+    # the states: whole for one layer, a row per layer for several
+    for index, node in enumerate(lstms):
+        h0, c0 = (node.inputs + [""] * 7)[5:7]
+        if len(lstms) == 1:
+            if [h0, c0] != names_in[1:]:
+                return None
+        elif _row_of(graph, h0) != (names_in[1], index) or _row_of(graph, c0) != (
+            names_in[2],
+            index,
+        ):
+            return None
+    for position, output in ((1, 1), (2, 2)):
+        finals = [node.outputs[output] for node in lstms]
+        if len(lstms) == 1:
+            if finals[0] != names_out[position]:
+                return None
+        else:
+            concat = graph.producer(names_out[position])
+            if (
+                concat is None
+                or concat.op_type != "Concat"
+                or concat.ints.get("axis") != [0]
+                or concat.inputs != finals
+            ):
+                return None
+    if _through_shape_ops_forward(graph, lstms[-1].outputs[0]) != names_out[0]:
+        return None
+    w0, r0, b0 = layers[0]  # type: ignore[misc]
+    gates = (table.astype(np.float32) @ w0 + b0).astype(np.float32)
+    upper = []
+    for w, r, b in layers[1:]:  # type: ignore[misc]
+        if w.shape != (hidden, 4 * hidden):
+            return None
+        upper.append((np.ascontiguousarray(np.concatenate((w, r)), dtype=np.float32), b))
+    return NumpyLstmStep(
+        spec, path, np.ascontiguousarray(gates), np.ascontiguousarray(r0), tuple(upper)
+    )
+
+
+def _lstm_layer(graph: Graph, lstm: Node) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """One forward LSTM node's ``(Wᵀ [In, 4H], Rᵀ [H, 4H], Wb + Rb [4H])``, or None when it
+    has what the kernel does not compute (other activations, clip, peepholes, lengths)."""
     if lstm.attributes - {"hidden_size", "direction"} or lstm.strings.get(
         "direction", [b"forward"]
     ) != [b"forward"]:
         return None
     args = [*lstm.inputs, *[""] * (8 - len(lstm.inputs))]
-    x, w_name, r_name, b_name, seq_lens, h0, c0, peepholes = args[:8]
+    _, w_name, r_name, b_name, seq_lens, _, _, peepholes = args[:8]
     w, r = graph.value(w_name), graph.value(r_name)
     b = graph.value(b_name) if b_name else None
     if w is None or r is None or seq_lens or peepholes or (b_name and b is None):
@@ -283,26 +370,31 @@ def _lstm_step(
     hidden = r.shape[2]
     if r.shape[1] != 4 * hidden or w.shape[1] != 4 * hidden or len(lstm.outputs) < 3:
         return None
-    gather = graph.producer(_through_shape_ops(graph, x))
-    if gather is None or gather.op_type != "Gather" or gather.ints.get("axis", [0]) != [0]:
-        return None
-    table = graph.value(gather.inputs[0])
-    token = gather.inputs[1]
-    cast = graph.producer(token)
-    if cast is not None and cast.op_type == "Cast":
-        token = cast.inputs[0]
-    if table is None or table.ndim != 2 or table.shape[1] != w.shape[2]:
-        return None
-    y, y_h, y_c = lstm.outputs[:3]
-    if [token, h0, c0] != names_in or [y_h, y_c] != names_out[1:]:
-        return None
-    if _through_shape_ops_forward(graph, y) != names_out[0]:
-        return None
     bias = (
         np.zeros(4 * hidden, np.float32) if b is None else b[0, : 4 * hidden] + b[0, 4 * hidden :]
     )
-    gates = (table.astype(np.float32) @ w[0].T + bias).astype(np.float32)
-    return NumpyLstmStep(spec, path, np.ascontiguousarray(gates), np.ascontiguousarray(r[0].T))
+    return (
+        np.ascontiguousarray(w[0].T, dtype=np.float32),
+        np.ascontiguousarray(r[0].T, dtype=np.float32),
+        np.asarray(bias, dtype=np.float32),
+    )
+
+
+def _row_of(graph: Graph, name: str) -> tuple[str, int] | None:
+    """``(source, i)`` when ``name`` is ``Slice(source, starts=[i], ends=[i + 1], axes=[0])``
+    (steps absent or 1)."""
+    node = graph.producer(name)
+    if node is None or node.op_type != "Slice" or len(node.inputs) < 3:
+        return None
+    values = [graph.value(n) for n in node.inputs[1:]]
+    if any(v is None for v in values):
+        return None
+    starts, ends, *rest = [[int(x) for x in np.asarray(v).reshape(-1)] for v in values]
+    axes = rest[0] if rest else [0]
+    steps = rest[1] if len(rest) > 1 else [1]
+    if len(starts) != 1 or axes != [0] or steps != [1] or ends != [starts[0] + 1]:
+        return None
+    return node.inputs[0], starts[0]
 
 
 def _joint(
