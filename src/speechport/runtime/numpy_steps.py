@@ -5,10 +5,12 @@ per frame and token, each call a few small matrix-vector products. An ONNX Runti
 costs tens of microseconds before any arithmetic; numpy on the same weights costs a few per
 operation. Two graphs are recognised, node by node, and anything else stays on ONNX Runtime:
 
-- an LSTM predictor: ``Gather`` from an embedding table, one single-layer forward ``LSTM``
-  (default activations, no clip, no peepholes), shape-only ops around them. The embedding
-  is folded into the input weights at load time (``E @ Wᵀ + b``, one row per token), so a
-  step is one matrix-vector product with the recurrent weights and the gates;
+- an LSTM predictor: ``Gather`` from an embedding table, a chain of forward ``LSTM``
+  layers (default activations, no clip, no peepholes; several layers take their rows of
+  the states by ``Slice`` and give them back by ``Concat``, as NeMo exports them),
+  shape-only ops around them. The embedding is folded into the first layer's input
+  weights at load time (``E @ Wᵀ + b``, one row per token), so a step is one
+  matrix-vector product per layer and the gates;
 - a joint ``out(ReLU(enc @ We + be + dec @ Wp + bp)) [+ LogSoftmax]``: ``JointProjections``
   lets the decoding loop project every frame of a window at once (one matrix product) and
   each decoder output once, so a step is an add, a ReLU and the output projection.
