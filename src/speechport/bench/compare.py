@@ -1,10 +1,12 @@
 """speechport against other runtimes of the same ONNX files: onnx-asr and sherpa-onnx.
 
 Every engine gets the same decoded samples (file decoding is not timed), the same thread
-count, and is warmed up on the first file. Then each round times every engine over all the
-files in turn, so that a change in the machine's load falls on all of them alike; the
-figure per engine is the median of the rounds. Peers that are not installed, or that cannot
-run the bundle, are listed with the reason instead of a figure.
+count, and is warmed up on the first seconds of the first file. Then each round times every
+engine over all the files in turn, so that a change in the machine's load falls on all of
+them alike; the figure per engine is the median of the rounds. Peers that are not
+installed, or that cannot run the bundle, are listed with the reason instead of a figure.
+speechport's time is split into its front end, encoder and decode loop (timed per window),
+and the machine's load average is recorded before and after.
 
 onnx-asr loads the bundle directory as it is, by the ``model_type`` its ``config.json`` names
 (the bundles write one for onnx-asr). sherpa-onnx loads the bundle's own files as a NeMo
