@@ -19,11 +19,16 @@ from speechport.errors import BackendError
 from speechport.manifest import read_manifest
 from speechport.pipelines.transcriber import Transcriber, predictor_for
 from speechport.runtime import load_bundle
-from speechport.runtime.base import joint_projections
-from speechport.runtime.numpy_steps import NumpyJoint, NumpyLstmStep
+from speechport.runtime.base import LoadedBundle, joint_projections
+from speechport.runtime.numpy_steps import (
+    NumpyJoint,
+    NumpyLstmStep,
+    one_blas_thread,
+    step_seconds,
+)
 from speechport.runtime.onnx_backend import OnnxBackend, OnnxComponent
 from speechport.runtime.onnx_graph import read_graph
-from tests.helpers import CLIPS, gigaam_clip
+from tests.helpers import CLIPS, BundleCache, gigaam_clip
 
 RNNT = ("v3_rnnt", "v3_e2e_rnnt")
 
@@ -125,6 +130,98 @@ def test_steps_onnx_and_kernels_that_disagree_stay_on_onnx_runtime(
     loaded = load_bundle(bundle, OnnxBackend(steps="numpy"))
     assert isinstance(loaded.of_kind("joint"), OnnxComponent)  # its probe disagreed
     assert isinstance(loaded.of_kind("decoder_step"), NumpyLstmStep)
-    monkeypatch.setattr("speechport.runtime.onnx_backend.STEP_BYTES_PER_THREAD", 1024)
-    small = load_bundle(bundle, OnnxBackend(steps="auto"))  # weights over the limit
-    assert all(isinstance(c, OnnxComponent) for c in small.components.values())
+    # auto: a kernel whose step is timed slower than the ONNX Runtime call is not used
+    monkeypatch.setattr("speechport.runtime.numpy_steps.step_seconds", lambda k, c: (2.0, 1.0))
+    slower = load_bundle(bundle, OnnxBackend(steps="auto"))
+    assert all(isinstance(c, OnnxComponent) for c in slower.components.values())
+
+
+def test_a_step_is_timed_with_each_engine_on_the_work_the_loop_does(
+    gigaam_onnx: Callable[[str], Path],
+) -> None:
+    bundle = gigaam_onnx("v3_e2e_rnnt")
+    slow = load_bundle(bundle, OnnxBackend(steps="onnx"))
+    fast = load_bundle(bundle, OnnxBackend(steps="numpy"))
+    for kind in ("decoder_step", "joint"):
+        kernel, component = fast.of_kind(kind), slow.of_kind(kind)
+        assert isinstance(kernel, (NumpyLstmStep, NumpyJoint))
+        numpy_seconds, onnx_seconds = step_seconds(kernel, component, calls=4, rounds=3)
+        # tiny weights: a numpy step is microseconds, an ONNX Runtime call tens of them
+        assert 0 < numpy_seconds < onnx_seconds < 0.1, kind
+
+
+def test_numpy_kernels_run_blas_on_one_thread_and_restore_it() -> None:
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    with threadpoolctl.threadpool_limits(2, user_api="blas"):
+        seen = []
+        with one_blas_thread():
+            seen = [
+                i["num_threads"] for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"
+            ]
+        after = [
+            i["num_threads"] for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"
+        ]
+    assert seen and set(seen) == {1} and set(after) == {2}
+
+
+@pytest.mark.parametrize("variant", ["parakeet_tdt", "parakeet_rnnt"])
+def test_parakeet_steps_in_numpy_give_nemos_tokens_frames_and_durations(
+    bundle_cache: BundleCache, variant: str
+) -> None:
+    nemo = Path(__file__).parent / "data" / "nemo"
+    bundle = bundle_cache.get("parakeet", nemo / f"{variant}.nemo", variant)
+    fast = load_bundle(bundle, OnnxBackend(steps="numpy"))
+    assert isinstance(fast.of_kind("joint"), NumpyJoint)  # tokens + blank (+ durations)
+    decoder = fast.of_kind("decoder_step")  # NeMo's layout: two LSTM layers, states sliced
+    assert isinstance(decoder, NumpyLstmStep) and decoder.layers == 2
+    slow = load_bundle(bundle, OnnxBackend(steps="onnx"))
+    clips, expected = _nemo_clips(nemo, variant)
+    _assert_same_transcripts(fast, slow, clips, expected)
+
+
+def test_parakeet_tdt_of_one_lstm_layer_runs_both_steps_in_numpy(tmp_path: Path) -> None:
+    """The 118M Parakeet-TDT architecture's graphs (one LSTM layer), shrunk, random weights
+    with blank raised as in a real model: the same tokens, frames and durations either way."""
+    from speechport.bench.compare_models import build_bundle
+    from speechport.bench.decode_loop import synthetic_speech
+
+    bundle = build_bundle("parakeet-tdt", "realistic", tmp_path, size="tiny")
+    fast = load_bundle(bundle, OnnxBackend(steps="numpy"))
+    assert isinstance(fast.of_kind("decoder_step"), NumpyLstmStep)
+    assert isinstance(fast.of_kind("joint"), NumpyJoint)
+    slow = load_bundle(bundle, OnnxBackend(steps="onnx"))
+    clips = [synthetic_speech(s, seed=s) for s in (3, 20)]  # one window, then two
+    tokens = _assert_same_transcripts(fast, slow, clips)
+    assert tokens > 10
+
+
+def _nemo_clips(nemo: Path, variant: str) -> tuple[list[np.ndarray], list[list[int]]]:
+    """The fixture's clips and NeMo's token ids on each."""
+    import json
+
+    import soundfile as sf
+
+    clips = json.loads((nemo / "index.json").read_text())["variants"][variant]["clips"]
+    audio = [sf.read(nemo / entry["audio"], dtype="float32")[0] for entry in clips]
+    return audio, [entry["token_ids"] for entry in clips]
+
+
+def _assert_same_transcripts(
+    fast: LoadedBundle,
+    slow: LoadedBundle,
+    clips: list[np.ndarray],
+    expected: list[list[int]] | None = None,
+) -> int:
+    """Both bundles transcribe every clip to the same tokens (``expected`` when given),
+    frames and durations; returns how many tokens there were."""
+    numpy_run, onnx_run = Transcriber(fast), Transcriber(slow)
+    tokens = 0
+    for index, audio in enumerate(clips):
+        got, want = numpy_run.transcribe(audio), onnx_run.transcribe(audio)
+        assert got.token_ids == want.token_ids
+        if expected is not None:
+            assert got.token_ids == expected[index]
+        assert [s.frames for s in got.segments] == [s.frames for s in want.segments]
+        assert [s.durations for s in got.segments] == [s.durations for s in want.segments]
+        tokens += len(got.token_ids)
+    return tokens

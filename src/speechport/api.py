@@ -136,7 +136,8 @@ def load(
         threads: ONNX Runtime threads for the encoder and front end (default: every CPU;
             the per-step decoder and joint run on one); ``onnx`` only.
         steps: how the per-step decoder and joint run (``auto``: numpy kernels read from
-            their ONNX files where the graph is recognised and small, else ONNX Runtime;
+            their ONNX files where the graph is recognised and a step with them, timed at
+            load, beats ONNX Runtime's; else ONNX Runtime;
             ``numpy``; ``onnx``: always ONNX Runtime); ``onnx`` only.
         graph_optimization: how far ONNX Runtime optimises each graph at load
             (``disable``, ``basic``, ``extended``, ``all``: the default); ``onnx`` only.

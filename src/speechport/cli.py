@@ -171,8 +171,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--steps",
         choices=["auto", "numpy", "onnx"],
         help="ONNX backend: the decoder step and joint in numpy where their graph is "
-        "recognised and small (auto, the default), wherever recognised (numpy), or always "
-        "in ONNX Runtime (onnx)",
+        "recognised and a step timed at load is faster (auto, the default), wherever "
+        "recognised (numpy), or always in ONNX Runtime (onnx)",
     )
     _add_ort_options(transcribe)
     transcribe.add_argument(
@@ -444,13 +444,42 @@ def build_parser() -> argparse.ArgumentParser:
     decode.add_argument("--seconds", type=float, default=60.0, help="clip length")
     decode.add_argument("--work-dir", type=Path, help="where to keep the bundle (default: temp)")
     decode.add_argument("--json", action="store_true")
+    from speechport.bench.random_models import EMISSIONS, RANDOM_MODELS, SIZES
+
     compare = bench_sub.add_parser(
         "compare",
-        help="speechport against onnx-asr and sherpa-onnx on the bundle's own ONNX files: "
-        "RTFx, time ratios, transcript agreement",
+        help="speechport against onnx-asr and sherpa-onnx on the same ONNX files: RTFx, "
+        "ratios, speechport's front end / encoder / decode loop split, transcript agreement; "
+        "without a bundle, on full-size random-weight models built on the fly",
     )
-    compare.add_argument("bundle", type=Path)
-    compare.add_argument("audio", type=Path, nargs="+", help="audio files or directories")
+    compare.add_argument(
+        "paths",
+        type=Path,
+        nargs="*",
+        metavar="[BUNDLE] [AUDIO]",
+        help="a bundle, then audio files or directories (needed with a bundle); without a "
+        "bundle: the audio for the random models (default: synthetic speech, --seconds)",
+    )
+    compare.add_argument(
+        "--model",
+        action="append",
+        choices=list(RANDOM_MODELS),
+        help="without a bundle: a random model to build (repeatable; default: all)",
+    )
+    compare.add_argument(
+        "--emission",
+        choices=[*EMISSIONS, "both"],
+        default="both",
+        help="random models: blank biased as in a real model (realistic), random weights "
+        "where nearly every step emits (worst), or both",
+    )
+    compare.add_argument(
+        "--seconds",
+        default="4,60,600",
+        help="random models: lengths of synthetic speech, comma-separated (default: 4,60,600)",
+    )
+    compare.add_argument("--size", choices=SIZES, default="full", help="random models' size")
+    compare.add_argument("--work-dir", type=Path, help="keep (and reuse) the random bundles here")
     compare.add_argument("--threads", type=_THREADS, help="for every engine (default: every CPU)")
     compare.add_argument("--runs", type=_RUNS, default=3, help="timed rounds (median)")
     compare.add_argument("--onnx-asr-model", help="onnx-asr's model type (default: guessed)")
@@ -1358,21 +1387,57 @@ def _info(args: argparse.Namespace) -> int:
     return 0
 
 
-def _bench(args: argparse.Namespace) -> int:
-    result: dict[str, Any]
-    if args.bench == "compare":
-        from speechport.bench.compare import bench_compare
-        from speechport.bench.compare import table as compare_table
+def _bench_compare(args: argparse.Namespace) -> tuple[dict[str, Any], list[str]]:
+    """``bench compare`` on the bundle given first, else on random models built for it."""
+    from speechport.bench.compare import bench_compare
+    from speechport.bench.compare import table as compare_table
+    from speechport.bench.compare_models import bench_compare_models
+    from speechport.bench.compare_models import table as models_table
+    from speechport.bench.random_models import EMISSIONS, RANDOM_MODELS
+    from speechport.manifest import MANIFEST_NAME
 
+    paths = list(args.paths)
+    if paths and (paths[0] / MANIFEST_NAME).is_file():
+        if len(paths) < 2:
+            raise SpeechportError(
+                "bench compare: no audio after the bundle", hint="name audio files or directories"
+            )
         result = bench_compare(
-            args.bundle,
-            args.audio,
+            paths[0],
+            paths[1:],
             threads=args.threads,
             runs=args.runs,
             onnx_asr_model=args.onnx_asr_model,
         )
+        return result, compare_table(result)
+    try:
+        seconds = [float(s) for s in args.seconds.split(",") if s.strip()]
+    except ValueError:
+        seconds = []
+    if not seconds or min(seconds) <= 0:
+        raise SpeechportError(
+            f"bench compare: --seconds {args.seconds!r} is not a list of positive lengths",
+            hint="e.g. --seconds 4,60,600",
+        )
+    result = bench_compare_models(
+        args.model or list(RANDOM_MODELS),
+        list(EMISSIONS) if args.emission == "both" else [args.emission],
+        seconds=seconds,
+        audio=paths or None,
+        size=args.size,
+        threads=args.threads,
+        runs=args.runs,
+        work_dir=args.work_dir,
+    )
+    return result, models_table(result)
+
+
+def _bench(args: argparse.Namespace) -> int:
+    result: dict[str, Any]
+    if args.bench == "compare":
+        result, lines = _bench_compare(args)
         if not args.json:
-            print("\n".join(compare_table(result)))
+            print("\n".join(lines))
             return 0
     elif args.bench == "convert-parakeet":
         from speechport.bench.convert_parakeet import bench_convert_parakeet

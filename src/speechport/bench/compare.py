@@ -1,10 +1,12 @@
 """speechport against other runtimes of the same ONNX files: onnx-asr and sherpa-onnx.
 
 Every engine gets the same decoded samples (file decoding is not timed), the same thread
-count, and is warmed up on the first file. Then each round times every engine over all the
-files in turn, so that a change in the machine's load falls on all of them alike; the
-figure per engine is the median of the rounds. Peers that are not installed, or that cannot
-run the bundle, are listed with the reason instead of a figure.
+count, and is warmed up on the first seconds of the first file. Then each round times every
+engine over all the files in turn, so that a change in the machine's load falls on all of
+them alike; the figure per engine is the median of the rounds. Peers that are not
+installed, or that cannot run the bundle, are listed with the reason instead of a figure.
+speechport's time is split into its front end, encoder and decode loop (timed per window),
+and the machine's load average is recorded before and after.
 
 onnx-asr loads the bundle directory as it is, by the ``model_type`` its ``config.json`` names
 (the bundles write one for onnx-asr). sherpa-onnx loads the bundle's own files as a NeMo
@@ -15,6 +17,7 @@ CTC models), written to a temporary directory before the timing.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import statistics
@@ -48,6 +51,17 @@ class EngineResult:
     rounds: list[float] = field(default_factory=list)
 
 
+# Audio longer than this goes to the peers in consecutive pieces of this length, texts joined:
+# they encode a clip in one pass, and one pass of 10 min would hold GBs of attention scores
+# (GigaAM v3: 16 heads x 15,000^2 frames). speechport cuts long audio into its own windows.
+PEER_PIECE_SECONDS = 60.0
+# The warm-up call of every engine: the first clip's first seconds.
+WARMUP_SECONDS = 4.0
+# The parts of speechport's time reported, in the order of a row (the rest: planning,
+# seams, text).
+PARTS = ("front end", "encoder", "decode loop")
+
+
 def bench_compare(
     bundle: Path,
     audio: list[Path],
@@ -55,25 +69,52 @@ def bench_compare(
     threads: int | None = None,
     runs: int = 3,
     onnx_asr_model: str | None = None,
+    peer_piece_seconds: float = PEER_PIECE_SECONDS,
 ) -> dict[str, Any]:
     """Time speechport, onnx-asr and sherpa-onnx on ``audio`` with ``bundle``'s ONNX files."""
-    import speechport
     from speechport.audio import collect_audio, load_audio
 
-    threads = threads or os.cpu_count() or 1
     manifest = read_manifest(bundle)
     files = collect_audio(audio)
     samples = [load_audio(f, sample_rate=manifest.sample_rate).samples for f in files]
-    seconds = sum(s.size for s in samples) / manifest.sample_rate
-    transcriber = speechport.load(bundle, threads=threads)
+    return compare_samples(
+        bundle,
+        [str(f) for f in files],
+        samples,
+        threads=threads,
+        runs=runs,
+        onnx_asr_model=onnx_asr_model,
+        peer_piece_seconds=peer_piece_seconds,
+    )
+
+
+def compare_samples(
+    bundle: Path,
+    names: list[str],
+    samples: list[np.ndarray],
+    *,
+    threads: int | None = None,
+    runs: int = 3,
+    onnx_asr_model: str | None = None,
+    peer_piece_seconds: float = PEER_PIECE_SECONDS,
+) -> dict[str, Any]:
+    """`bench_compare` on decoded clips (``names`` for the report) at the bundle's rate."""
+    threads = threads or os.cpu_count() or 1
+    manifest = read_manifest(bundle)
+    rate = manifest.sample_rate
+    seconds = sum(s.size for s in samples) / rate
+    ours = SpeechportEngine(bundle, threads)
+    piece = max(1, round(peer_piece_seconds * rate))
     with tempfile.TemporaryDirectory(prefix="speechport-compare-") as scratch:
         engines: dict[str, Recognize | str] = {
-            "speechport": lambda x: str(transcriber.transcribe(x).text),
-            "onnx-asr": _onnx_asr(bundle, manifest, threads, onnx_asr_model),
-            "sherpa-onnx": _sherpa(bundle, manifest, threads, Path(scratch)),
+            "speechport": ours,
+            "onnx-asr": _in_pieces(_onnx_asr(bundle, manifest, threads, onnx_asr_model), piece),
+            "sherpa-onnx": _in_pieces(_sherpa(bundle, manifest, threads, Path(scratch)), piece),
         }
-        results = _time(engines, samples, runs)
-    ours = results["speechport"]
+        load_before = os.getloadavg()[0]
+        results = _time(engines, samples, runs, warmup=round(WARMUP_SECONDS * rate))
+        load_after = os.getloadavg()[0]
+    mine = results["speechport"]
     for r in results.values():
         if r.rounds:
             r.seconds = statistics.median(r.rounds)
@@ -86,30 +127,100 @@ def bench_compare(
         else:
             row["seconds"] = round(r.seconds, 4)
             row["rtfx"] = None if r.rtfx is None else round(r.rtfx, 1)
-            if r is not ours and ours.seconds is not None:
+            if r is not mine and mine.seconds is not None:
                 # > 1: speechport takes longer than the peer
-                row["speechport_time_ratio"] = round(ours.seconds / r.seconds, 3)
-                agree = sum(a == b for a, b in zip(ours.texts, r.texts, strict=True))
-                row["transcripts_agree"] = f"{agree}/{len(files)}"
+                row["speechport_time_ratio"] = round(mine.seconds / r.seconds, 3)
+                agree = sum(a == b for a, b in zip(mine.texts, r.texts, strict=True))
+                row["transcripts_agree"] = f"{agree}/{len(names)}"
                 row["differing_files"] = [
-                    str(f) for f, a, b in zip(files, ours.texts, r.texts, strict=True) if a != b
+                    n for n, a, b in zip(names, mine.texts, r.texts, strict=True) if a != b
                 ]
         rows.append(row)
+    total = sum(mine.rounds)
     return {
         "bundle": str(bundle),
         "model": f"{manifest.family} {manifest.variant}",
-        "files": len(files),
+        "files": len(names),
         "audio_seconds": round(seconds, 3),
         "threads": threads,
         "runs": max(runs, 1),
         "engines": rows,
+        # speechport's time by part, over all its timed rounds
+        "speechport_split": {
+            part: round(ours.split[part] / total, 3) if total > 0 else None for part in PARTS
+        },
+        "tokens_per_second": round(ours.tokens / max(runs, 1) / seconds, 1) if seconds else None,
+        "load_average": [round(load_before, 1), round(load_after, 1)],
     }
 
 
+class _Part:
+    """A callable (a component, the front end) whose calls add their time to ``split[part]``;
+    other attributes are the wrapped object's."""
+
+    def __init__(self, inner: Any, split: dict[str, float], part: str) -> None:
+        self._inner, self._split, self._part = inner, split, part
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    def __call__(self, *args: Any) -> Any:
+        start = time.perf_counter()
+        try:
+            return self._inner(*args)
+        finally:
+            self._split[self._part] += time.perf_counter() - start
+
+
+class SpeechportEngine:
+    """speechport's transcriber on the bundle's ONNX files as a samples -> text callable,
+    timing its front end, encoder and decode loop (``split``, seconds since ``reset``; one
+    wrapper call per window, so the cost is nil) and counting the tokens it emits."""
+
+    def __init__(self, bundle: Path, threads: int) -> None:
+        from speechport.pipelines.transcriber import Transcriber
+        from speechport.runtime import load_bundle, make_backend
+
+        loaded = load_bundle(bundle, make_backend("onnx", threads=threads))
+        self.split = dict.fromkeys(PARTS, 0.0)
+        components = {
+            role: _Part(c, self.split, "encoder") if c.spec.kind == "encoder" else c
+            for role, c in loaded.components.items()
+        }
+        self.transcriber = Transcriber(dataclasses.replace(loaded, components=components))
+        self.transcriber.frontend = _Part(self.transcriber.frontend, self.split, "front end")  # type: ignore[assignment]
+        decode = _Part(self.transcriber.decode_encoded, self.split, "decode loop")
+        setattr(self.transcriber, "decode_encoded", decode)  # noqa: B010 - the instance's own
+        self.tokens = 0
+
+    def reset(self) -> None:
+        self.split.update(dict.fromkeys(PARTS, 0.0))
+        self.tokens = 0
+
+    def __call__(self, samples: np.ndarray) -> str:
+        transcript = self.transcriber.transcribe(samples)
+        self.tokens += len(transcript.token_ids)
+        return str(transcript.text)
+
+
+def _in_pieces(engine: Recognize | str, piece: int) -> Recognize | str:
+    """``engine`` fed consecutive pieces of at most ``piece`` samples, texts joined."""
+    if isinstance(engine, str):
+        return engine
+
+    def recognize(samples: np.ndarray) -> str:
+        if samples.size <= piece:
+            return engine(samples)
+        return " ".join(engine(samples[i : i + piece]) for i in range(0, samples.size, piece))
+
+    return recognize
+
+
 def _time(
-    engines: dict[str, Recognize | str], samples: list[np.ndarray], runs: int
+    engines: dict[str, Recognize | str], samples: list[np.ndarray], runs: int, *, warmup: int
 ) -> dict[str, EngineResult]:
-    """Warm every engine up on the first file, then time them in turns, ``runs`` rounds."""
+    """Warm every engine up on the first ``warmup`` samples of the first clip, then time them
+    in turns, ``runs`` rounds."""
     results = {name: EngineResult(name) for name in engines}
     runnable: dict[str, Recognize] = {}
     for name, engine in engines.items():
@@ -117,11 +228,14 @@ def _time(
             results[name].skipped = engine
             continue
         try:
-            engine(samples[0])  # warm-up
+            engine(samples[0][:warmup])
         except Exception as exc:  # a peer that cannot run this bundle: say why, go on
             results[name].skipped = f"failed: {str(exc).splitlines()[0] if str(exc) else exc!r}"
             continue
         runnable[name] = engine
+    for engine in runnable.values():
+        if isinstance(engine, SpeechportEngine):
+            engine.reset()
     for _ in range(max(runs, 1)):
         for name, engine in runnable.items():
             start = time.perf_counter()
@@ -151,7 +265,20 @@ def table(result: dict[str, Any]) -> list[str]:
         rtfx = "-" if row["rtfx"] is None else f"{row['rtfx']:.1f}"
         line = f"{row['engine']:<12} {row['seconds']:>9.3f} {rtfx:>8}  {versus:<20} {agree}"
         lines.append(line.rstrip())
+    lines.append(f"speechport's time: {split_text(result['speechport_split'])}")
+    lines.append(
+        f"speechport emitted {result['tokens_per_second']} tokens per second of audio; load "
+        f"average {result['load_average'][0]} -> {result['load_average'][1]}"
+    )
     return lines
+
+
+def split_text(split: dict[str, float | None]) -> str:
+    """``front end 2 %, encoder 70 %, decode loop 26 %``."""
+    return ", ".join(
+        f"{part} {'-' if share is None else f'{100 * share:.0f} %'}"
+        for part, share in split.items()
+    )
 
 
 def _onnx_asr(bundle: Path, manifest: Manifest, threads: int, model: str | None) -> Recognize | str:

@@ -118,7 +118,7 @@ def bench_decode_loop(
     synthetic speech with each per-step engine of ``OPTIONS`` (best of ``repeats``, taken in
     turns): decode-loop steps per second, the share of wall time outside the encoder, and
     whether the tokens equal ONNX Runtime's."""
-    from speechport.bench.random_models import random_gigaam
+    from speechport.bench.random_models import bench_tokenizer, random_gigaam
     from speechport.families.gigaam.bundle import plan_bundle
     from speechport.pipelines.transcriber import Transcriber
     from speechport.runtime import load_bundle
@@ -133,7 +133,7 @@ def bench_decode_loop(
             progress.start(f"build full-size {variant} (random weights) and export to ONNX")
             loaded = random_gigaam(variant)
             if loaded.config.vocabulary is None:
-                tokenizer = _bench_tokenizer(root, loaded.config.num_classes - 1)
+                tokenizer = bench_tokenizer(root, loaded.config.num_classes - 1)
                 loaded = dataclasses.replace(loaded, tokenizer_path=tokenizer)
             from speechport.export.bundle import write_bundle
 
@@ -223,27 +223,3 @@ def _run_option(
         "decode_steps_per_cpu_second": round(count / max(loop_cpu, 1e-9), 1),
         "us_per_step_in_components": round(1e6 * loop_seconds / max(count, 1), 1),
     }, transcript.token_ids
-
-
-def _bench_tokenizer(root: Path, pieces: int) -> Path:
-    """A SentencePiece model with ``pieces`` pieces, trained on generated text (the bench
-    needs a tokenizer of the real size, not a real tokenizer)."""
-    import sentencepiece as spm
-
-    path = root / "bench_tokenizer"
-    rng = np.random.default_rng(0)
-    letters = [chr(c) for c in range(ord("а"), ord("я") + 1)]
-    sentences = [
-        " ".join("".join(rng.choice(letters, size=int(rng.integers(2, 9)))) for _ in range(12))
-        for _ in range(4000)
-    ]
-    spm.SentencePieceTrainer.Train(
-        sentence_iterator=iter(sentences),
-        model_prefix=str(path),
-        vocab_size=pieces,
-        model_type="unigram",
-        byte_fallback=True,
-        minloglevel=2,
-        hard_vocab_limit=True,
-    )
-    return path.with_suffix(".model")

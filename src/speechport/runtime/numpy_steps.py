@@ -5,10 +5,12 @@ per frame and token, each call a few small matrix-vector products. An ONNX Runti
 costs tens of microseconds before any arithmetic; numpy on the same weights costs a few per
 operation. Two graphs are recognised, node by node, and anything else stays on ONNX Runtime:
 
-- an LSTM predictor: ``Gather`` from an embedding table, one single-layer forward ``LSTM``
-  (default activations, no clip, no peepholes), shape-only ops around them. The embedding
-  is folded into the input weights at load time (``E @ Wᵀ + b``, one row per token), so a
-  step is one matrix-vector product with the recurrent weights and the gates;
+- an LSTM predictor: ``Gather`` from an embedding table, a chain of forward ``LSTM``
+  layers (default activations, no clip, no peepholes; several layers take their rows of
+  the states by ``Slice`` and give them back by ``Concat``, as NeMo exports them),
+  shape-only ops around them. The embedding is folded into the first layer's input
+  weights at load time (``E @ Wᵀ + b``, one row per token), so a step is one
+  matrix-vector product per layer and the gates;
 - a joint ``out(ReLU(enc @ We + be + dec @ Wp + bp)) [+ LogSoftmax]``: ``JointProjections``
   lets the decoding loop project every frame of a window at once (one matrix product) and
   each decoder output once, so a step is an add, a ReLU and the output projection.
@@ -16,11 +18,22 @@ operation. Two graphs are recognised, node by node, and anything else stays on O
 A kernel is kept only if it gives ONNX Runtime's outputs on probe inputs (within float32
 reordering); its results differ from ONNX Runtime's by the order of float operations only.
 Kernels hold no scratch buffers, so threads may share them as they share a session.
+
+The kernels' matrix products run BLAS on one thread (``one_blas_thread``; switching costs
+under a microsecond). OpenBLAS splits even a 640 x 2560 matrix-vector product over every
+core and waits for them all: on a 2-core machine with other work running it took 3.6 ms on
+two threads against 0.38 ms on one, and its threads spin after each call, taking the cores
+the encoder needs next. Whether a kernel beats ONNX Runtime depends on its size and the
+machine, so ``step_seconds`` times the work a decoding step does with each (see
+``OnnxBackend``, ``steps="auto"``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import itertools
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,35 +48,82 @@ SHAPE_OPS = frozenset({"Transpose", "Unsqueeze", "Squeeze", "Reshape", "Flatten"
 PROBE_TOLERANCE = 1e-4
 
 
+def _blas_libraries() -> list[Any]:
+    """threadpoolctl's controllers of the BLAS libraries numpy loaded (none without it)."""
+    try:
+        from threadpoolctl import ThreadpoolController
+    except ImportError:  # pragma: no cover - a dependency; without it BLAS keeps its threads
+        return []
+    return list(ThreadpoolController().select(user_api="blas").lib_controllers)
+
+
+_BLAS = _blas_libraries()
+
+
+@contextmanager
+def one_blas_thread() -> Iterator[None]:
+    """BLAS on one thread inside the block, its thread count restored after."""
+    before = [lib.get_num_threads() for lib in _BLAS]
+    for lib, threads in zip(_BLAS, before, strict=True):
+        if threads != 1:
+            lib.set_num_threads(1)
+    try:
+        yield
+    finally:
+        for lib, threads in zip(_BLAS, before, strict=True):
+            if threads != 1:
+                lib.set_num_threads(threads)
+
+
 class NumpyLstmStep:
-    """``token [1, 1], h [1, 1, H], c [1, 1, H] -> dec_out, h', c'`` (canonical shapes of
-    ``spec``) for a single-layer LSTM predictor."""
+    """``token [1, 1], h [L, 1, H], c [L, 1, H] -> dec_out, h', c'`` (canonical shapes of
+    ``spec``) for a predictor of ``L`` stacked LSTM layers."""
 
     def __init__(
-        self, spec: ComponentSpec, path: Path, gates: np.ndarray, recurrent: np.ndarray
+        self,
+        spec: ComponentSpec,
+        path: Path,
+        gates: np.ndarray,
+        recurrent: np.ndarray,
+        upper: tuple[tuple[np.ndarray, np.ndarray], ...] = (),
     ) -> None:
         self.spec = spec
         self.path = path
         self._gates = gates  # [V, 4H]: embedding @ Wᵀ + Wb + Rb, gate order i, o, f, c
         self._recurrent = recurrent  # [H, 4H]: Rᵀ
+        self._upper = upper  # layers above the first: ([Wᵀ; Rᵀ] [2H, 4H], Wb + Rb [4H])
         self.hidden = recurrent.shape[0]
+        self.layers = 1 + len(upper)
         self.vocabulary = gates.shape[0]
         self._dec_shape = spec.outputs[0].shape
-        self.weight_bytes = gates.nbytes + recurrent.nbytes
+        self.weight_bytes = gates.nbytes + recurrent.nbytes + sum(w.nbytes for w, _ in upper)
 
     def __call__(self, *inputs: np.ndarray) -> tuple[np.ndarray, ...]:
         token, h, c = inputs
         shape = h.shape
-        _, (h_next, c_next) = self.step(token.item(), (h.reshape(-1), c.reshape(-1)))
-        return h_next.reshape(self._dec_shape), h_next.reshape(shape), c_next.reshape(shape)
+        flat = (self.layers, self.hidden)
+        dec, (h_next, c_next) = self.step(token.item(), (h.reshape(flat), c.reshape(flat)))
+        return dec.reshape(self._dec_shape), h_next.reshape(shape), c_next.reshape(shape)
 
     def step(
         self, token: int, state: tuple[np.ndarray, np.ndarray]
     ) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
-        """One step on flat ``[H]`` states: ``(dec_out, (h', c'))``."""
+        """One step on ``[L, H]`` states: ``(dec_out [H], (h', c'))``."""
         h, c = state
+        h_next, c_next = np.empty_like(h), np.empty_like(c)
+        with one_blas_thread():
+            x = self._cell(self._gates[token] + h[0] @ self._recurrent, c[0], h_next, c_next, 0)
+            for layer, (weights, bias) in enumerate(self._upper, start=1):
+                gates = np.concatenate((x, h[layer])) @ weights + bias
+                x = self._cell(gates, c[layer], h_next, c_next, layer)
+        return x, (h_next, c_next)
+
+    def _cell(
+        self, gates: np.ndarray, c: np.ndarray, h_out: np.ndarray, c_out: np.ndarray, layer: int
+    ) -> np.ndarray:
+        """The LSTM cell on ``gates`` (modified in place): writes row ``layer`` of ``h_out``
+        and ``c_out``, returns the new ``h``."""
         hidden = self.hidden
-        gates = self._gates[token] + h @ self._recurrent
         # the sigmoid of the input, output and forget gates, as 0.5 tanh(x / 2) + 0.5 (no
         # overflow for large |x|, where 1 / (1 + exp(-x)) warns)
         sig = gates[: 3 * hidden]
@@ -71,15 +131,17 @@ class NumpyLstmStep:
         np.tanh(sig, out=sig)
         sig *= 0.5
         sig += 0.5
-        c_next = sig[2 * hidden :] * c
-        c_next += sig[:hidden] * np.tanh(gates[3 * hidden :])
-        h_next = sig[hidden : 2 * hidden] * np.tanh(c_next)
-        return h_next, (h_next, c_next)
+        c_new = c_out[layer]
+        np.multiply(sig[2 * hidden :], c, out=c_new)
+        c_new += sig[:hidden] * np.tanh(gates[3 * hidden :])
+        h_new: np.ndarray = h_out[layer]
+        np.multiply(sig[hidden : 2 * hidden], np.tanh(c_new), out=h_new)
+        return h_new
 
     def predictor(self) -> tuple[Any, tuple[np.ndarray, np.ndarray]]:
         """``predict(token, state) -> (dec_out, state)`` and the zero state, for a decoding
         loop that does not need the canonical state shapes (``predictor_for``)."""
-        zeros = np.zeros(self.hidden, dtype=np.float32)
+        zeros = np.zeros((self.layers, self.hidden), dtype=np.float32)
         return self.step, (zeros, zeros.copy())
 
 
@@ -111,17 +173,20 @@ class NumpyJoint:
 
     def project_encoder(self, frames: np.ndarray) -> np.ndarray:
         """``[T, D]`` encoder frames -> ``[T, J]``."""
-        projected: np.ndarray = frames @ self.w.enc + self.w.enc_bias
+        with one_blas_thread():
+            projected: np.ndarray = frames @ self.w.enc + self.w.enc_bias
         return projected
 
     def project_decoder(self, dec: np.ndarray) -> np.ndarray:
         """One decoder output ``[H]`` -> ``[J]``."""
-        projected: np.ndarray = dec @ self.w.dec + self.w.dec_bias
+        with one_blas_thread():
+            projected: np.ndarray = dec @ self.w.dec + self.w.dec_bias
         return projected
 
     def scores(self, enc: np.ndarray, dec: np.ndarray) -> np.ndarray:
         """Raw logits ``[C]`` of one projected frame and one projected decoder output."""
-        logits: np.ndarray = np.maximum(enc + dec, 0.0) @ self.w.out + self.w.out_bias
+        with one_blas_thread():
+            logits: np.ndarray = np.maximum(enc + dec, 0.0) @ self.w.out + self.w.out_bias
         return logits
 
     def __call__(self, *inputs: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -149,19 +214,24 @@ def numpy_step(spec: ComponentSpec, path: Path) -> NumpyLstmStep | NumpyJoint | 
     return reader(spec, path, graph, [t.name for t in file.inputs], [t.name for t in file.outputs])
 
 
+def probe_inputs(kernel: NumpyLstmStep | NumpyJoint, seed: int = 0) -> list[np.ndarray]:
+    """Random canonical inputs for ``kernel``'s component (tokens within its vocabulary)."""
+    rng = np.random.default_rng(seed)
+    inputs = []
+    for t in kernel.spec.inputs:
+        if t.dtype.startswith("int"):
+            high = kernel.vocabulary if isinstance(kernel, NumpyLstmStep) else 2
+            inputs.append(rng.integers(0, high, size=t.shape).astype(t.dtype))
+        else:
+            inputs.append(rng.standard_normal(t.shape).astype(t.dtype))
+    return inputs
+
+
 def agrees(kernel: NumpyLstmStep | NumpyJoint, reference: object, seed: int = 0) -> bool:
     """Whether ``kernel`` gives what ``reference`` (the ONNX Runtime component of the same
     file) gives on a few probe inputs."""
-    rng = np.random.default_rng(seed)
-    spec = kernel.spec
-    for _ in range(3):
-        inputs = []
-        for t in spec.inputs:
-            if t.dtype.startswith("int"):
-                high = kernel.vocabulary if isinstance(kernel, NumpyLstmStep) else 2
-                inputs.append(rng.integers(0, high, size=t.shape).astype(t.dtype))
-            else:
-                inputs.append(rng.standard_normal(t.shape).astype(t.dtype))
+    for probe in range(3):
+        inputs = probe_inputs(kernel, seed + probe)
         want = reference(*inputs)  # type: ignore[operator]
         got = kernel(*inputs)
         if len(want) != len(got):
@@ -176,19 +246,123 @@ def agrees(kernel: NumpyLstmStep | NumpyJoint, reference: object, seed: int = 0)
     return True
 
 
+def step_seconds(
+    kernel: NumpyLstmStep | NumpyJoint, reference: object, *, calls: int = 8, rounds: int = 7
+) -> tuple[float, float]:
+    """Seconds per decoding step with ``kernel`` and with ``reference`` (the ONNX Runtime
+    component): the fastest of ``rounds`` of ``calls``, taken in turns after a warm-up (other
+    processes only ever add time, so the fastest round is the least disturbed). A step
+    with the kernel is what the decoding loop calls: the LSTM step on flat states; for a
+    joint its ``scores`` on a projected frame and a decoder output projected in the step (as
+    after every emitted token: the most a step costs)."""
+    inputs = probe_inputs(kernel)
+    if isinstance(kernel, NumpyLstmStep):
+        predict, state = kernel.predictor()
+        token = int(inputs[0].reshape(-1)[0])
+
+        def fast() -> object:
+            return predict(token, state)
+
+    else:
+        enc = kernel.project_encoder(inputs[0].reshape(1, -1))[0]
+        dec = inputs[1].reshape(-1)
+
+        def fast() -> object:
+            return kernel.scores(enc, kernel.project_decoder(dec))
+
+    def slow() -> object:
+        return reference(*inputs)  # type: ignore[operator]
+
+    times: dict[Callable[[], object], list[float]] = {fast: [], slow: []}
+    for fn in (fast, slow):
+        fn()  # warm-up
+    for _ in range(rounds):
+        for fn, spent in times.items():
+            start = time.perf_counter()
+            for _ in range(calls):
+                fn()
+            spent.append((time.perf_counter() - start) / calls)
+    return min(times[fast]), min(times[slow])
+
+
 def _lstm_step(
     spec: ComponentSpec, path: Path, graph: Graph, names_in: list[str], names_out: list[str]
 ) -> NumpyLstmStep | None:
+    """An embedding ``Gather`` feeding a chain of forward LSTM layers: one layer takes the
+    states as they come; several take their rows (``Slice`` on axis 0) and give the new
+    states as a ``Concat`` of theirs."""
     lstms = [n for n in graph.nodes if n.op_type == "LSTM"]
-    if len(lstms) != 1 or len(names_in) != 3 or len(names_out) != 3:
+    if not lstms or len(names_in) != 3 or len(names_out) != 3:
         return None
-    (lstm,) = lstms
+    layers = [_lstm_layer(graph, node) for node in lstms]
+    if any(layer is None for layer in layers):
+        return None
+    hidden = layers[0][1].shape[0]  # type: ignore[index]
+    # the chain: the first layer reads the embedding, each next one the previous one's Y
+    gather = graph.producer(_through_shape_ops(graph, lstms[0].inputs[0]))
+    if gather is None or gather.op_type != "Gather" or gather.ints.get("axis", [0]) != [0]:
+        return None
+    for below, above in itertools.pairwise(lstms):
+        if _through_shape_ops(graph, above.inputs[0]) != below.outputs[0]:
+            return None
+    table = graph.value(gather.inputs[0])
+    token = gather.inputs[1]
+    cast = graph.producer(token)
+    if cast is not None and cast.op_type == "Cast":
+        token = cast.inputs[0]
+    w0 = layers[0][0]  # type: ignore[index]
+    if table is None or table.ndim != 2 or table.shape[1] != w0.shape[0]:
+        return None
+    if token != names_in[0]:
+        return None
+    # the states: whole for one layer, a row per layer for several
+    for index, node in enumerate(lstms):
+        h0, c0 = (node.inputs + [""] * 7)[5:7]
+        if len(lstms) == 1:
+            if [h0, c0] != names_in[1:]:
+                return None
+        elif _row_of(graph, h0) != (names_in[1], index) or _row_of(graph, c0) != (
+            names_in[2],
+            index,
+        ):
+            return None
+    for position, output in ((1, 1), (2, 2)):
+        finals = [node.outputs[output] for node in lstms]
+        if len(lstms) == 1:
+            if finals[0] != names_out[position]:
+                return None
+        else:
+            concat = graph.producer(names_out[position])
+            if (
+                concat is None
+                or concat.op_type != "Concat"
+                or concat.ints.get("axis") != [0]
+                or concat.inputs != finals
+            ):
+                return None
+    if _through_shape_ops_forward(graph, lstms[-1].outputs[0]) != names_out[0]:
+        return None
+    w0, r0, b0 = layers[0]  # type: ignore[misc]
+    gates = (table.astype(np.float32) @ w0 + b0).astype(np.float32)
+    upper = []
+    for w, r, b in layers[1:]:  # type: ignore[misc]
+        if w.shape != (hidden, 4 * hidden):
+            return None
+        upper.append((np.ascontiguousarray(np.concatenate((w, r)), dtype=np.float32), b))
+    return NumpyLstmStep(
+        spec, path, np.ascontiguousarray(gates), np.ascontiguousarray(r0), tuple(upper)
+    )
+
+
+def _lstm_layer(graph: Graph, lstm: Node) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """One forward LSTM node's ``(Wᵀ [In, 4H], Rᵀ [H, 4H], Wb + Rb [4H])``, or None when it
+    has what the kernel does not compute (other activations, clip, peepholes, lengths)."""
     if lstm.attributes - {"hidden_size", "direction"} or lstm.strings.get(
         "direction", [b"forward"]
     ) != [b"forward"]:
         return None
     args = [*lstm.inputs, *[""] * (8 - len(lstm.inputs))]
-    x, w_name, r_name, b_name, seq_lens, h0, c0, peepholes = args[:8]
+    _, w_name, r_name, b_name, seq_lens, _, _, peepholes = args[:8]
     w, r = graph.value(w_name), graph.value(r_name)
     b = graph.value(b_name) if b_name else None
     if w is None or r is None or seq_lens or peepholes or (b_name and b is None):
@@ -198,26 +372,31 @@ def _lstm_step(
     hidden = r.shape[2]
     if r.shape[1] != 4 * hidden or w.shape[1] != 4 * hidden or len(lstm.outputs) < 3:
         return None
-    gather = graph.producer(_through_shape_ops(graph, x))
-    if gather is None or gather.op_type != "Gather" or gather.ints.get("axis", [0]) != [0]:
-        return None
-    table = graph.value(gather.inputs[0])
-    token = gather.inputs[1]
-    cast = graph.producer(token)
-    if cast is not None and cast.op_type == "Cast":
-        token = cast.inputs[0]
-    if table is None or table.ndim != 2 or table.shape[1] != w.shape[2]:
-        return None
-    y, y_h, y_c = lstm.outputs[:3]
-    if [token, h0, c0] != names_in or [y_h, y_c] != names_out[1:]:
-        return None
-    if _through_shape_ops_forward(graph, y) != names_out[0]:
-        return None
     bias = (
         np.zeros(4 * hidden, np.float32) if b is None else b[0, : 4 * hidden] + b[0, 4 * hidden :]
     )
-    gates = (table.astype(np.float32) @ w[0].T + bias).astype(np.float32)
-    return NumpyLstmStep(spec, path, np.ascontiguousarray(gates), np.ascontiguousarray(r[0].T))
+    return (
+        np.ascontiguousarray(w[0].T, dtype=np.float32),
+        np.ascontiguousarray(r[0].T, dtype=np.float32),
+        np.asarray(bias, dtype=np.float32),
+    )
+
+
+def _row_of(graph: Graph, name: str) -> tuple[str, int] | None:
+    """``(source, i)`` when ``name`` is ``Slice(source, starts=[i], ends=[i + 1], axes=[0])``
+    (steps absent or 1)."""
+    node = graph.producer(name)
+    if node is None or node.op_type != "Slice" or len(node.inputs) < 3:
+        return None
+    values = [graph.value(n) for n in node.inputs[1:]]
+    if any(v is None for v in values):
+        return None
+    starts, ends, *rest = [[int(x) for x in np.asarray(v).reshape(-1)] for v in values]
+    axes = rest[0] if rest else [0]
+    steps = rest[1] if len(rest) > 1 else [1]
+    if len(starts) != 1 or axes != [0] or steps != [1] or ends != [starts[0] + 1]:
+        return None
+    return node.inputs[0], starts[0]
 
 
 def _joint(

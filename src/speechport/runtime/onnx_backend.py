@@ -53,13 +53,14 @@ STEP_KINDS = frozenset(
 )
 
 
-# Weights per thread for a per-step component: about what one core's cache holds.
+# Weights per thread for a per-step component run by ONNX Runtime: about what one core's
+# cache holds.
 STEP_BYTES_PER_THREAD = 8 << 20
 
 # How per-step components run (``OnnxBackend(steps=...)``): ``auto`` runs a recognised
-# decoder step or joint in numpy (``speechport.runtime.numpy_steps``) when its weights fit
-# one core's cache, where a numpy step beats an ONNX Runtime call (see ``bench decode``);
-# ``numpy`` whenever recognised; ``onnx`` always in ONNX Runtime.
+# decoder step or joint in numpy (``speechport.runtime.numpy_steps``) when a decoding step
+# with it, timed at load time against the ONNX Runtime call, is faster (``step_seconds``: a
+# few milliseconds at load); ``numpy`` whenever recognised; ``onnx`` always in ONNX Runtime.
 STEP_ENGINES = ("auto", "numpy", "onnx")
 
 # Graph optimisation levels (``OnnxBackend(graph_optimization=...)``) by the name users give,
@@ -178,15 +179,15 @@ class OnnxBackend:
         _check_io(session, spec, path)
         component = OnnxComponent(spec, path, session, where=f"{path.name}")
         if self.steps != "onnx" and spec.kind in STEP_KINDS:
-            from speechport.runtime.numpy_steps import agrees, numpy_step
+            from speechport.runtime.numpy_steps import agrees, numpy_step, step_seconds
 
             kernel = numpy_step(spec, path)
-            if (
-                kernel is not None
-                and (self.steps == "numpy" or kernel.weight_bytes <= STEP_BYTES_PER_THREAD)
-                and agrees(kernel, component)
-            ):
-                return kernel
+            if kernel is not None and agrees(kernel, component):
+                if self.steps == "numpy":
+                    return kernel
+                numpy_seconds, onnx_seconds = step_seconds(kernel, component)
+                if numpy_seconds < onnx_seconds:
+                    return kernel
         return component
 
 
