@@ -10,7 +10,9 @@ freshly made one.
 
 from __future__ import annotations
 
+import gc
 import json
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -46,19 +48,42 @@ def bundle(bundle_cache: BundleCache) -> Path:
 
 
 @pytest.fixture(scope="module")
-def scored(bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> QuantizeSummary:
+def system_tmp(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the sweep below (and its worker processes) had their temporary files."""
+    return tmp_path_factory.mktemp("system_tmp")
+
+
+@pytest.fixture(scope="module")
+def scored(
+    bundle: Path, system_tmp: Path, tmp_path_factory: pytest.TempPathFactory
+) -> QuantizeSummary:
     """A sweep on two clips: a careful strategy, an aggressive one, a mixed recipe;
     the careful one emitted."""
-    return quantize_sweep(
-        bundle,
-        tmp_path_factory.mktemp("sweep"),
-        strategies="int8-channel,int4-tensor,mixed-pal8",
-        audio=AUDIO,
-        weight_threshold=THRESHOLD,
-        latency_runs=2,
-        emit="int8-channel",
-        jobs=2,
-    )
+    saved, tempfile.tempdir = tempfile.tempdir, str(system_tmp)
+    try:
+        return quantize_sweep(
+            bundle,
+            tmp_path_factory.mktemp("sweep"),
+            strategies="int8-channel,int4-tensor,mixed-pal8",
+            audio=AUDIO,
+            weight_threshold=THRESHOLD,
+            latency_runs=2,
+            emit="int8-channel",
+            jobs=2,
+        )
+    finally:
+        tempfile.tempdir = saved
+        gc.collect()  # the models this process opened remove their temporary packages
+
+
+@pytest.mark.slow
+def test_worker_processes_leave_no_temporary_packages(
+    scored: QuantizeSummary, system_tmp: Path
+) -> None:
+    """coremltools writes a temporary package for every model it opens and removes it
+    when the object is collected, which a worker process never does: the workers' temporary
+    files go under the sweep's package cache, which the sweep removes."""
+    assert sorted(p.name for p in system_tmp.iterdir()) == []
 
 
 @pytest.mark.slow

@@ -87,6 +87,15 @@ class PackageCache:
     def clear(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)
 
+    def use_for_temporary_files(self) -> None:
+        """Make this process's temporary files (coremltools writes a temporary package for
+        every model it opens, removed only when the model object is collected) under the
+        cache, which the sweep clears: a worker process ends without collecting them, and
+        a stopped one cannot."""
+        scratch = self.root / "tmp"
+        scratch.mkdir(parents=True, exist_ok=True)
+        tempfile.tempdir = str(scratch)
+
     @contextlib.contextmanager
     def making_ahead(
         self, wanted: Sequence[tuple[Path, Strategy]], *, weight_threshold: int
@@ -172,6 +181,7 @@ def _make_all(
     make is left to the recipe that needs it, which reports why."""
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the sweep handles Ctrl-C and stops this
+    packages.use_for_temporary_files()
     blas_on_one_thread()
     for source, strategy in wanted:
         try:

@@ -336,7 +336,7 @@ def _in_workers(
         max_workers=workers,
         mp_context=multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn"),
         initializer=_start_worker,
-        initargs=(reference,),
+        initargs=(reference, scoring.packages),
     ) as pool:
         futures = {
             pool.submit(_worker_variant, bundle, r, targets[r.name], scoring): r.name
@@ -359,11 +359,13 @@ _WORKER_REFERENCE: ReferenceCache | None = None
 _WORKER_BLAS: Any = None
 
 
-def _start_worker(reference: ReferenceCache | None) -> None:
+def _start_worker(reference: ReferenceCache | None, packages: PackageCache | None) -> None:
     from speechport import interrupts
 
     global _WORKER_REFERENCE, _WORKER_BLAS
     interrupts.install()
+    if packages is not None:
+        packages.use_for_temporary_files()
     _WORKER_REFERENCE = reference
     torch = sys.modules.get("torch")
     if torch is not None:  # a forked copy of the parent's: no thread pool of its own
