@@ -64,7 +64,7 @@ def test_the_step_components_run_in_numpy_with_onnx_runtime_outputs(
     gigaam_onnx: Callable[[str], Path], variant: str
 ) -> None:
     bundle = gigaam_onnx(variant)
-    fast = load_bundle(bundle, OnnxBackend(steps="auto"))
+    fast = load_bundle(bundle, OnnxBackend(steps="numpy"))
     slow = load_bundle(bundle, OnnxBackend(steps="onnx"))
     assert isinstance(fast.of_kind("decoder_step"), NumpyLstmStep)
     assert isinstance(fast.of_kind("joint"), NumpyJoint)
@@ -105,7 +105,7 @@ def test_numpy_steps_decode_onnx_runtimes_tokens_on_every_clip(
     gigaam_onnx: Callable[[str], Path], variant: str
 ) -> None:
     bundle = gigaam_onnx(variant)
-    fast = Transcriber(load_bundle(bundle, OnnxBackend(steps="auto")))
+    fast = Transcriber(load_bundle(bundle, OnnxBackend(steps="numpy")))
     slow = Transcriber(load_bundle(bundle, OnnxBackend(steps="onnx")))
     for index in CLIPS:
         clip = gigaam_clip(variant, index)
@@ -120,6 +120,13 @@ def test_steps_onnx_and_kernels_that_disagree_stay_on_onnx_runtime(
     bundle = gigaam_onnx("v3_e2e_rnnt")
     with pytest.raises(BackendError, match="steps must be one of auto, numpy, onnx"):
         OnnxBackend(steps="fast")
+    # auto: a kernel timed faster than the ONNX Runtime call is used (timings injected: which
+    # engine wins on a fixture this small depends on the machine's load)
+    monkeypatch.setattr("speechport.runtime.numpy_steps.step_seconds", lambda k, c: (1.0, 2.0))
+    faster = load_bundle(bundle, OnnxBackend(steps="auto"))
+    assert isinstance(faster.of_kind("decoder_step"), NumpyLstmStep)
+    assert isinstance(faster.of_kind("joint"), NumpyJoint)
+    assert isinstance(faster.of_kind("encoder"), OnnxComponent)
     original = OnnxComponent.__call__
 
     def other_joint(self: OnnxComponent, *inputs: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -130,7 +137,7 @@ def test_steps_onnx_and_kernels_that_disagree_stay_on_onnx_runtime(
     loaded = load_bundle(bundle, OnnxBackend(steps="numpy"))
     assert isinstance(loaded.of_kind("joint"), OnnxComponent)  # its probe disagreed
     assert isinstance(loaded.of_kind("decoder_step"), NumpyLstmStep)
-    # auto: a kernel whose step is timed slower than the ONNX Runtime call is not used
+    # auto: a kernel timed slower than the ONNX Runtime call is not used
     monkeypatch.setattr("speechport.runtime.numpy_steps.step_seconds", lambda k, c: (2.0, 1.0))
     slower = load_bundle(bundle, OnnxBackend(steps="auto"))
     assert all(isinstance(c, OnnxComponent) for c in slower.components.values())
@@ -146,8 +153,9 @@ def test_a_step_is_timed_with_each_engine_on_the_work_the_loop_does(
         kernel, component = fast.of_kind(kind), slow.of_kind(kind)
         assert isinstance(kernel, (NumpyLstmStep, NumpyJoint))
         numpy_seconds, onnx_seconds = step_seconds(kernel, component, calls=4, rounds=3)
-        # tiny weights: a numpy step is microseconds, an ONNX Runtime call tens of them
-        assert 0 < numpy_seconds < onnx_seconds < 0.1, kind
+        # both engines timed on a step of this size (which is faster is the benchmark's
+        # business: on tiny weights it depends on the machine's load)
+        assert 0 < numpy_seconds < 0.1 and 0 < onnx_seconds < 0.1, kind
 
 
 def test_numpy_kernels_run_blas_on_one_thread_and_restore_it() -> None:

@@ -46,19 +46,16 @@ def random_gigaam(variant: str, *, seed: int = 0, size: str = "full") -> LoadedC
     from speechport.families.base import LoadedCheckpoint
     from speechport.families.gigaam import GigaAMConfig, build_model, full_size_config
 
-    upstream = full_size_config(variant)
+    sizes: dict[str, int] = {}
     if size == "tiny":
-        upstream["encoder"].update(
-            d_model=_TINY_WIDTH, n_layers=_TINY_LAYERS, n_heads=_TINY_HEADS, ff_expansion_factor=2
+        sizes = dict(
+            d_model=_TINY_WIDTH,
+            n_layers=_TINY_LAYERS,
+            n_heads=_TINY_HEADS,
+            ff_expansion_factor=2,
+            hidden=_TINY_WIDTH,
         )
-        head = upstream["head"]
-        if "joint" in head:
-            head["decoder"]["pred_hidden"] = _TINY_WIDTH
-            head["joint"].update(
-                enc_hidden=_TINY_WIDTH, pred_hidden=_TINY_WIDTH, joint_hidden=_TINY_WIDTH
-            )
-        else:
-            head["feat_in"] = _TINY_WIDTH
+    upstream = full_size_config(variant, **sizes)
     config = GigaAMConfig.from_upstream(upstream)
     torch.manual_seed(seed)
     model, _ = build_model(config, None)

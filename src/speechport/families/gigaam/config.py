@@ -174,25 +174,42 @@ class GigaAMConfig:
             raise fail("prediction and joint sizes must be positive")
 
 
-def full_size_config(variant: str = "v3_e2e_rnnt") -> dict[str, Any]:
+def full_size_config(
+    variant: str = "v3_e2e_rnnt",
+    *,
+    d_model: int = 768,
+    n_layers: int = 16,
+    n_heads: int = 16,
+    ff_expansion_factor: int = 4,
+    hidden: int = 320,
+) -> dict[str, Any]:
     """An upstream-shaped config of the full-size v3 architecture (for benchmarks with
-    random weights): d_model 768, 16 layers, 16 heads, prediction/joint 320."""
+    random weights): d_model 768, 16 layers, 16 heads, prediction/joint ``hidden`` 320; the
+    sizes can shrink (the same architecture for tests)."""
     e2e = "e2e" in variant
     num_classes = 1025 if e2e else 34
     head: dict[str, Any]
     if variant.endswith("rnnt"):
         head = {
             "_target_": "gigaam.decoder.RNNTHead",
-            "decoder": {"pred_hidden": 320, "pred_rnn_layers": 1, "num_classes": num_classes},
+            "decoder": {
+                "pred_hidden": hidden,
+                "pred_rnn_layers": 1,
+                "num_classes": num_classes,
+            },
             "joint": {
-                "enc_hidden": 768,
-                "pred_hidden": 320,
-                "joint_hidden": 320,
+                "enc_hidden": d_model,
+                "pred_hidden": hidden,
+                "joint_hidden": hidden,
                 "num_classes": num_classes,
             },
         }
     else:
-        head = {"_target_": "gigaam.decoder.CTCHead", "feat_in": 768, "num_classes": num_classes}
+        head = {
+            "_target_": "gigaam.decoder.CTCHead",
+            "feat_in": d_model,
+            "num_classes": num_classes,
+        }
     return {
         "model_name": variant,
         "sample_rate": 16000,
@@ -209,13 +226,13 @@ def full_size_config(variant: str = "v3_e2e_rnnt") -> dict[str, Any]:
         "encoder": {
             "_target_": "gigaam.encoder.ConformerEncoder",
             "feat_in": 64,
-            "n_layers": 16,
-            "d_model": 768,
+            "n_layers": n_layers,
+            "d_model": d_model,
             "subsampling_factor": 4,
-            "ff_expansion_factor": 4,
+            "ff_expansion_factor": ff_expansion_factor,
             "self_attention_model": "rotary",
             "pos_emb_max_len": 5000,
-            "n_heads": 16,
+            "n_heads": n_heads,
             "conv_kernel_size": 5,
             "subs_kernel_size": 5,
             "subsampling": "conv1d",
