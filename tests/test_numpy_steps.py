@@ -20,12 +20,8 @@ from speechport.manifest import read_manifest
 from speechport.pipelines.transcriber import Transcriber, predictor_for
 from speechport.runtime import load_bundle
 from speechport.runtime.base import LoadedBundle, joint_projections
-from speechport.runtime.numpy_steps import (
-    NumpyJoint,
-    NumpyLstmStep,
-    one_blas_thread,
-    step_seconds,
-)
+from speechport.runtime.blas import one_blas_thread
+from speechport.runtime.numpy_steps import NumpyJoint, NumpyLstmStep, step_seconds
 from speechport.runtime.onnx_backend import OnnxBackend, OnnxComponent
 from speechport.runtime.onnx_graph import read_graph
 from tests.helpers import CLIPS, BundleCache, gigaam_clip

@@ -39,7 +39,7 @@ from speechport.compression.apply import (
     read_spec,
 )
 from speechport.compression.strategies import Strategy
-from speechport.compression.threads import blas_on_one_thread
+from speechport.runtime.blas import blas_on_one_thread
 
 RECORD = "compressed.json"
 

@@ -58,13 +58,13 @@ from speechport.compression.strategies import (
     Strategy,
     parse_recipes,
 )
-from speechport.compression.threads import blas_on_one_thread, one_blas_thread
 from speechport.environment import host_info, package_versions
 from speechport.errors import GateError, SpeechportError
 from speechport.fsutil import atomic_directory, path_size
 from speechport.manifest import Manifest, is_length, read_manifest
 from speechport.parity.reference import ReferenceCache
 from speechport.progress import Progress
+from speechport.runtime.blas import blas_on_one_thread, one_blas_thread
 from speechport.tasks import GateLimits, Task, get_task, task_for
 
 ENGINE_BACKEND = "coreml"

@@ -19,21 +19,18 @@ A kernel is kept only if it gives ONNX Runtime's outputs on probe inputs (within
 reordering); its results differ from ONNX Runtime's by the order of float operations only.
 Kernels hold no scratch buffers, so threads may share them as they share a session.
 
-The kernels' matrix products run BLAS on one thread (``one_blas_thread``; switching costs
-under a microsecond). OpenBLAS splits even a 640 x 2560 matrix-vector product over every
-core and waits for them all: on a 2-core machine with other work running it took 3.6 ms on
-two threads against 0.38 ms on one, and its threads spin after each call, taking the cores
-the encoder needs next. Whether a kernel beats ONNX Runtime depends on its size and the
-machine, so ``step_seconds`` times the work a decoding step does with each (see
-``OnnxBackend``, ``steps="auto"``).
+The kernels' matrix products run BLAS on one thread (``runtime.blas.one_blas_thread``: the
+spinning threads of a multi-threaded BLAS would take the cores the encoder needs next, and
+cost more than they give at these sizes under load). Whether a kernel beats ONNX Runtime
+depends on its size and the machine, so ``step_seconds`` times the work a decoding step
+does with each (see ``OnnxBackend``, ``steps="auto"``).
 """
 
 from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,38 +38,12 @@ from typing import Any
 import numpy as np
 
 from speechport.manifest import ComponentSpec
+from speechport.runtime.blas import one_blas_thread
 from speechport.runtime.onnx_graph import Graph, Node, ProtobufError, read_graph
 
 SHAPE_OPS = frozenset({"Transpose", "Unsqueeze", "Squeeze", "Reshape", "Flatten"})
 # Probe agreement with ONNX Runtime: relative to the largest output magnitude.
 PROBE_TOLERANCE = 1e-4
-
-
-def _blas_libraries() -> list[Any]:
-    """threadpoolctl's controllers of the BLAS libraries numpy loaded (none without it)."""
-    try:
-        from threadpoolctl import ThreadpoolController
-    except ImportError:  # pragma: no cover - a dependency; without it BLAS keeps its threads
-        return []
-    return list(ThreadpoolController().select(user_api="blas").lib_controllers)
-
-
-_BLAS = _blas_libraries()
-
-
-@contextmanager
-def one_blas_thread() -> Iterator[None]:
-    """BLAS on one thread inside the block, its thread count restored after."""
-    before = [lib.get_num_threads() for lib in _BLAS]
-    for lib, threads in zip(_BLAS, before, strict=True):
-        if threads != 1:
-            lib.set_num_threads(1)
-    try:
-        yield
-    finally:
-        for lib, threads in zip(_BLAS, before, strict=True):
-            if threads != 1:
-                lib.set_num_threads(threads)
 
 
 class NumpyLstmStep:
