@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from speechport.compression.results import QuantizeSummary
     from speechport.manifest import Manifest
     from speechport.parity.report import ParityReport
+    from speechport.tasks import GateLimits
 
 ProgressCallback = Callable[[str], None]
 
@@ -112,6 +113,19 @@ class QuantizeOptions:
     emit: str | None = None
     overwrite: bool = False
     jobs: int | None = None  # worker processes scoring variants (None: the usable cores)
+
+
+def _gate_limits(options: VerifyOptions | QuantizeOptions) -> GateLimits:
+    """The gate of ``options``, as verify reads it."""
+    from speechport.tasks import GateLimits
+
+    return GateLimits(
+        max_cer=options.max_cer,
+        max_prob_diff=options.max_prob_diff,
+        max_spectral_convergence=options.max_spectral_convergence,
+        max_f0_diff=options.max_f0_diff,
+        min_agreement=options.min_agreement,
+    )
 
 
 def load(
@@ -217,12 +231,8 @@ def convert(
         gate = Gate(
             collect_audio(list(options.verify_audio)) if options.verify_audio else [],
             list(g.backends),
-            max_cer=g.max_cer,
-            max_prob_diff=g.max_prob_diff,
+            limits=_gate_limits(g),
             latency_runs=g.latency_runs,
-            max_spectral_convergence=g.max_spectral_convergence,
-            max_f0_diff=g.max_f0_diff,
-            min_agreement=g.min_agreement,
         )
     return run_convert(
         family,
@@ -265,11 +275,7 @@ def verify(
         collect_audio([Path(a) for a in audio]) if audio else [],
         backends=list(options.backends),
         checkpoint=options.reference,
-        max_cer=options.max_cer,
-        max_prob_diff=options.max_prob_diff,
-        max_spectral_convergence=options.max_spectral_convergence,
-        max_f0_diff=options.max_f0_diff,
-        min_agreement=options.min_agreement,
+        limits=_gate_limits(options),
         keywords=options.keywords,
         latency_runs=options.latency_runs,
         texts=list(options.texts),
@@ -311,11 +317,7 @@ def quantize(
         audio=collect_audio([Path(a) for a in audio]) if audio else None,
         reference=options.reference,
         weight_threshold=DEFAULT_WEIGHT_THRESHOLD if threshold is None else threshold,
-        max_cer=options.max_cer,
-        max_prob_diff=options.max_prob_diff,
-        max_spectral_convergence=options.max_spectral_convergence,
-        max_f0_diff=options.max_f0_diff,
-        min_agreement=options.min_agreement,
+        limits=_gate_limits(options),
         keywords=options.keywords,
         texts=list(options.texts),
         latency_runs=options.latency_runs,

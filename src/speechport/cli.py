@@ -24,6 +24,7 @@ from speechport.version import __version__
 
 if TYPE_CHECKING:
     from speechport.parity.report import ParityReport
+    from speechport.tasks import GateLimits
 
 OUTPUTS = ("text", "json", "srt", "vtt")
 
@@ -594,6 +595,19 @@ def _add_gate_options(parser: argparse.ArgumentParser) -> None:
     _add_kws_gate_options(parser)
 
 
+def _gate_limits(args: argparse.Namespace) -> GateLimits:
+    """The gate options of ``convert --verify``, ``verify`` and ``quantize``."""
+    from speechport.tasks import GateLimits
+
+    return GateLimits(
+        max_cer=args.max_cer,
+        max_prob_diff=args.max_prob_diff,
+        max_spectral_convergence=args.max_spectral_convergence,
+        max_f0_diff=args.max_f0_diff,
+        min_agreement=args.min_agreement,
+    )
+
+
 def _add_kws_gate_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--min-agreement",
@@ -686,11 +700,7 @@ def _convert(args: argparse.Namespace) -> int:
         gate = Gate(
             collect_audio(list(args.verify)) if args.verify else [],
             _backends(args.backends),
-            max_cer=args.max_cer,
-            max_prob_diff=args.max_prob_diff,
-            max_spectral_convergence=args.max_spectral_convergence,
-            max_f0_diff=args.max_f0_diff,
-            min_agreement=args.min_agreement,
+            limits=_gate_limits(args),
         )
     manifest = convert(
         args.family,
@@ -1095,11 +1105,7 @@ def _verify(args: argparse.Namespace) -> int:
         collect_audio(list(args.audio)) if args.audio else [],
         backends=_backends(args.backends),
         checkpoint=args.reference,
-        max_prob_diff=args.max_prob_diff,
-        max_cer=args.max_cer,
-        max_spectral_convergence=args.max_spectral_convergence,
-        max_f0_diff=args.max_f0_diff,
-        min_agreement=args.min_agreement,
+        limits=_gate_limits(args),
         keywords=args.keywords,
         latency_runs=args.latency_runs,
         texts=list(args.text),
@@ -1137,11 +1143,7 @@ def _quantize(args: argparse.Namespace) -> int:
         audio=collect_audio(list(args.audio)) if args.audio else None,
         reference=args.reference,
         weight_threshold=args.weight_threshold,
-        max_cer=args.max_cer,
-        max_prob_diff=args.max_prob_diff,
-        max_spectral_convergence=args.max_spectral_convergence,
-        max_f0_diff=args.max_f0_diff,
-        min_agreement=args.min_agreement,
+        limits=_gate_limits(args),
         keywords=args.keywords,
         texts=list(args.text),
         latency_runs=args.latency_runs,

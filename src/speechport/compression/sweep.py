@@ -65,7 +65,7 @@ from speechport.manifest import Manifest, is_length, read_manifest
 from speechport.parity.reference import ReferenceCache
 from speechport.progress import Progress
 from speechport.runtime.blas import blas_on_one_thread, one_blas_thread
-from speechport.tasks import GateLimits, Task, get_task, task_for
+from speechport.tasks import DEFAULT_LIMITS, GateLimits, Task, get_task, task_for
 
 ENGINE_BACKEND = "coreml"
 
@@ -89,26 +89,12 @@ class Scoring:
     audio: tuple[Path, ...]
     checkpoint: Path | None
     weight_threshold: int
-    max_cer: float
-    max_prob_diff: float
+    limits: GateLimits
     latency_runs: int
     texts: tuple[str, ...] = ()
-    max_spectral_convergence: float = 0.05
-    max_f0_diff: float = 1e-3
     verified: bool = False  # scored by verify (audio, texts, or the task's own inputs)
-    min_agreement: float = 1.0
     keywords: str | None = None
     packages: PackageCache | None = None  # compressed packages shared by the recipes
-
-    @property
-    def limits(self) -> GateLimits:
-        return GateLimits(
-            self.max_cer,
-            self.max_prob_diff,
-            self.max_spectral_convergence,
-            self.max_f0_diff,
-            self.min_agreement,
-        )
 
     def inputs_text(self) -> str:
         """What verify runs on, for progress lines."""
@@ -134,11 +120,7 @@ def quantize_sweep(
     audio: list[Path] | None = None,
     reference: Path | None = None,
     weight_threshold: int = DEFAULT_WEIGHT_THRESHOLD,
-    max_cer: float = 0.0,
-    max_prob_diff: float = 1e-3,
-    max_spectral_convergence: float = 0.05,
-    max_f0_diff: float = 1e-3,
-    min_agreement: float = 1.0,
+    limits: GateLimits = DEFAULT_LIMITS,
     keywords: str | None = None,
     texts: list[str] | None = None,
     latency_runs: int = 5,
@@ -155,7 +137,7 @@ def quantize_sweep(
     The torch reference runs once per sweep: the first variant (the baseline) is scored
     here and fills a ``ReferenceCache`` that every other variant reads. A variant stops
     being scored as soon as its gate cannot be met (at the first failing file, unless the
-    gate allows a share of files to differ: keyword spotting's ``min_agreement``). Each
+    gate allows a share of files to differ: keyword spotting's ``limits.min_agreement``). Each
     component is compressed once per strategy (``PackageCache``) and hard-linked into every
     variant that uses it; numpy's BLAS runs on one thread (``one_blas_thread``). ``jobs``
     worker processes (default: the usable cores) build and score the other variants side by
@@ -183,14 +165,10 @@ def quantize_sweep(
         tuple(audio),
         checkpoint,
         weight_threshold,
-        max_cer,
-        max_prob_diff,
+        limits,
         latency_runs,
         tuple(texts or ()),
-        max_spectral_convergence,
-        max_f0_diff,
         verified=bool(audio or texts or task.verifies_by_default),
-        min_agreement=min_agreement,
         keywords=keywords,
         packages=PackageCache(out / PACKAGES_DIR),
     )
@@ -486,11 +464,7 @@ def _score(
         bundle,
         list(scoring.audio),
         backends=[ENGINE_BACKEND],
-        max_cer=scoring.max_cer,
-        max_prob_diff=scoring.max_prob_diff,
-        max_spectral_convergence=scoring.max_spectral_convergence,
-        max_f0_diff=scoring.max_f0_diff,
-        min_agreement=scoring.min_agreement,
+        limits=scoring.limits,
         keywords=scoring.keywords,
         texts=list(scoring.texts),
         latency_runs=scoring.latency_runs,

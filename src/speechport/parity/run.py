@@ -31,7 +31,7 @@ from speechport.parity.report import PARITY_FILE, Latency, ParityReport
 from speechport.progress import Progress
 from speechport.runtime import load_bundle, make_backend
 from speechport.runtime.base import LoadedBundle
-from speechport.tasks import GateLimits, get_task, task_for
+from speechport.tasks import DEFAULT_LIMITS, GateLimits, get_task, task_for
 
 REFERENCE = "torch"
 _VERSIONS = ("numpy", "onnxruntime", "coremltools", "torch", "onnx")
@@ -58,18 +58,14 @@ def verify_bundle(
     *,
     backends: list[str],
     checkpoint: Path | None = None,
-    max_prob_diff: float = 1e-3,
-    max_cer: float = 0.0,
+    limits: GateLimits = DEFAULT_LIMITS,
     latency_runs: int = 20,
     label: str | None = None,
     time_reference: bool = True,
     texts: list[str] | None = None,
-    max_spectral_convergence: float = 0.05,
-    max_f0_diff: float = 1e-3,
     reference: ReferenceCache | None = None,
     stop_at_failure: bool = False,
     latency_from_run: bool = False,
-    min_agreement: float = 1.0,
     keywords: str | None = None,
 ) -> ParityReport:
     """Run ``audio_files`` through the torch reference and through each backend
@@ -80,9 +76,9 @@ def verify_bundle(
     ``reference``: the reference's outputs kept across runs on the same inputs (the torch
     reference of the same checkpoint; it is not timed). ``stop_at_failure``: stop as soon as
     the gate cannot be met any more (``report.stopped`` says where). Keyword spotting:
-    ``min_agreement`` is the share of files whose detections must equal the reference's,
-    ``keywords`` what is searched for (a file or phrases, as ``spot`` takes them; default:
-    pairs of tokens from the reference's own transcript of each file)."""
+    ``limits.min_agreement`` is the share of files whose detections must equal the
+    reference's, ``keywords`` what is searched for (a file or phrases, as ``spot`` takes
+    them; default: pairs of tokens from the reference's own transcript of each file)."""
     if not backends:
         raise SpeechportError("no backend to verify", hint="pass --backends onnx")
     if REFERENCE in backends:
@@ -100,13 +96,6 @@ def verify_bundle(
     loaded = {name: load_bundle(bundle, name) for name in backends}
     recorders = {REFERENCE: record(reference_bundle)} if time_reference else {}
     recorders.update({name: record(b) for name, b in loaded.items()})
-    limits = GateLimits(
-        max_cer=max_cer,
-        max_prob_diff=max_prob_diff,
-        max_spectral_convergence=max_spectral_convergence,
-        max_f0_diff=max_f0_diff,
-        min_agreement=min_agreement,
-    )
     report = ParityReport(
         bundle=label or str(bundle),
         task=task.name,
@@ -193,12 +182,8 @@ class Gate:
 
     audio: list[Path]
     backends: list[str]
-    max_cer: float = 0.0
-    max_prob_diff: float = 1e-3
+    limits: GateLimits = DEFAULT_LIMITS
     latency_runs: int = 20
-    max_spectral_convergence: float = 0.05
-    max_f0_diff: float = 1e-3
-    min_agreement: float = 1.0
 
 
 def gate_check(
@@ -220,11 +205,7 @@ def gate_check(
             tmp,
             gate.audio,
             backends=gate.backends,
-            max_cer=gate.max_cer,
-            max_prob_diff=gate.max_prob_diff,
-            max_spectral_convergence=gate.max_spectral_convergence,
-            max_f0_diff=gate.max_f0_diff,
-            min_agreement=gate.min_agreement,
+            limits=gate.limits,
             latency_runs=gate.latency_runs,
             label=str(final),
         )

@@ -11,7 +11,7 @@ from pathlib import Path
 from speechport.errors import BundleError
 from speechport.manifest import MANIFEST_NAME, Manifest
 from speechport.tasks.asr import AsrTask
-from speechport.tasks.base import GateLimits, Task
+from speechport.tasks.base import DEFAULT_LIMITS, GateLimits, Task
 from speechport.tasks.kws import KwsTask
 from speechport.tasks.streaming_asr import StreamingAsrTask
 from speechport.tasks.tts import TtsTask
@@ -45,4 +45,4 @@ def task_for(manifest: Manifest, path: str | Path | None = None) -> Task:
     return task
 
 
-__all__ = ["TASKS", "GateLimits", "Task", "get_task", "task_for"]
+__all__ = ["DEFAULT_LIMITS", "TASKS", "GateLimits", "Task", "get_task", "task_for"]

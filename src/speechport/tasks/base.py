@@ -41,6 +41,9 @@ class GateLimits:
     min_agreement: float = 1.0
 
 
+DEFAULT_LIMITS = GateLimits()
+
+
 @dataclass(frozen=True)
 class VerifyInput:
     """One input of ``verify``: the data a task's ``verify_file`` takes, its label in the
