@@ -4,7 +4,8 @@ What is asserted: the ONNX reader reads what the ``onnx`` package reads; the fix
 LSTM step and joint are recognised and give ONNX Runtime's outputs; decoding with them (the
 joint's encoder projection once per window) gives exactly ONNX Runtime's tokens and times,
 and upstream's tokens, on every clip; ``steps="onnx"`` keeps ONNX Runtime, and a kernel
-that does not agree with ONNX Runtime on its probes is not used.
+that does not agree with ONNX Runtime on its probes is not used; the LSTM step with the
+joint's decoder projection fused into its products gives the projection of its outputs.
 """
 
 from __future__ import annotations
@@ -20,8 +21,13 @@ from speechport.manifest import read_manifest
 from speechport.pipelines.transcriber import Transcriber, predictor_for
 from speechport.runtime import load_bundle
 from speechport.runtime.base import LoadedBundle, joint_projections
-from speechport.runtime.blas import one_blas_thread
-from speechport.runtime.numpy_steps import NumpyJoint, NumpyLstmStep, step_seconds
+from speechport.runtime.blas import blas_threads, one_blas_thread
+from speechport.runtime.numpy_steps import (
+    NumpyJoint,
+    NumpyLstmStep,
+    ProjectedLstmStep,
+    step_seconds,
+)
 from speechport.runtime.onnx_backend import OnnxBackend, OnnxComponent
 from speechport.runtime.onnx_graph import read_graph
 from tests.helpers import CLIPS, BundleCache, gigaam_clip
@@ -96,6 +102,51 @@ def test_the_step_components_run_in_numpy_with_onnx_runtime_outputs(
     assert np.ptp(shift) < 1e-4 and int(scores.argmax()) == int(log_probs_slow.argmax())
 
 
+def _assert_fused_projection_matches(bundle: Path, *, exact_states: bool) -> None:
+    """A 40-token rollout through the numpy predictor with the joint's decoder projection
+    fused in, and through the plain predictor with the projection after: the same projected
+    outputs within float32 reordering, and the same states (bit for bit with one layer; a
+    top layer above another adds its input and recurrent products apart, one rounding
+    more)."""
+    loaded = load_bundle(bundle, OnnxBackend(steps="numpy"))
+    decoder, projections = (
+        loaded.of_kind("decoder_step"),
+        joint_projections(loaded.of_kind("joint")),
+    )
+    assert isinstance(decoder, NumpyLstmStep) and projections is not None
+    fused, state_fused = predictor_for(decoder, projections)
+    assert isinstance(fused, ProjectedLstmStep)
+    plain, state_plain = decoder.predictor()
+    rng = np.random.default_rng(1)
+    with one_blas_thread():
+        for token in rng.integers(0, decoder.vocabulary, size=40):
+            got, state_fused = fused(int(token), state_fused)
+            dec, state_plain = plain(int(token), state_plain)
+            want = projections.project_decoder(dec)
+            np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+            for a, b in zip(state_fused[:2], state_plain, strict=True):
+                if exact_states:
+                    np.testing.assert_array_equal(a, b)
+                else:
+                    np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
+    with pytest.raises(ValueError, match="does not fit a predictor"):
+        decoder.predictor(output=(np.zeros((3, 4), np.float32), np.zeros(4, np.float32)))
+
+
+@pytest.mark.parametrize("variant", RNNT)
+def test_the_joint_projection_fused_into_the_lstm_step_gives_the_projected_outputs(
+    gigaam_onnx: Callable[[str], Path], variant: str
+) -> None:
+    _assert_fused_projection_matches(gigaam_onnx(variant), exact_states=True)
+
+
+def test_the_fused_projection_of_a_two_layer_predictor(bundle_cache: BundleCache) -> None:
+    nemo = Path(__file__).parent / "data" / "nemo"
+    bundle = bundle_cache.get("parakeet", nemo / "parakeet_tdt.nemo", "parakeet_tdt")
+    assert load_bundle(bundle, OnnxBackend(steps="numpy")).of_kind("decoder_step").layers == 2  # type: ignore[attr-defined]
+    _assert_fused_projection_matches(bundle, exact_states=False)
+
+
 @pytest.mark.parametrize("variant", RNNT)
 def test_numpy_steps_decode_onnx_runtimes_tokens_on_every_clip(
     gigaam_onnx: Callable[[str], Path], variant: str
@@ -157,15 +208,12 @@ def test_a_step_is_timed_with_each_engine_on_the_work_the_loop_does(
 def test_numpy_kernels_run_blas_on_one_thread_and_restore_it() -> None:
     threadpoolctl = pytest.importorskip("threadpoolctl")
     with threadpoolctl.threadpool_limits(2, user_api="blas"):
-        seen = []
+        before = blas_threads()
         with one_blas_thread():
-            seen = [
-                i["num_threads"] for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"
-            ]
-        after = [
-            i["num_threads"] for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"
-        ]
-    assert seen and set(seen) == {1} and set(after) == {2}
+            seen = blas_threads()
+        after = blas_threads()
+    assert before and set(before) == {2}
+    assert set(seen) == {1} and after == before
 
 
 @pytest.mark.parametrize("variant", ["parakeet_tdt", "parakeet_rnnt"])

@@ -24,7 +24,8 @@ class _Timer:
 
 class _Timed:
     """A component wrapper that counts calls and the time spent in them (a joint's
-    projections are not forwarded: ``_run_option`` times them when an option uses them)."""
+    projections are not forwarded: ``_run_option`` times them when an option uses them; a
+    decoder's own ``predictor`` is, timed, so the loop runs what users run)."""
 
     def __init__(self, component: Component, timer: _Timer, *, cpu: bool = False) -> None:
         self.spec = component.spec
@@ -34,6 +35,21 @@ class _Timed:
         self._component = component
         self._timer = timer
         self._cpu = cpu  # also the process's CPU time (a system call: whole-window calls only)
+        if callable(getattr(component, "predictor", None)):
+            self.predictor = self._timed_predictor
+
+    def _timed_predictor(self, **options: Any) -> tuple[Any, Any]:
+        predict, state = self._component.predictor(**options)  # type: ignore[attr-defined]
+        timer = self._timer
+
+        def timed(token: int, state: Any) -> Any:
+            start = time.perf_counter()
+            out = predict(token, state)
+            timer.seconds += time.perf_counter() - start
+            timer.calls += 1
+            return out
+
+        return timed, state
 
     def __call__(self, *inputs: np.ndarray) -> tuple[np.ndarray, ...]:
         start = time.perf_counter()
@@ -74,7 +90,7 @@ def synthetic_speech(seconds: float, sample_rate: int = 16000, seed: int = 0) ->
 # parts). "onnx": ONNX Runtime for both; "numpy-decoder": the LSTM step in numpy, the joint
 # in ONNX Runtime; "numpy-per-step": both in numpy, the joint called whole every step;
 # "numpy" (what ``steps="auto"`` gives a full-size GigaAM): both in numpy, the joint's
-# encoder projection once per window.
+# encoder projection once per window, its decoder projection fused into the LSTM step.
 OPTIONS = (
     ("onnx", "onnx", "onnx", False),
     ("numpy-decoder", "numpy", "onnx", False),
@@ -88,6 +104,9 @@ class _TimedProjections:
 
     def __init__(self, inner: Any, steps: _Timer, loop: _Timer) -> None:
         self._inner, self._steps, self._loop = inner, steps, loop
+        affine = getattr(inner, "decoder_affine", None)
+        if affine is not None:  # a predictor fuses it (timed as the decoder's)
+            self.decoder_affine = affine
 
     def _timed(self, timer: _Timer, fn: Any, *args: np.ndarray) -> np.ndarray:
         start = time.perf_counter()

@@ -33,6 +33,7 @@ from speechport.pipelines.transcriber import (
     predictor_for,
 )
 from speechport.runtime.base import Component, LoadedBundle
+from speechport.runtime.blas import one_blas_thread
 from speechport.tokenizer import Tokenizer
 
 
@@ -330,15 +331,16 @@ class StreamingSession:
             encoded, encoded_len = outputs[0], int(outputs[1].reshape(-1)[0])
             self._state = [outputs[i] for i in self._state_outputs]
             frames = np.ascontiguousarray(encoded[0].T)  # [n, D]
-            hypothesis, self._carry = rnnt_greedy_resume(
-                frames,
-                encoded_len,
-                self._predict,
-                self._joint,
-                blank_id=self._blank,
-                carry=self._carry,
-                max_symbols_per_frame=self._max_symbols,
-            )
+            with one_blas_thread():  # the numpy step kernels' products
+                hypothesis, self._carry = rnnt_greedy_resume(
+                    frames,
+                    encoded_len,
+                    self._predict,
+                    self._joint,
+                    blank_id=self._blank,
+                    carry=self._carry,
+                    max_symbols_per_frame=self._max_symbols,
+                )
             offset = self._frames_out
             self._frames_out += encoded_len
             self._pos = end

@@ -38,12 +38,14 @@ from speechport.pipelines.windowing import (
 )
 from speechport.runtime.base import (
     Component,
+    JointProjections,
     LoadedBundle,
     bucket_sizes,
     dynamic_axes,
     joint_projections,
     smallest_bucket,
 )
+from speechport.runtime.blas import one_blas_thread
 from speechport.tokenizer import Tokenizer
 
 
@@ -455,16 +457,10 @@ def _window_decoder(d: DecodingSpec, bundle: LoadedBundle) -> WindowDecoder:
     initial_state: Any = None
     projections = None
     if algorithm.transducer:
-        predict, initial_state = predictor_for(bundle.of_kind("decoder_step"))
         joint_component = bundle.of_kind("joint")
         projections = joint_projections(joint_component)
+        predict, initial_state = predictor_for(bundle.of_kind("decoder_step"), projections)
         if projections is not None:
-            project_decoder, decoder_step = projections.project_decoder, predict
-
-            def predict(token: int, state: Any) -> tuple[np.ndarray, Any]:
-                dec_out, state = decoder_step(token, state)
-                return project_decoder(dec_out), state
-
             joint = projections.scores
         else:
 
@@ -475,30 +471,47 @@ def _window_decoder(d: DecodingSpec, bundle: LoadedBundle) -> WindowDecoder:
     def decode(outputs: tuple[np.ndarray, ...]) -> tuple[Hypothesis, int]:
         frames = np.ascontiguousarray(algorithm.time_major(outputs[0]))
         length = int(outputs[1].reshape(-1)[0])
-        if projections is not None:
-            frames = projections.project_encoder(frames[:length])
-        return algorithm.search(frames, length, settings, predict, joint, initial_state), length
+        with one_blas_thread():  # the numpy step kernels' products (see runtime.numpy_steps)
+            if projections is not None:
+                frames = projections.project_encoder(frames[:length])
+            hypothesis = algorithm.search(frames, length, settings, predict, joint, initial_state)
+        return hypothesis, length
 
     return decode
 
 
+Predict = Callable[[int, tuple[np.ndarray, ...]], tuple[np.ndarray, tuple[np.ndarray, ...]]]
+
+
 def predictor_for(
-    decoder: Component,
-) -> tuple[
-    Callable[[int, tuple[np.ndarray, ...]], tuple[np.ndarray, tuple[np.ndarray, ...]]],
-    tuple[np.ndarray, ...],
-]:
+    decoder: Component, projections: JointProjections | None = None
+) -> tuple[Predict, tuple[np.ndarray, ...]]:
     """A ``predict(token, state)`` over the decoder component, with state threaded through
-    the manifest's state pairs, and the zero initial state. A component that offers its own
-    (``predictor()``, e.g. the numpy LSTM step) gives that one: its state is opaque to the
-    loops, which only pass it back."""
+    the manifest's state pairs, and the zero initial state; with ``projections`` its output
+    goes through the joint's ``project_decoder``. A component that offers its own
+    (``predictor()``, e.g. the numpy LSTM step) gives that one, its state opaque to the
+    loops, which only pass it back; with projections that offer their ``decoder_affine``
+    it fuses the projection into its own products. Run the loop inside
+    ``one_blas_thread()``."""
     own = getattr(decoder, "predictor", None)
-    if callable(own):
-        fast: tuple[
-            Callable[[int, tuple[np.ndarray, ...]], tuple[np.ndarray, tuple[np.ndarray, ...]]],
-            tuple[np.ndarray, ...],
-        ] = own()
-        return fast
+    affine = getattr(projections, "decoder_affine", None)
+    if callable(own) and affine is not None:
+        fused: tuple[Predict, tuple[np.ndarray, ...]] = own(output=affine)
+        return fused
+    predict, initial = own() if callable(own) else _canonical_predictor(decoder)
+    if projections is None:
+        return predict, initial
+    project_decoder = projections.project_decoder
+
+    def projected(token: int, state: tuple[np.ndarray, ...]) -> tuple[np.ndarray, Any]:
+        dec_out, state = predict(token, state)
+        return project_decoder(dec_out), state
+
+    return projected, initial
+
+
+def _canonical_predictor(decoder: Component) -> tuple[Predict, tuple[np.ndarray, ...]]:
+    """``predict(token, state)`` calling the component with its canonical inputs."""
     spec = decoder.spec
     names_in = [t.name for t in spec.inputs]
     names_out = [t.name for t in spec.outputs]

@@ -8,8 +8,8 @@ fixture encoder's attention product, (4, 150, 24) by (4, 24, 150): 0.14 ms on on
 5.8 ms on two, on a busy machine) one thread is faster, and figures no longer depend on the
 number of cores: OpenBLAS sums in another order on several threads.
 
-- ``one_blas_thread()``: one thread inside a block, the count restored after (the numpy
-  decoding kernels wrap each call; switching costs under a microsecond);
+- ``one_blas_thread()``: one thread inside a block, the count restored after (a decoding
+  loop that runs the numpy kernels wraps its window; switching costs a few microseconds);
 - ``blas_on_one_thread()``: one thread for the rest of the process, or until the returned
   limiter is restored (a quantize sweep and its worker processes).
 """
@@ -31,6 +31,12 @@ def _blas_libraries() -> list[Any]:
 
 
 _BLAS = _blas_libraries()
+
+
+def blas_threads() -> list[int]:
+    """The thread count of each BLAS library numpy loaded (not those other packages load
+    later, e.g. SciPy's own OpenBLAS)."""
+    return [lib.get_num_threads() for lib in _BLAS]
 
 
 @contextmanager

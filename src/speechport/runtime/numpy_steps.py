@@ -21,9 +21,15 @@ Kernels hold no scratch buffers, so threads may share them as they share a sessi
 
 The kernels' matrix products run BLAS on one thread (``runtime.blas.one_blas_thread``: the
 spinning threads of a multi-threaded BLAS would take the cores the encoder needs next, and
-cost more than they give at these sizes under load). Whether a kernel beats ONNX Runtime
-depends on its size and the machine, so ``step_seconds`` times the work a decoding step
-does with each (see ``OnnxBackend``, ``steps="auto"``).
+cost more than they give at these sizes under load). A canonical call sets it itself; the
+parts a decoding loop calls step by step (``predictor()``, ``JointProjections``) do not —
+switching costs a few microseconds, a tenth of a step — so a loop runs inside one
+``one_blas_thread()`` block. When the loop also projects each decoder output for the joint,
+``predictor(output=...)`` fuses that projection into the top layer's recurrent product
+(``h @ [Rᵀ | Wp]``, one matrix-vector product instead of two: the step after an emission
+needs both). Whether a kernel beats ONNX Runtime depends on its size and the machine, so
+``step_seconds`` times the work a decoding step does with each (see ``OnnxBackend``,
+``steps="auto"``).
 """
 
 from __future__ import annotations
@@ -73,20 +79,21 @@ class NumpyLstmStep:
         token, h, c = inputs
         shape = h.shape
         flat = (self.layers, self.hidden)
-        dec, (h_next, c_next) = self.step(token.item(), (h.reshape(flat), c.reshape(flat)))
+        with one_blas_thread():
+            dec, (h_next, c_next) = self.step(token.item(), (h.reshape(flat), c.reshape(flat)))
         return dec.reshape(self._dec_shape), h_next.reshape(shape), c_next.reshape(shape)
 
     def step(
         self, token: int, state: tuple[np.ndarray, np.ndarray]
     ) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
-        """One step on ``[L, H]`` states: ``(dec_out [H], (h', c'))``."""
+        """One step on ``[L, H]`` states: ``(dec_out [H], (h', c'))`` (BLAS threads as the
+        caller set them)."""
         h, c = state
         h_next, c_next = np.empty_like(h), np.empty_like(c)
-        with one_blas_thread():
-            x = self._cell(self._gates[token] + h[0] @ self._recurrent, c[0], h_next, c_next, 0)
-            for layer, (weights, bias) in enumerate(self._upper, start=1):
-                gates = np.concatenate((x, h[layer])) @ weights + bias
-                x = self._cell(gates, c[layer], h_next, c_next, layer)
+        x = self._cell(self._gates[token] + h[0] @ self._recurrent, c[0], h_next, c_next, 0)
+        for layer, (weights, bias) in enumerate(self._upper, start=1):
+            gates = np.concatenate((x, h[layer])) @ weights + bias
+            x = self._cell(gates, c[layer], h_next, c_next, layer)
         return x, (h_next, c_next)
 
     def _cell(
@@ -109,11 +116,65 @@ class NumpyLstmStep:
         np.multiply(sig[hidden : 2 * hidden], np.tanh(c_new), out=h_new)
         return h_new
 
-    def predictor(self) -> tuple[Any, tuple[np.ndarray, np.ndarray]]:
+    def predictor(
+        self, output: tuple[np.ndarray, np.ndarray] | None = None
+    ) -> tuple[Any, tuple[np.ndarray, ...]]:
         """``predict(token, state) -> (dec_out, state)`` and the zero state, for a decoding
-        loop that does not need the canonical state shapes (``predictor_for``)."""
+        loop that does not need the canonical state shapes (``predictor_for``); called inside
+        ``one_blas_thread()``. With ``output`` (``W [H, J]``, ``b [J]``) ``dec_out`` is
+        ``dec_out @ W + b``, fused into the top layer's recurrent product."""
         zeros = np.zeros((self.layers, self.hidden), dtype=np.float32)
-        return self.step, (zeros, zeros.copy())
+        if output is None:
+            return self.step, (zeros, zeros.copy())
+        fused = ProjectedLstmStep(self, *output)
+        return fused, (zeros, zeros.copy(), np.zeros(4 * self.hidden, dtype=np.float32))
+
+
+class ProjectedLstmStep:
+    """A ``NumpyLstmStep`` whose output goes through ``dec_out @ W + b``: the state
+    carries the top layer's recurrent term ``h_top @ Rᵀ`` for the next step, computed in the
+    same product as this step's projection (``h_top @ [Rᵀ | W]``)."""
+
+    def __init__(self, lstm: NumpyLstmStep, weights: np.ndarray, bias: np.ndarray) -> None:
+        hidden = lstm.hidden
+        if weights.shape[0] != hidden or bias.shape != (weights.shape[1],):
+            raise ValueError(
+                f"an output projection of {weights.shape} + {bias.shape} does not fit a "
+                f"predictor of {hidden} units"
+            )
+        self._lstm = lstm
+        self._cut = 4 * hidden
+        self._lower = lstm._upper[:-1]  # layers between the first and the top one
+        self._top_input: np.ndarray | None = None
+        if lstm._upper:
+            both, self._top_bias = lstm._upper[-1]
+            self._top_input, top_recurrent = both[:hidden], both[hidden:]
+        else:
+            top_recurrent = lstm._recurrent
+        self._fused = np.ascontiguousarray(np.concatenate((top_recurrent, weights), axis=1))
+        self._bias = np.asarray(bias, dtype=np.float32)
+
+    def __call__(
+        self, token: int, state: tuple[np.ndarray, ...]
+    ) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
+        lstm = self._lstm
+        h, c, recurrent = state
+        h_next, c_next = np.empty_like(h), np.empty_like(c)
+        top = self._top_input
+        first = recurrent if top is None else h[0] @ lstm._recurrent
+        x = lstm._cell(lstm._gates[token] + first, c[0], h_next, c_next, 0)
+        layer = 0
+        for layer, (weights, bias) in enumerate(self._lower, start=1):
+            gates = np.concatenate((x, h[layer])) @ weights + bias
+            x = lstm._cell(gates, c[layer], h_next, c_next, layer)
+        if top is not None:
+            gates = x @ top + recurrent
+            gates += self._top_bias
+            x = lstm._cell(gates, c[layer + 1], h_next, c_next, layer + 1)
+        fused = x @ self._fused
+        projected: np.ndarray = fused[self._cut :]
+        projected += self._bias
+        return projected, (h_next, c_next, fused[: self._cut])
 
 
 @dataclass(frozen=True)
@@ -142,29 +203,37 @@ class NumpyJoint:
             a.nbytes for a in (weights.enc, weights.dec, weights.out, weights.out_bias)
         )
 
+    @property
+    def decoder_affine(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(W [H, J], b [J])`` of ``project_decoder``, for a predictor that fuses it."""
+        return self.w.dec, self.w.dec_bias
+
     def project_encoder(self, frames: np.ndarray) -> np.ndarray:
         """``[T, D]`` encoder frames -> ``[T, J]``."""
-        with one_blas_thread():
-            projected: np.ndarray = frames @ self.w.enc + self.w.enc_bias
+        projected: np.ndarray = frames @ self.w.enc
+        projected += self.w.enc_bias
         return projected
 
     def project_decoder(self, dec: np.ndarray) -> np.ndarray:
         """One decoder output ``[H]`` -> ``[J]``."""
-        with one_blas_thread():
-            projected: np.ndarray = dec @ self.w.dec + self.w.dec_bias
+        projected: np.ndarray = dec @ self.w.dec
+        projected += self.w.dec_bias
         return projected
 
     def scores(self, enc: np.ndarray, dec: np.ndarray) -> np.ndarray:
         """Raw logits ``[C]`` of one projected frame and one projected decoder output."""
-        with one_blas_thread():
-            logits: np.ndarray = np.maximum(enc + dec, 0.0) @ self.w.out + self.w.out_bias
+        hidden = enc + dec
+        np.maximum(hidden, 0.0, out=hidden)
+        logits: np.ndarray = hidden @ self.w.out
+        logits += self.w.out_bias
         return logits
 
     def __call__(self, *inputs: np.ndarray) -> tuple[np.ndarray, ...]:
         enc, dec = inputs
-        logits = self.scores(
-            self.project_encoder(enc.reshape(1, -1))[0], self.project_decoder(dec.reshape(-1))
-        )
+        with one_blas_thread():
+            logits = self.scores(
+                self.project_encoder(enc.reshape(1, -1))[0], self.project_decoder(dec.reshape(-1))
+            )
         if self.w.log_softmax:
             shifted = logits - logits.max()
             logits = shifted - np.log(np.exp(shifted).sum())
@@ -245,14 +314,15 @@ def step_seconds(
         return reference(*inputs)  # type: ignore[operator]
 
     times: dict[Callable[[], object], list[float]] = {fast: [], slow: []}
-    for fn in (fast, slow):
-        fn()  # warm-up
-    for _ in range(rounds):
-        for fn, spent in times.items():
-            start = time.perf_counter()
-            for _ in range(calls):
-                fn()
-            spent.append((time.perf_counter() - start) / calls)
+    with one_blas_thread():  # as a decoding loop runs the kernel
+        for fn in (fast, slow):
+            fn()  # warm-up
+        for _ in range(rounds):
+            for fn, spent in times.items():
+                start = time.perf_counter()
+                for _ in range(calls):
+                    fn()
+                spent.append((time.perf_counter() - start) / calls)
     return min(times[fast]), min(times[slow])
 
 
