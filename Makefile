@@ -40,8 +40,8 @@ demo-asr: $(STAMP)
 	$(BIN)/speechport transcribe $(DEMO_ASR) tests/data/gigaam/audio/clip1.wav --timestamps
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src tests scripts
+	$(BIN)/ruff format --check src tests scripts
 	$(BIN)/mypy
 
 # Everything, the tests marked slow included (`pytest -m "not slow"` is the quick loop);

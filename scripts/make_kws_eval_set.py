@@ -63,9 +63,7 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     # every keyword twice per round; pairs of different keywords
     order = [
-        KEYWORDS[int(i)]
-        for _ in range(2 * args.rounds)
-        for i in rng.permutation(len(KEYWORDS))
+        KEYWORDS[int(i)] for _ in range(2 * args.rounds) for i in rng.permutation(len(KEYWORDS))
     ]
     pairs = [order[i : i + 2] for i in range(0, len(order), 2)]
     for i, pair in enumerate(pairs):  # a pair of the same keyword: swap with the next one

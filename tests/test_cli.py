@@ -216,3 +216,16 @@ def _write(path: Path, data: bytes) -> Path:
 def _empty_wav(path: Path) -> Path:
     sf.write(path, np.zeros(0, dtype=np.float32), 16000)
     return path
+
+
+def test_every_bench_subcommand_has_a_runner() -> None:
+    """``bench``'s subcommands and the runners they dispatch to are one list."""
+    import argparse
+
+    from speechport.cli import BENCHES, build_parser
+
+    def subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+        action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        return dict(action.choices)
+
+    assert set(subcommands(subcommands(build_parser())["bench"])) == set(BENCHES)

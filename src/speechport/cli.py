@@ -1389,7 +1389,10 @@ def _info(args: argparse.Namespace) -> int:
     return 0
 
 
-def _bench_compare(args: argparse.Namespace) -> tuple[dict[str, Any], list[str]]:
+Figures = tuple[dict[str, Any], list[str] | None]  # a benchmark's result, and its table
+
+
+def _bench_compare(args: argparse.Namespace) -> Figures:
     """``bench compare`` on the bundle given first, else on random models built for it."""
     from speechport.bench.compare import bench_compare
     from speechport.bench.compare import table as compare_table
@@ -1434,82 +1437,106 @@ def _bench_compare(args: argparse.Namespace) -> tuple[dict[str, Any], list[str]]
     return result, models_table(result)
 
 
+def _bench_convert_parakeet(args: argparse.Namespace) -> Figures:
+    from speechport.bench.convert_parakeet import bench_convert_parakeet
+    from speechport.export.bundle import parse_formats
+
+    result = bench_convert_parakeet(
+        formats=tuple(parse_formats(args.format)),
+        precision=args.precision,
+        work_dir=args.work_dir,
+    )
+    return result, None
+
+
+def _bench_tts(args: argparse.Namespace) -> Figures:
+    from speechport.bench.tts import bench_tts, table
+    from speechport.export.bundle import parse_formats
+
+    result = bench_tts(
+        formats=tuple(parse_formats(args.format)),
+        runs=args.runs,
+        threads=args.threads,
+        work_dir=args.work_dir,
+    )
+    return result, table(result)
+
+
+def _bench_streaming(args: argparse.Namespace) -> Figures:
+    from speechport.bench.streaming import bench_streaming
+    from speechport.export.bundle import parse_formats
+
+    result = bench_streaming(
+        args.architecture,
+        formats=tuple(parse_formats(args.format)),
+        chunks=args.chunks,
+        interpreter_chunks=args.interpreter_chunks,
+        work_dir=args.work_dir,
+    )
+    return result, None
+
+
+def _bench_kws(args: argparse.Namespace) -> Figures:
+    from speechport.bench.kws import bench_kws
+    from speechport.export.bundle import parse_formats
+
+    result = bench_kws(
+        formats=tuple(parse_formats(args.format)),
+        chunks=args.chunks,
+        interpreter_chunks=args.interpreter_chunks,
+        work_dir=args.work_dir,
+    )
+    return result, None
+
+
+def _bench_coreml_encoder(args: argparse.Namespace) -> Figures:
+    from speechport.bench.coreml_encoder import bench_coreml_encoder
+
+    precisions = ("fp16", "fp32") if args.precision == "both" else (args.precision,)
+    result = bench_coreml_encoder(
+        args.variant, precisions=precisions, runs=args.runs, work_dir=args.work_dir
+    )
+    return result, None
+
+
+def _bench_quantize(args: argparse.Namespace) -> Figures:
+    from speechport.bench.quantize import bench_quantize, table
+
+    result = bench_quantize(
+        args.variant,
+        strategies=args.strategies,
+        window_seconds=args.window,
+        work_dir=args.work_dir,
+    )
+    return result, table(result)
+
+
+def _bench_decode_loop(args: argparse.Namespace) -> Figures:
+    from speechport.bench.decode_loop import bench_decode_loop
+
+    return bench_decode_loop(args.variant, seconds=args.seconds, work_dir=args.work_dir), None
+
+
+# Each ``bench`` subcommand's runner: its figures, and a table to print (None: the figures
+# as ``key value`` lines).
+BENCHES: dict[str, Callable[[argparse.Namespace], Figures]] = {
+    "compare": _bench_compare,
+    "convert-parakeet": _bench_convert_parakeet,
+    "coreml-encoder": _bench_coreml_encoder,
+    "decode-loop": _bench_decode_loop,
+    "kws": _bench_kws,
+    "quantize": _bench_quantize,
+    "streaming": _bench_streaming,
+    "tts": _bench_tts,
+}
+
+
 def _bench(args: argparse.Namespace) -> int:
-    result: dict[str, Any]
-    if args.bench == "compare":
-        result, lines = _bench_compare(args)
-        if not args.json:
-            print("\n".join(lines))
-            return 0
-    elif args.bench == "convert-parakeet":
-        from speechport.bench.convert_parakeet import bench_convert_parakeet
-        from speechport.export.bundle import parse_formats
-
-        result = bench_convert_parakeet(
-            formats=tuple(parse_formats(args.format)),
-            precision=args.precision,
-            work_dir=args.work_dir,
-        )
-    elif args.bench == "tts":
-        from speechport.bench.tts import bench_tts
-        from speechport.bench.tts import table as tts_table
-        from speechport.export.bundle import parse_formats
-
-        result = bench_tts(
-            formats=tuple(parse_formats(args.format)),
-            runs=args.runs,
-            threads=args.threads,
-            work_dir=args.work_dir,
-        )
-        if not args.json:
-            print("\n".join(tts_table(result)))
-            return 0
-    elif args.bench == "streaming":
-        from speechport.bench.streaming import bench_streaming
-        from speechport.export.bundle import parse_formats
-
-        result = bench_streaming(
-            args.architecture,
-            formats=tuple(parse_formats(args.format)),
-            chunks=args.chunks,
-            interpreter_chunks=args.interpreter_chunks,
-            work_dir=args.work_dir,
-        )
-    elif args.bench == "kws":
-        from speechport.bench.kws import bench_kws
-        from speechport.export.bundle import parse_formats
-
-        result = bench_kws(
-            formats=tuple(parse_formats(args.format)),
-            chunks=args.chunks,
-            interpreter_chunks=args.interpreter_chunks,
-            work_dir=args.work_dir,
-        )
-    elif args.bench == "coreml-encoder":
-        from speechport.bench.coreml_encoder import bench_coreml_encoder
-
-        precisions = ("fp16", "fp32") if args.precision == "both" else (args.precision,)
-        result = bench_coreml_encoder(
-            args.variant, precisions=precisions, runs=args.runs, work_dir=args.work_dir
-        )
-    elif args.bench == "quantize":
-        from speechport.bench.quantize import bench_quantize, table
-
-        result = bench_quantize(
-            args.variant,
-            strategies=args.strategies,
-            window_seconds=args.window,
-            work_dir=args.work_dir,
-        )
-        if not args.json:
-            print("\n".join(table(result)))
-            return 0
-    else:
-        from speechport.bench.decode_loop import bench_decode_loop
-
-        result = bench_decode_loop(args.variant, seconds=args.seconds, work_dir=args.work_dir)
+    result, lines = BENCHES[args.bench](args)
     if args.json:
         print(json.dumps(result, indent=2))
+    elif lines is not None:
+        print("\n".join(lines))
     else:
         for key, value in result.items():
             if isinstance(value, list):
