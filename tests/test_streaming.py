@@ -180,6 +180,30 @@ def test_onnx_bundle_tokens_equal_nemo_streaming(
     assert frames == ref["stream_token_frames" + suffix].tolist()
 
 
+@pytest.mark.parametrize("steps", ["numpy", "onnx"])
+def test_streaming_tokens_equal_nemo_with_either_step_engine(
+    bundles: dict[str, Path], steps: str
+) -> None:
+    """The per-step decoder and joint pinned to numpy kernels (the joint in parts: each
+    chunk's frames projected at once, the decoder output projected in the LSTM step) or to
+    ONNX Runtime: NeMo's streaming tokens and frames either way."""
+    from speechport.runtime.numpy_steps import NumpyJoint, NumpyLstmStep
+
+    model, la, clip, _ = cases()[0]
+    recognizer = speechport.load(bundles[model], steps=steps)
+    assert isinstance(recognizer, StreamingRecognizer)
+    kernels = [
+        isinstance(c, (NumpyLstmStep, NumpyJoint)) for c in recognizer.bundle.components.values()
+    ]
+    assert kernels.count(True) == (2 if steps == "numpy" else 0)
+    ref = reference(model, la, clip)
+    session = recognizer.stream(lookahead=la)
+    session.feed(audio(clip))
+    session.finish()
+    assert [t.id for t in session.tokens] == ref["stream_token_ids"].tolist()
+    assert [round(t.start / 0.08) for t in session.tokens] == ref["stream_token_frames"].tolist()
+
+
 @pytest.mark.slow
 def test_torch_reference_tokens_equal_nemo(bundles: dict[str, Path]) -> None:
     recognizer = speechport.load(

@@ -30,7 +30,7 @@ from speechport.pipelines.transcriber import (
     TokenTiming,
     Transcript,
     WordTiming,
-    predictor_for,
+    transducer_steps,
 )
 from speechport.runtime.base import Component, LoadedBundle
 from speechport.runtime.blas import one_blas_thread
@@ -188,9 +188,7 @@ class StreamingSession:
                 f"{chunking.window_frames}",
                 path=bundle.path,
             )
-        self._predict, self._initial_decoder = predictor_for(bundle.of_kind("decoder_step"))
-        joint = bundle.of_kind("joint")
-        self._joint = lambda enc_t, dec_out: joint(enc_t[None, :], dec_out[None, :])[0][0]
+        self._steps = transducer_steps(bundle)
         decoding = recognizer.decoding
         self._blank = decoding.blank_id
         self._max_symbols = decoding.max_symbols_per_frame
@@ -213,7 +211,7 @@ class StreamingSession:
             np.zeros(self._inputs[i].shape, dtype=NP_DTYPES[self._inputs[i].dtype])
             for i in self._state_positions
         ]
-        self._carry: Carry[Any] = Carry(self._blank, self._initial_decoder)
+        self._carry: Carry[Any] = Carry(self._blank, self._steps.initial_state)
         self._pos = pos
         self._origin = pos  # the stream restarts here: its first chunk is a first chunk
         self._origin_seconds = pos * self.frontend.spec.hop_length / self.recognizer.sample_rate
@@ -333,10 +331,10 @@ class StreamingSession:
             frames = np.ascontiguousarray(encoded[0].T)  # [n, D]
             with one_blas_thread():  # the numpy step kernels' products
                 hypothesis, self._carry = rnnt_greedy_resume(
-                    frames,
+                    self._steps.project(frames[:encoded_len]),
                     encoded_len,
-                    self._predict,
-                    self._joint,
+                    self._steps.predict,
+                    self._steps.joint,
                     blank_id=self._blank,
                     carry=self._carry,
                     max_symbols_per_frame=self._max_symbols,

@@ -447,37 +447,62 @@ class Transcriber:
 
 def _window_decoder(d: DecodingSpec, bundle: LoadedBundle) -> WindowDecoder:
     """Decode one window's encoder outputs with the manifest's algorithm (see the table in
-    ``speechport.decoding.registry``). A joint with ``JointProjections`` is run in parts:
-    the window's valid frames projected in one product, each decoder output once, so a
-    step is the rest of the joint."""
+    ``speechport.decoding.registry``), a transducer's steps as ``transducer_steps`` runs
+    them."""
     algorithm = decoding_algorithm(d.algorithm)
     settings = DecodeSettings(d.blank_id, d.max_symbols_per_frame, d.durations)
-    predict: Any = None
-    joint: Any = None
-    initial_state: Any = None
-    projections = None
-    if algorithm.transducer:
-        joint_component = bundle.of_kind("joint")
-        projections = joint_projections(joint_component)
-        predict, initial_state = predictor_for(bundle.of_kind("decoder_step"), projections)
-        if projections is not None:
-            joint = projections.scores
-        else:
-
-            def joint(enc_t: np.ndarray, dec_out: np.ndarray) -> np.ndarray:
-                logits: np.ndarray = joint_component(enc_t[None, :], dec_out[None, :])[0][0]
-                return logits
+    steps = transducer_steps(bundle) if algorithm.transducer else None
 
     def decode(outputs: tuple[np.ndarray, ...]) -> tuple[Hypothesis, int]:
         frames = np.ascontiguousarray(algorithm.time_major(outputs[0]))
         length = int(outputs[1].reshape(-1)[0])
+        if steps is None:
+            return algorithm.search(frames, length, settings, None, None, None), length
         with one_blas_thread():  # the numpy step kernels' products (see runtime.numpy_steps)
-            if projections is not None:
-                frames = projections.project_encoder(frames[:length])
-            hypothesis = algorithm.search(frames, length, settings, predict, joint, initial_state)
+            frames = steps.project(frames[:length])
+            hypothesis = algorithm.search(
+                frames, length, settings, steps.predict, steps.joint, steps.initial_state
+            )
         return hypothesis, length
 
     return decode
+
+
+@dataclass(frozen=True)
+class TransducerSteps:
+    """What a greedy transducer loop calls, built once per model: ``project`` turns a
+    window's valid frames ``[T, D]`` into what ``joint`` takes (the joint's encoder
+    projection in one product when it runs in parts, else the frames themselves);
+    ``predict`` gives what ``joint`` takes for a token (the decoder output, projected when
+    the joint runs in parts). Call them inside ``one_blas_thread()``."""
+
+    predict: Any
+    joint: Any
+    initial_state: Any
+    project: Callable[[np.ndarray], np.ndarray]
+
+
+def transducer_steps(bundle: LoadedBundle) -> TransducerSteps:
+    """The bundle's decoder step and joint as a loop calls them. A joint with
+    ``JointProjections`` runs in parts: each frame and each decoder output projected once,
+    so a step is the rest of the joint."""
+    joint_component = bundle.of_kind("joint")
+    projections = joint_projections(joint_component)
+    predict, initial_state = predictor_for(bundle.of_kind("decoder_step"), projections)
+    if projections is not None:
+        return TransducerSteps(
+            predict, projections.scores, initial_state, projections.project_encoder
+        )
+
+    def joint(enc_t: np.ndarray, dec_out: np.ndarray) -> np.ndarray:
+        logits: np.ndarray = joint_component(enc_t[None, :], dec_out[None, :])[0][0]
+        return logits
+
+    return TransducerSteps(predict, joint, initial_state, _frames_as_they_are)
+
+
+def _frames_as_they_are(frames: np.ndarray) -> np.ndarray:
+    return frames
 
 
 Predict = Callable[[int, tuple[np.ndarray, ...]], tuple[np.ndarray, tuple[np.ndarray, ...]]]
