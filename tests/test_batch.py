@@ -161,3 +161,36 @@ def test_jobs_leave_a_backend_without_a_thread_count_its_own(
     assert result.throughput.threads is None
     expected = [speechport.load(bundle, "torch").transcribe(c).text for c in CLIPS[:2]]
     assert [t.text for t in result.transcripts] == expected
+
+
+def test_jobs_stop_within_a_window_once_a_signal_arrived(
+    gigaam_onnx: Callable[[str], Path], files: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C reaches the main thread only; the worker threads see it at their next window
+    (``interrupts.check``) instead of finishing their files."""
+    import signal
+
+    from speechport import interrupts
+    from speechport.pipelines.transcriber import Transcriber
+
+    windows: list[int] = []
+    decode_window = Transcriber.decode_window
+
+    def counted(self: Transcriber, samples: np.ndarray) -> Any:
+        out = decode_window(self, samples)
+        windows.append(samples.size)
+        monkeypatch.setattr(interrupts, "_received", signal.SIGINT)  # as the handler records it
+        return out
+
+    monkeypatch.setattr(Transcriber, "decode_window", counted)
+    recipe = LoadRecipe(
+        speechport.load,
+        gigaam_onnx("v3_e2e_rnnt"),
+        engine={"threads": 1},
+        options={"window_seconds": 5.0},
+    )
+    with pytest.raises(KeyboardInterrupt):
+        transcribe_many(recipe, files, jobs=2)
+    # each job decoded at most the window it was in when the signal came: not the long
+    # file's four windows, nor the other files
+    assert 1 <= len(windows) <= 2

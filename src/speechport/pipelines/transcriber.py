@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from speechport import interrupts
 from speechport.audio import AudioInput, AudioSource, BlockReader, open_audio
 from speechport.decoding import DecodeSettings, Hypothesis, decoding_algorithm
 from speechport.errors import BundleError, SpeechportError
@@ -223,7 +224,11 @@ class Transcriber:
         return max(1, round(self.decoding.frame_duration * self.sample_rate))
 
     def decode_window(self, samples: np.ndarray) -> WindowDecode:
-        """Decode up to one window of audio (see ``encoder_inputs``)."""
+        """Decode up to one window of audio (see ``encoder_inputs``). Once Ctrl-C or
+        SIGTERM has arrived (``speechport.interrupts``), the next window raises it again: a
+        worker thread of ``transcribe --jobs``, which the signal's exception does not reach,
+        stops within a window instead of finishing its file."""
+        interrupts.check()
         samples = np.asarray(samples, dtype=np.float32)
         if samples.size > self.window.samples:
             raise ValueError(
