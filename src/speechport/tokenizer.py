@@ -69,30 +69,36 @@ class Tokenizer:
             return "".join(self.pieces[i] for i in ids)
         return _join_pieces([self.pieces[i] for i in ids], self.spec.word_boundary)
 
+    def decode_many(self, sequences: Sequence[Sequence[int]]) -> list[str]:
+        """``decode`` of each sequence (SentencePiece decodes them all in one call)."""
+        lists = [[int(i) for i in ids] for ids in sequences]
+        if self._sp is not None and lists:
+            return [str(text) for text in self._sp.DecodeIds(lists)]
+        return [self.decode(ids) for ids in lists]
+
     def words(self, ids: Sequence[int]) -> list[WordSpan]:
         """Group tokens into words the way GigaAM's ``frames_to_words`` does: a piece
         starting with the boundary marker, or a space token, starts a new word."""
-        spans: list[WordSpan] = []
-        current: list[int] = []  # positions in ids
-
-        def commit() -> None:
-            if current:
-                text = self.decode([ids[p] for p in current]).strip()
-                if text:
-                    spans.append(WordSpan(text, current[0], current[-1]))
-                current.clear()
-
+        groups: list[list[int]] = []  # positions in ids, a list per word
+        current: list[int] = []
         boundary = self.spec.word_boundary
         for position, token_id in enumerate(ids):
             piece = self.pieces[int(token_id)]
+            starts = piece == " " if boundary == " " else piece.startswith(boundary)
+            if starts and current:
+                groups.append(current)
+                current = []
             if boundary == " " and piece == " ":
-                commit()
                 continue
-            if boundary != " " and piece.startswith(boundary):
-                commit()
             current.append(position)
-        commit()
-        return spans
+        if current:
+            groups.append(current)
+        texts = self.decode_many([[ids[p] for p in group] for group in groups])
+        return [
+            WordSpan(text.strip(), group[0], group[-1])
+            for text, group in zip(texts, groups, strict=True)
+            if text.strip()
+        ]
 
 
 def load_sentencepiece(path: Path, error: type[SpeechportError] = BundleError) -> Any:
