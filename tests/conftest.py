@@ -11,6 +11,23 @@ import pytest
 from tests.helpers import VARIANTS, BundleCache, checkpoint, tokenizer_for
 
 
+@pytest.fixture(scope="session", autouse=True)
+def temporary_files_in_the_runs_directory(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[None]:
+    """Every temporary file of the run under its own base temp directory, which pytest
+    prunes: coremltools writes a temporary package for each model it converts or opens and
+    removes it only when the model object is collected, which an xdist worker's exit does
+    not wait for (left in the system temp directory, 150 of them per run)."""
+    import tempfile
+
+    before = tempfile.tempdir
+    scratch = tmp_path_factory.mktemp("tempfile")
+    tempfile.tempdir = str(scratch)
+    yield
+    tempfile.tempdir = before
+
+
 @pytest.fixture(scope="session")
 def bundle_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BundleCache]:
     """The run's bundle cache. Under xdist each worker's base temp directory sits in the
