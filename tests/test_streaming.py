@@ -336,6 +336,16 @@ def test_cli_stream_and_transcribe(
     assert "languages: en-US, en-GB, es-ES, es-US, fr-FR, de-DE, it-IT, auto" in info
 
 
+def test_a_streaming_recognizer_transcribes_many_files_in_jobs(bundles: dict[str, Path]) -> None:
+    clips = [DATA / "audio" / f"clip{c}.wav" for c in CLIPS]
+    recognizer = speechport.load(bundles["streaming_rnnt"], threads=1)
+    assert isinstance(recognizer, StreamingRecognizer) and recognizer.recipe is not None
+    alone = [recognizer.transcribe(c).to_dict() for c in clips]
+    result = recognizer.transcribe_many([*clips, clips[0]], jobs=2)
+    assert [t.to_dict() for t in result.transcripts] == [*alone, alone[0]]
+    assert (result.throughput.files, result.throughput.jobs) == (len(clips) + 1, 2)
+
+
 def test_verify_streaming_bundle(bundles: dict[str, Path], tmp_path: Path) -> None:
     from speechport.parity.run import verify_bundle
 

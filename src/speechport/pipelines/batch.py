@@ -103,6 +103,35 @@ class BatchResult:
 Done = Callable[[int, "Transcript"], None]
 
 
+class ManyFiles:
+    """``transcribe_many`` for a model that transcribes one file with ``transcribe(path)``
+    and was opened from ``recipe`` (``speechport.load`` sets it; None: a model holding
+    objects a job cannot open a copy of, which runs one job)."""
+
+    recipe: LoadRecipe | None = None
+
+    def transcribe_many(
+        self, audio: Sequence[str | Path], *, jobs: int = 1, on_done: Done | None = None
+    ) -> BatchResult:
+        """Transcribe audio files in ``jobs`` worker threads, each with its own copy of
+        this model on its share of the cores; the transcripts in input order (the same as
+        ``transcribe`` gives one by one) and the run's throughput. ``on_done(index,
+        transcript)`` is called as each file finishes.
+
+        >>> result = speechport.load("bundles/parakeet").transcribe_many(files, jobs=2)
+        >>> [t.text for t in result.transcripts], result.throughput.rtfx
+        """
+        if self.recipe is None:
+            if jobs > 1:
+                raise SpeechportError(
+                    "this model was not opened by speechport.load with a VAD given as "
+                    "a bundle path, so each job cannot open a copy of its own",
+                    hint="open it with speechport.load(bundle, vad=VAD_BUNDLE_PATH), or use jobs=1",
+                )
+            return transcribe_many(None, audio, model=self, on_done=on_done)
+        return transcribe_many(self.recipe, audio, jobs=jobs, model=self, on_done=on_done)
+
+
 def threads_per_job(jobs: int, threads: int | None = None) -> int:
     """Each job's threads: ``threads`` when given, else the usable cores shared out (one at
     least), so that the jobs together do not ask for more cores than there are."""

@@ -25,6 +25,7 @@ from speechport.errors import BundleError, SpeechportError
 from speechport.features.spec import LogMelSpec
 from speechport.features.streaming import StreamingLogMel
 from speechport.manifest import NP_DTYPES, ChunkingSpec, DecodingSpec, StreamingSpec
+from speechport.pipelines.batch import ManyFiles
 from speechport.pipelines.transcriber import (
     Segment,
     TokenTiming,
@@ -72,7 +73,7 @@ class StreamUpdate:
     final: bool = False
 
 
-class StreamingRecognizer:
+class StreamingRecognizer(ManyFiles):
     """A loaded streaming bundle: open sessions (``stream``) or transcribe whole files
     (``transcribe``, which runs a session over the file)."""
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,7 +19,7 @@ from speechport.decoding import DecodeSettings, Hypothesis, decoding_algorithm
 from speechport.errors import BundleError, SpeechportError
 from speechport.features import build_frontend
 from speechport.manifest import NP_DTYPES, DecodingSpec
-from speechport.pipelines.batch import BatchResult, Done, LoadRecipe, transcribe_many
+from speechport.pipelines.batch import LoadRecipe, ManyFiles
 from speechport.pipelines.seams import (
     DEFAULT_TOLERANCE,
     WindowTokens,
@@ -144,7 +143,7 @@ class WindowDecode:
 WindowDecoder = Callable[[tuple[np.ndarray, ...]], tuple[Hypothesis, int]]
 
 
-class Transcriber:
+class Transcriber(ManyFiles):
     """Transcribe audio with a loaded ASR bundle.
 
     Long audio is cut into windows no longer than the encoder window (or the shorter
@@ -313,27 +312,6 @@ class Transcriber:
             engine=self.bundle.engine,
             source=source,
         )
-
-    def transcribe_many(
-        self, audio: Sequence[str | Path], *, jobs: int = 1, on_done: Done | None = None
-    ) -> BatchResult:
-        """Transcribe audio files in ``jobs`` worker threads, each with its own copy of
-        this model on its share of the cores (``speechport.pipelines.batch``); the
-        transcripts in input order (the same as ``transcribe`` gives one by one) and the
-        run's throughput. ``on_done(index, transcript)`` is called as each file finishes.
-
-        >>> result = speechport.load("bundles/parakeet").transcribe_many(files, jobs=2)
-        >>> [t.text for t in result.transcripts], result.throughput.rtfx
-        """
-        if self.recipe is None:
-            if jobs > 1:
-                raise SpeechportError(
-                    "this transcriber was not opened by speechport.load with a VAD given as "
-                    "a bundle path, so each job cannot open a copy of its own",
-                    hint="open it with speechport.load(bundle, vad=VAD_BUNDLE_PATH), or use jobs=1",
-                )
-            return transcribe_many(None, audio, model=self, on_done=on_done)
-        return transcribe_many(self.recipe, audio, jobs=jobs, model=self, on_done=on_done)
 
     def plan_source(self, source: AudioSource) -> tuple[list[Window], int]:
         """`plan` for audio read in blocks (a first pass: the level of every 10 ms frame, and
