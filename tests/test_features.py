@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import time
 from pathlib import Path
 from typing import Any, Literal
 
@@ -395,6 +396,22 @@ def test_build_frontend_reads_a_manifest_spec() -> None:
     samples, _, _ = nemo_clip(0)
     frontend = build_frontend(json.loads(json.dumps(PARAKEET_TDT_V3.to_dict())))
     np.testing.assert_array_equal(frontend(samples), LogMelFrontend(PARAKEET_TDT_V3)(samples))
+
+
+@pytest.mark.parametrize("spec", [GIGAAM_V3, PARAKEET_TDT_V3])
+def test_frontend_leaves_no_thread_spinning(spec: LogMelSpec) -> None:
+    # The encoder runs right after the front end: no BLAS thread of the front end's may
+    # spin on in the meantime (OpenBLAS's spin a core for some 100 ms after a product).
+    from speechport.bench.compare import settle
+
+    frontend = LogMelFrontend(spec)
+    samples = np.random.default_rng(0).normal(0.0, 0.1, 4 * 16000).astype(np.float32)
+    frontend(samples)
+    settle()
+    frontend(samples)
+    cpu = time.process_time()
+    time.sleep(0.1)
+    assert time.process_time() - cpu < 0.01
 
 
 def test_frontend_rejects_bad_audio() -> None:
