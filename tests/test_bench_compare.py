@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from speechport.bench.compare import bench_compare, table
+from speechport.bench.compare import bench_compare, settle, table
 from speechport.bench.compare_models import bench_compare_models
 from speechport.bench.compare_models import table as table_models
 from speechport.bench.random_models import RANDOM_MODELS, REALISTIC_TOKENS_PER_SECOND, set_emission
@@ -39,6 +41,30 @@ def test_compare_times_every_engine_and_checks_the_transcripts(tdt: Path) -> Non
     lines = table(result)
     assert lines[0].startswith("parakeet parakeet-tdt: 4 files, 15.035 s of audio, 1 threads")
     assert any(line.startswith("onnx-asr") and "4/4 agree" in line for line in lines)
+
+
+def test_settle_waits_for_a_spinning_thread_to_stop() -> None:
+    # An idle process settles at the first poll (the first call waits out any pool an
+    # earlier test left spinning).
+    settle()
+    assert settle() < 0.1
+
+    # A thread that spins on for 0.3 s (as a peer's thread pool does after its call
+    # returns) holds the next engine's turn until it stops, not beyond the limit.
+    def spin() -> None:
+        end = time.perf_counter() + 0.3
+        while time.perf_counter() < end:
+            pass
+
+    spinner = threading.Thread(target=spin)
+    spinner.start()
+    waited = settle()
+    spinner.join()
+    assert 0.25 < waited < 1.0
+    spinner = threading.Thread(target=spin)
+    spinner.start()
+    assert settle(limit=0.1) < 0.2
+    spinner.join()
 
 
 def test_a_peer_that_cannot_run_the_bundle_is_listed_with_the_reason(

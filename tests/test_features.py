@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Literal
 
@@ -43,8 +45,10 @@ from speechport.features import (
     build_frontend,
     mel_filterbank,
     nemo_spec,
+    numpy_frontend,
     window_array,
 )
+from speechport.features.numpy_frontend import mel_bands
 from speechport.features.torch_frontend import TorchLogMel
 from tests.helpers import assert_within, feature_tolerance
 
@@ -395,6 +399,56 @@ def test_build_frontend_reads_a_manifest_spec() -> None:
     samples, _, _ = nemo_clip(0)
     frontend = build_frontend(json.loads(json.dumps(PARAKEET_TDT_V3.to_dict())))
     np.testing.assert_array_equal(frontend(samples), LogMelFrontend(PARAKEET_TDT_V3)(samples))
+
+
+@pytest.mark.parametrize("spec", [GIGAAM_V3, PARAKEET_TDT_V3, nemo_spec(80)])
+def test_mel_bands_hold_every_weight_of_the_filterbank(spec: LogMelSpec) -> None:
+    bank = mel_filterbank(spec)
+    bands = mel_bands(bank)
+    rebuilt = np.zeros(bank.shape, dtype=np.float64)
+    for band in bands:
+        rebuilt[band.first_bin : band.stop_bin, band.first_mel : band.stop_mel] = band.weights
+    np.testing.assert_array_equal(rebuilt, bank.astype(np.float64))
+    assert [b.first_mel for b in bands] == list(range(0, spec.n_mels, 8))
+    # 8 adjacent triangles span a fraction of the spectrum: the projection multiplies
+    # less than a third of the dense product's weights.
+    weights = sum(b.weights.size for b in bands)
+    assert weights < bank.size / 3
+
+
+@pytest.mark.parametrize("spec", [GIGAAM_V3, PARAKEET_TDT_V3])
+def test_features_do_not_depend_on_blocks_or_threads(
+    spec: LogMelSpec, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 25 s: four blocks of 256 frames and a partial one.
+    clips = [
+        np.random.default_rng(k).normal(0.0, 0.1, 25 * 16000).astype(np.float32) for k in range(4)
+    ]
+    frontend = LogMelFrontend(spec)
+    blocked = [frontend(clip) for clip in clips]
+    with ThreadPoolExecutor(4) as pool:  # each thread its own arrays
+        threaded = list(pool.map(frontend, clips))
+    monkeypatch.setattr(numpy_frontend, "_FRAMES_PER_BLOCK", 4096)
+    whole = [LogMelFrontend(spec)(clip) for clip in clips]
+    for a, b, c in zip(blocked, threaded, whole, strict=True):
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(a, c)
+
+
+@pytest.mark.parametrize("spec", [GIGAAM_V3, PARAKEET_TDT_V3])
+def test_frontend_leaves_no_thread_spinning(spec: LogMelSpec) -> None:
+    # The encoder runs right after the front end: no BLAS thread of the front end's may
+    # spin on in the meantime (OpenBLAS's spin a core for some 100 ms after a product).
+    from speechport.bench.compare import settle
+
+    frontend = LogMelFrontend(spec)
+    samples = np.random.default_rng(0).normal(0.0, 0.1, 4 * 16000).astype(np.float32)
+    frontend(samples)
+    settle()
+    frontend(samples)
+    cpu = time.process_time()
+    time.sleep(0.1)
+    assert time.process_time() - cpu < 0.01
 
 
 def test_frontend_rejects_bad_audio() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,13 +20,19 @@ def test_step_components_run_on_one_thread_and_no_pool_spins(
     gigaam_onnx: Callable[[str], Path],
 ) -> None:
     loaded = load_bundle(gigaam_onnx("v3_e2e_rnnt"), OnnxBackend(threads=3, steps="onnx"))
-    threads = {}
+    threads, blocks = {}, {}
     for component in loaded.components.values():
         options = component._session.get_session_options()  # type: ignore[attr-defined]
         threads[component.spec.kind] = options.intra_op_num_threads
         for pool in ("intra_op", "inter_op"):
             assert options.get_session_config_entry(f"session.{pool}.allow_spinning") == "0"
+        with contextlib.suppress(RuntimeError):  # raised when not set: fixed shares
+            blocks[component.spec.kind] = options.get_session_config_entry(
+                "session.dynamic_block_base"
+            )
     assert threads == {"encoder": 3, "decoder_step": 1, "joint": 1}
+    # the encoder's pool hands out work in shrinking blocks, not one share per thread
+    assert blocks == {"encoder": "4"}
 
 
 def test_large_step_components_get_a_thread_per_8_mib_of_weights() -> None:

@@ -3,7 +3,10 @@
 Every engine gets the same decoded samples (file decoding is not timed), the same thread
 count, and is warmed up on the first seconds of the first file. Then each round times every
 engine over all the files in turn, so that a change in the machine's load falls on all of
-them alike; the figure per engine is the median of the rounds. Peers that are not
+them alike; the figure per engine is the median of the rounds. Each engine's turn starts
+once the threads of the one before have gone idle (`settle`): ONNX Runtime's pools spin
+after a call returns by default (sherpa-onnx's burn some 60-90 ms of CPU in the 50 ms after
+a 4 s clip, onnx-asr's 30-40 ms), and the engine timed next would pay for it. Peers that are not
 installed, or that cannot run the bundle, are listed with the reason instead of a figure.
 speechport's time is split into its front end, encoder and decode loop (timed per window),
 and the machine's load average is recorded before and after.
@@ -57,6 +60,11 @@ class EngineResult:
 PEER_PIECE_SECONDS = 60.0
 # The warm-up call of every engine: the first clip's first seconds.
 WARMUP_SECONDS = 4.0
+# `settle`: this process is idle when its threads use less than this share of a core over
+# a poll of ``SETTLE_POLL_SECONDS``; it waits at most ``SETTLE_LIMIT_SECONDS``.
+SETTLE_IDLE_SHARE = 0.1
+SETTLE_POLL_SECONDS = 0.01
+SETTLE_LIMIT_SECONDS = 2.0
 # The parts of speechport's time reported, in the order of a row (the rest: planning,
 # seams, text).
 PARTS = ("front end", "encoder", "decode loop")
@@ -238,11 +246,24 @@ def _time(
             engine.reset()
     for _ in range(max(runs, 1)):
         for name, engine in runnable.items():
+            settle()
             start = time.perf_counter()
             texts = [engine(x) for x in samples]
             results[name].rounds.append(time.perf_counter() - start)
             results[name].texts = [" ".join(t.split()) for t in texts]
     return results
+
+
+def settle(limit: float = SETTLE_LIMIT_SECONDS) -> float:
+    """Wait until this process's threads are idle (a thread pool that spins after its last
+    task has stopped), at most ``limit`` seconds; the seconds waited."""
+    start = time.perf_counter()
+    while time.perf_counter() - start < limit:
+        cpu = time.process_time()
+        time.sleep(SETTLE_POLL_SECONDS)
+        if time.process_time() - cpu < SETTLE_IDLE_SHARE * SETTLE_POLL_SECONDS:
+            break
+    return time.perf_counter() - start
 
 
 def table(result: dict[str, Any]) -> list[str]:

@@ -75,6 +75,15 @@ GRAPH_OPTIMIZATIONS = {
 }
 
 
+# Whole-window components split each operator's work into shrinking blocks that every
+# thread of the pool takes from as it comes free (ONNX Runtime's
+# ``session.dynamic_block_base``), not one fixed share per thread: a thread that wakes late,
+# or finds its core taken by another process, no longer holds the others waiting. Full-size
+# Parakeet-TDT 118M, 4 s, two threads, busy machine (load 5): 89 ms a clip (median of 30)
+# against 95 ms with fixed shares; GigaAM v3 CTC 392 ms against 404 ms.
+DYNAMIC_BLOCK_BASE = 4
+
+
 def threads_for(kind: str, threads: int, weight_bytes: int = 0) -> int:
     """Intra-op threads for a component of ``kind`` whose files hold ``weight_bytes``:
     ``threads`` for whole-window and whole-chunk kinds (encoders, front ends); for per-step
@@ -144,6 +153,8 @@ class OnnxBackend:
         options.inter_op_num_threads = 1
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.add_session_config_entry("session.inter_op.allow_spinning", "0")
+        if kind not in STEP_KINDS:
+            options.add_session_config_entry("session.dynamic_block_base", str(DYNAMIC_BLOCK_BASE))
         level = GRAPH_OPTIMIZATIONS[self.graph_optimization]
         options.graph_optimization_level = getattr(self._ort.GraphOptimizationLevel, level)
         options.enable_cpu_mem_arena = self.memory_arena
