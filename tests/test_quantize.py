@@ -4,8 +4,8 @@ What is asserted: every catalogue strategy yields a bundle that runs under the i
 with sizes equal to the files on disk and the compression recorded in its manifest; the
 scores separate a good variant from a damaging one on tokens, not only on L2; the emitted
 bundle stands alone and passes ``verify``; a failing variant is not emitted; a compressed
-package a sweep shares between recipes (or makes ahead) is coremltools' own and scores as a
-freshly made one.
+package a sweep shares between recipes (or makes in its worker processes) is coremltools'
+own and scores as a freshly made one.
 """
 
 from __future__ import annotations
@@ -423,30 +423,38 @@ def test_compression_matches_coremltools_own(bundle: Path, tmp_path: Path) -> No
         assert np.array_equal(value, theirs.run(feeds)[name]), name
 
 
-def test_packages_made_ahead_are_the_ones_the_recipes_read(bundle: Path, tmp_path: Path) -> None:
-    """What the sweep's maker process makes while the baseline is scored is what a recipe
-    then reads: the same files and record; the process is gone after the block."""
-    import time
+def test_packages_made_in_workers_are_the_ones_the_recipes_read(
+    bundle: Path, tmp_path: Path
+) -> None:
+    """What the sweep's worker processes make, the longest first, is what a recipe then
+    reads: the same files and record."""
+    import multiprocessing
+    import sys
+    from concurrent.futures import ProcessPoolExecutor
+
+    from speechport.compression.cache import longest_first
 
     packages = PackageCache(tmp_path / "packages")
-    source = bundle / "JointStep.mlpackage"
-    wanted = [(source, CATALOGUE["int8-channel"]), (source, CATALOGUE["int4-block32"])]
-    with packages.making_ahead(wanted, weight_threshold=THRESHOLD):
-        records = [
-            tmp_path / "packages" / source.name / f"{s.name}-w{THRESHOLD}" / "compressed.json"
-            for _, s in wanted
-        ]
-        deadline = time.monotonic() + 120
-        while not all(r.is_file() for r in records) and time.monotonic() < deadline:
-            time.sleep(0.1)
-    assert all(r.is_file() for r in records)  # made by the maker
+    joint, encoder = bundle / "JointStep.mlpackage", bundle / "Encoder.mlpackage"
+    wanted = [
+        (joint, CATALOGUE["int8-channel"]),
+        (joint, CATALOGUE["int4-block32"]),
+        (joint, CATALOGUE["pal4-kmeans"]),
+        (encoder, CATALOGUE["pal4-kmeans"]),
+    ]  # k-means on 16 centroids first, the larger package first; ties in their order
+    assert longest_first(wanted) == [wanted[3], wanted[2], wanted[0], wanted[1]]
+    context = multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
+    with ProcessPoolExecutor(2, mp_context=context) as pool:
+        making = packages.make_in(pool, wanted[:2], weight_threshold=THRESHOLD)
+        assert [f.result() for f in making.values()] == [True, True]
+    records = [
+        tmp_path / "packages" / joint.name / f"{s.name}-w{THRESHOLD}" / "compressed.json"
+        for _, s in wanted[:2]
+    ]
     inodes = [r.stat().st_ino for r in records]
-    made = [packages.compressed(p, s, weight_threshold=THRESHOLD) for p, s in wanted]
+    made = [packages.compressed(p, s, weight_threshold=THRESHOLD) for p, s in wanted[:2]]
     assert [r.stat().st_ino for r in records] == inodes  # read, not made again
     for (path, done), record in zip(made, records, strict=True):
-        assert path.parent == record.parent and path.name == source.name
+        assert path.parent == record.parent and path.name == joint.name
         assert done.compressed_tensors > 0
     assert made[1][1].retargeted and not made[0][1].retargeted
-    import multiprocessing
-
-    assert not multiprocessing.active_children()

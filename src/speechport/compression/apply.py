@@ -80,6 +80,16 @@ def compress_package(
     )
 
 
+def import_compression() -> None:
+    """Import what ``compress_package`` uses (coremltools' compression, scikit-learn's
+    k-means when installed): seconds a process forked after this does not spend again."""
+    import coremltools.optimize.coreml  # noqa: F401
+
+    with contextlib.suppress(ImportError):
+        import sklearn.cluster  # noqa: F401
+        import threadpoolctl  # noqa: F401
+
+
 def needed_spec_version(spec: Any, strategy: Strategy) -> int | None:
     """The specification version a program (``spec``) must be raised to for ``strategy``'s
     ops (``None``: it can take them as it is)."""

@@ -206,20 +206,15 @@ def quantize_sweep(
     scoring.packages.clear()  # what a killed sweep left
     try:
         with one_blas_thread():
-            ahead = scoring.packages.making_ahead(
-                _packages_wanted(bundle, manifest, rest) if workers > 1 else [],
-                weight_threshold=weight_threshold,
-            )
-            with ahead:  # on the core the baseline leaves idle
+            if workers > 1:
+                baseline, variants = _in_workers(
+                    bundle, manifest, recipes, targets, scoring, cache, workers, progress, done
+                )
+            else:
                 baseline = make_variant(
                     bundle, manifest, first, targets[first.name], scoring, cache, progress
                 )
-            done(baseline)
-            if workers > 1:
-                variants = _in_workers(
-                    bundle, rest, targets, scoring, cache, workers, progress, done
-                )
-            else:
+                done(baseline)
                 variants = []
                 for recipe in rest:
                     target = targets[recipe.name]
@@ -294,6 +289,7 @@ def make_variant(
 
 def _in_workers(
     bundle: Path,
+    manifest: Manifest,
     recipes: list[Recipe],
     targets: dict[str, Path],
     scoring: Scoring,
@@ -301,59 +297,93 @@ def _in_workers(
     workers: int,
     progress: Progress,
     done: Callable[[VariantResult], None],
-) -> list[VariantResult]:
-    """``make_variant`` of every recipe in ``workers`` processes, each starting with the
-    reference computed so far; results in the order of ``recipes``. On Linux they are forked
-    (the modules already imported: seconds of start-up saved per worker; torch, should a
-    worker miss the reference, on one thread as in a data loader's workers); elsewhere
-    spawned."""
-    from concurrent.futures import ProcessPoolExecutor, as_completed
+) -> tuple[VariantResult, list[VariantResult]]:
+    """The baseline (``recipes[0]``) made here and every other recipe in ``workers``
+    processes; results in the order of ``recipes``.
 
-    progress.start(f"{len(recipes)} variants in {workers} worker processes")
+    The workers first make every compressed package the recipes use, the longest first
+    (``PackageCache.make_in``), while this process scores the baseline and so fills the
+    reference; a recipe is then scored in a worker (with the reference computed here) once
+    its packages exist, so no two processes make the same one and the cores end together.
+    On Linux the workers are forked once coremltools (and scikit-learn, for k-means) is
+    imported here, which this process needs anyway: they start without seconds of imports
+    of their own. Elsewhere they are spawned."""
+    from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+
+    from speechport.compression.apply import import_compression
+
+    assert scoring.packages is not None
+    first, *rest = recipes
+    if sys.platform == "linux":
+        import_compression()
     with ProcessPoolExecutor(
         max_workers=workers,
         mp_context=multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn"),
         initializer=_start_worker,
-        initargs=(reference, scoring.packages),
+        initargs=(scoring.packages,),
     ) as pool:
-        futures = {
-            pool.submit(_worker_variant, bundle, r, targets[r.name], scoring): r.name
-            for r in recipes
-        }
         try:
-            results = {}
-            for future in as_completed(futures):
-                variant = future.result()
-                results[futures[future]] = variant
-                progress.start(f"{variant.name}: compressed and scored")
-                done(variant)
+            making = scoring.packages.make_in(
+                pool,
+                _packages_wanted(bundle, manifest, rest),
+                weight_threshold=scoring.weight_threshold,
+            )
+            baseline = make_variant(
+                bundle, manifest, first, targets[first.name], scoring, reference, progress
+            )
+            done(baseline)
+            progress.start(f"{len(rest)} variants in {workers} worker processes")
+            needs = {
+                r.name: [making[p] for p in _packages_wanted(bundle, manifest, [r])] for r in rest
+            }
+            scoring_now: dict[Future[VariantResult], str] = {}
+            results: dict[str, VariantResult] = {}
+            while needs or scoring_now:
+                ready = [
+                    r for r in rest if r.name in needs and all(f.done() for f in needs[r.name])
+                ]
+                for recipe in ready:  # its packages exist (or could not be made)
+                    del needs[recipe.name]
+                    args = (bundle, recipe, targets[recipe.name], scoring, reference)
+                    scoring_now[pool.submit(_worker_variant, *args)] = recipe.name
+                pending: set[Future[Any]] = {f for n in needs.values() for f in n if not f.done()}
+                finished, _ = wait(pending | set(scoring_now), return_when=FIRST_COMPLETED)
+                for future in [f for f in scoring_now if f in finished]:
+                    variant = future.result()
+                    results[scoring_now.pop(future)] = variant
+                    progress.start(f"{variant.name}: compressed and scored")
+                    done(variant)
         except BaseException:
             pool.shutdown(wait=True, cancel_futures=True)
             raise
-    return [results[r.name] for r in recipes]
+    return baseline, [results[r.name] for r in rest]
 
 
-_WORKER_REFERENCE: ReferenceCache | None = None
 _WORKER_BLAS: Any = None
 
 
-def _start_worker(reference: ReferenceCache | None, packages: PackageCache | None) -> None:
+def _start_worker(packages: PackageCache | None) -> None:
     from speechport import interrupts
 
-    global _WORKER_REFERENCE, _WORKER_BLAS
+    global _WORKER_BLAS
     interrupts.install()
     if packages is not None:
         packages.use_for_temporary_files()
-    _WORKER_REFERENCE = reference
     torch = sys.modules.get("torch")
     if torch is not None:  # a forked copy of the parent's: no thread pool of its own
         torch.set_num_threads(1)
     _WORKER_BLAS = blas_on_one_thread()  # for the worker's life (a forked one inherits it too)
 
 
-def _worker_variant(bundle: Path, recipe: Recipe, target: Path, scoring: Scoring) -> VariantResult:
+def _worker_variant(
+    bundle: Path,
+    recipe: Recipe,
+    target: Path,
+    scoring: Scoring,
+    reference: ReferenceCache | None,
+) -> VariantResult:
     manifest = read_manifest(bundle)
-    return make_variant(bundle, manifest, recipe, target, scoring, _WORKER_REFERENCE)
+    return make_variant(bundle, manifest, recipe, target, scoring, reference)
 
 
 def build_variant(
