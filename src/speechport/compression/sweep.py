@@ -21,12 +21,13 @@ audio, every variant is still built, sized and run once on silence (it must run)
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import multiprocessing
 import os
 import shutil
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -139,7 +140,8 @@ def quantize_sweep(
     being scored as soon as its gate cannot be met (at the first failing file, unless the
     gate allows a share of files to differ: keyword spotting's ``limits.min_agreement``). Each
     component is compressed once per strategy (``PackageCache``) and hard-linked into every
-    variant that uses it; numpy's BLAS runs on one thread (``one_blas_thread``). ``jobs``
+    variant that uses it; numpy's BLAS and torch (the reference) run on one thread
+    (``one_blas_thread``, ``_one_torch_thread``). ``jobs``
     worker processes (default: the usable cores) build and score the other variants side by
     side; the figures are the ones a single process gives, except timings (latency, RTFx,
     conversion seconds), which share the cores."""
@@ -205,7 +207,7 @@ def quantize_sweep(
     assert scoring.packages is not None
     scoring.packages.clear()  # what a killed sweep left
     try:
-        with one_blas_thread():
+        with one_blas_thread(), _one_torch_thread():
             if workers > 1:
                 baseline, variants = _in_workers(
                     bundle, manifest, recipes, targets, scoring, cache, workers, progress, done
@@ -249,6 +251,25 @@ def quantize_sweep(
         write_summary(summary, out)
     progress.finish()
     return summary
+
+
+@contextlib.contextmanager
+def _one_torch_thread() -> Iterator[None]:
+    """torch's intra-op pool on one thread inside the block (restored after), as numpy's
+    BLAS: the reference then gives the same figures on any number of cores, and it does not
+    spin threads on the cores the worker processes use (the fixture's sweep: 2 s less CPU
+    in all). torch is imported here if installed; coremltools imports it anyway."""
+    try:
+        import torch
+    except ImportError:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def make_variant(

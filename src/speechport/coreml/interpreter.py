@@ -27,6 +27,14 @@ from speechport.errors import BackendError
 _CONSTANT_OPS = ("const",)
 
 
+def _casts_saturate() -> Any:
+    """A run's (and constant folding's) float state: a cast to a narrower type overflows to
+    inf (and a NaN or inf cast to an integer is whatever numpy gives) without a warning, as
+    the fp16 hardware does. Entered once per run, not per op: entering a numpy error state
+    costs about what casting a decoder step's output does."""
+    return np.errstate(over="ignore", invalid="ignore")
+
+
 @dataclass
 class Fp16Overflow:
     """An op whose finite float32 result became inf when rounded to its fp16 output."""
@@ -52,7 +60,8 @@ class Interpreter:
         self.function: Function = program.function(function)
         self._check_supported()
         self.constants: dict[str, Any] = {}
-        self._fold_constants(self.function.block)
+        with _casts_saturate():
+            self._fold_constants(self.function.block)
         self._frees = _frees(self.function.block)
         self.stats = RunStats()
         self.check_overflow = False
@@ -91,7 +100,8 @@ class Interpreter:
                 f"the program has no inputs named {sorted(unknown)}", path=self.program.path
             )
         block = self.function.block
-        self._run_ops(block, env, self._frees)
+        with _casts_saturate():
+            self._run_ops(block, env, self._frees)
         return {name: env[name] for name in block.outputs}
 
     # -- execution -------------------------------------------------------------------------
@@ -169,8 +179,7 @@ class Interpreter:
                 _note_overflow(self.stats, op, var, array, rounded)
                 array = rounded
             else:
-                with np.errstate(over="ignore", invalid="ignore"):
-                    array = array.astype(target)
+                array = array.astype(target)  # under _casts_saturate()
         if ttype.static and ttype.shape is not None and array.shape != ttype.shape:
             raise self._error(
                 op,
