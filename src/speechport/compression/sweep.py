@@ -27,6 +27,7 @@ import multiprocessing
 import os
 import shutil
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -224,16 +225,24 @@ def quantize_sweep(
                         make_variant(bundle, manifest, recipe, target, scoring, cache, progress)
                     )
                     done(variants[-1])
-    finally:
-        scoring.packages.clear()  # the variants hold hard links to what they use
-    summary.variants = [baseline, *variants]
-    summary.ranking = rank(summary.variants)
-    summary.pareto = pareto_front(summary.variants)
-    progress.start("summary and plots")
-    from speechport.compression.plots import draw_sweep_plots
+    except BaseException:
+        scoring.packages.clear()
+        raise
+    # The variants hold hard links to what they use: the cache is removed while the plots
+    # are drawn (file system calls, which leave the interpreter to the drawing).
+    clearing = threading.Thread(target=scoring.packages.clear)
+    clearing.start()
+    try:
+        summary.variants = [baseline, *variants]
+        summary.ranking = rank(summary.variants)
+        summary.pareto = pareto_front(summary.variants)
+        progress.start("summary and plots")
+        from speechport.compression.plots import draw_sweep_plots
 
-    summary.plots = [p.relative_to(out).as_posix() for p in draw_sweep_plots(summary, out)]
-    write_summary(summary, out)
+        summary.plots = [p.relative_to(out).as_posix() for p in draw_sweep_plots(summary, out)]
+        write_summary(summary, out)
+    finally:
+        clearing.join()
     if emit is not None:
         chosen = summary.variant(emit)
         if chosen.passed is False:
@@ -332,6 +341,7 @@ def _in_workers(
     from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 
     from speechport.compression.apply import import_compression
+    from speechport.compression.plots import import_matplotlib
 
     assert scoring.packages is not None
     first, *rest = recipes
@@ -354,6 +364,7 @@ def _in_workers(
             )
             done(baseline)
             progress.start(f"{len(rest)} variants in {workers} worker processes")
+            import_matplotlib()  # while the workers run, not after them
             needs = {
                 r.name: [making[p] for p in _packages_wanted(bundle, manifest, [r])] for r in rest
             }
