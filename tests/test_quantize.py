@@ -458,3 +458,49 @@ def test_packages_made_in_workers_are_the_ones_the_recipes_read(
         assert path.parent == record.parent and path.name == joint.name
         assert done.compressed_tensors > 0
     assert made[1][1].retargeted and not made[0][1].retargeted
+
+
+def test_coremltools_shortcuts_keep_its_results(bundle: Path, tmp_path: Path) -> None:
+    """Inside a compression, the constexpr dependency set of every var is computed in one
+    loop (``_propagate``) to coremltools' own sets, and a program prints as one line."""
+    import coremltools as ct
+    from coremltools.models.utils import _apply_graph_pass
+
+    from speechport.compression.apply import _programs_not_printed, _propagate
+
+    made, _ = PackageCache(tmp_path / "cache").compressed(
+        bundle / "JointStep.mlpackage", CATALOGUE["pal4-kmeans"], weight_threshold=THRESHOLD
+    )
+    model = ct.models.MLModel(str(made), skip_model_load=True)
+    program = _apply_graph_pass(model, [], return_pymil_prog=True)
+    main = program.functions["main"]
+
+    def sets(empty: bool = False) -> dict[str, list[str]]:
+        found = {}
+        for op in main.operations:
+            for var in op.outputs:
+                if empty:
+                    var._nonreplaceable_vars_upstream = set()
+                found[var.name] = sorted(v.name for v in var.nonreplaceable_vars_upstream)
+        return found
+
+    main._propagate_nonreplaceable_vars()  # coremltools' own
+    theirs = sets()
+    assert sum(1 for names in theirs.values() if names) > 3  # constexpr outputs reach ops
+    sets(empty=True)
+    _propagate(main)
+    assert sets() == theirs
+    with _programs_not_printed():
+        assert str(program) == "<MIL program, functions main>"
+    assert "constexpr_lut_to_dense" in str(program)
+
+
+def test_the_reference_runs_on_one_torch_thread_during_a_sweep() -> None:
+    import torch
+
+    from speechport.compression.sweep import _one_torch_thread
+
+    before = torch.get_num_threads()
+    with _one_torch_thread():
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
