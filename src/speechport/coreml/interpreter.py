@@ -63,6 +63,7 @@ class Interpreter:
         with _casts_saturate():
             self._fold_constants(self.function.block)
         self._frees = _frees(self.function.block)
+        self._plans: dict[int, list[tuple[Op, list[str]]]] = {}  # by id() of a program block
         self.stats = RunStats()
         self.check_overflow = False
         # called with each executed op and its outputs (e.g. to find a first divergence)
@@ -107,18 +108,29 @@ class Interpreter:
     # -- execution -------------------------------------------------------------------------
 
     def _run_ops(self, block: Block, env: dict[str, Any], frees: dict[int, list[str]]) -> None:
-        keep = set(block.outputs)
-        for index, op in enumerate(block.ops):
-            if op.outputs and all(v.name in self.constants for v in op.outputs):
-                continue  # folded constant
+        for op, dropped in self._steps(block, frees):
             outputs = self._execute(op, env)
             for var, value in zip(op.outputs, outputs, strict=True):
                 env[var.name] = value
             if self.observer is not None:
                 self.observer(op, outputs)
-            for name in frees.get(index, ()):
-                if name not in keep and name not in self.constants:
-                    env.pop(name, None)
+            for name in dropped:
+                env.pop(name, None)
+
+    def _steps(self, block: Block, frees: dict[int, list[str]]) -> list[tuple[Op, list[str]]]:
+        """The ops of ``block`` that run (folded constants left out), each with the values
+        to drop after it (last read there, and neither a block output nor a constant);
+        worked out on the block's first run."""
+        steps = self._plans.get(id(block))
+        if steps is None:
+            keep = set(block.outputs)
+            steps = [
+                (op, [n for n in frees.get(i, ()) if n not in keep and n not in self.constants])
+                for i, op in enumerate(block.ops)
+                if not (op.outputs and all(v.name in self.constants for v in op.outputs))
+            ]
+            self._plans[id(block)] = steps
+        return steps
 
     def _execute(self, op: Op, env: dict[str, Any]) -> list[Any]:
         inputs: dict[str, list[Any]] = {}
@@ -135,8 +147,9 @@ class Interpreter:
         kernel = KERNELS.get(op.type)
         if kernel is None:
             raise self._unsupported(op)
+        nested = (lambda b, xs: self._run_nested(b, xs, env)) if op.blocks else None
         try:
-            result = kernel(OpArgs(op, inputs, lambda b, xs: self._run_nested(b, xs, env)))
+            result = kernel(OpArgs(op, inputs, nested))
         except BackendError as exc:
             raise self._error(op, exc.message) from exc
         except (ValueError, TypeError, IndexError, ArithmeticError) as exc:
