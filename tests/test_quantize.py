@@ -504,3 +504,24 @@ def test_the_reference_runs_on_one_torch_thread_during_a_sweep() -> None:
     with _one_torch_thread():
         assert torch.get_num_threads() == 1
     assert torch.get_num_threads() == before
+
+
+def test_a_sweep_in_workers_leaves_coremltools_and_torch_to_them(
+    bundle: Path, tmp_path: Path
+) -> None:
+    """With worker processes, the sweep's own process imports neither coremltools nor
+    torch (each worker does): it starts no slower and ends without tearing them down."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from speechport.compression import quantize_sweep; "
+        f"s = quantize_sweep({str(bundle)!r}, {str(tmp_path / 'sweep')!r}, "
+        f"strategies='int8-channel,int8-tensor', weight_threshold={THRESHOLD}, jobs=2); "
+        "print([v.name for v in s.variants], 'torch' in sys.modules, "
+        "'coremltools' in sys.modules)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=300
+    )
+    assert done.stdout.splitlines()[-1] == "['baseline', 'int8-channel', 'int8-tensor'] False False"

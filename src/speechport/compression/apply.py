@@ -83,7 +83,7 @@ def compress_package(
 
 def import_compression() -> None:
     """Import what ``compress_package`` uses (coremltools' compression, scikit-learn's
-    k-means when installed): seconds a process forked after this does not spend again."""
+    k-means when installed), as a sweep's worker process starts."""
     import coremltools.optimize.coreml  # noqa: F401
 
     with contextlib.suppress(ImportError):

@@ -137,15 +137,15 @@ def quantize_sweep(
     the summary is written). Returns the summary.
 
     The torch reference runs once per sweep: the first variant (the baseline) is scored
-    here and fills a ``ReferenceCache`` that every other variant reads. A variant stops
+    first and fills a ``ReferenceCache`` that every other variant reads. A variant stops
     being scored as soon as its gate cannot be met (at the first failing file, unless the
     gate allows a share of files to differ: keyword spotting's ``limits.min_agreement``). Each
     component is compressed once per strategy (``PackageCache``) and hard-linked into every
     variant that uses it; numpy's BLAS and torch (the reference) run on one thread
-    (``one_blas_thread``, ``_one_torch_thread``). ``jobs``
-    worker processes (default: the usable cores) build and score the other variants side by
-    side; the figures are the ones a single process gives, except timings (latency, RTFx,
-    conversion seconds), which share the cores."""
+    (``one_blas_thread``, ``_one_torch_thread``). ``jobs`` worker processes (default: the
+    usable cores) build and score the variants side by side (``_in_workers``); the figures
+    are the ones a single process gives, except timings (latency, RTFx, conversion
+    seconds), which share the cores."""
     bundle, out = Path(bundle), Path(out)
     manifest = read_manifest(bundle)
     task = task_for(manifest, bundle)
@@ -176,7 +176,7 @@ def quantize_sweep(
         packages=PackageCache(out / PACKAGES_DIR),
     )
     workers = min(jobs or default_jobs(), len(recipes) - 1)
-    steps = 2 + len(recipes) if workers > 1 else 2 * len(recipes)
+    steps = 1 + len(recipes) if workers > 1 else 2 * len(recipes)
     progress = progress or Progress(steps + 1 + (emit is not None))
     summary = QuantizeSummary(
         bundle=str(bundle),
@@ -208,23 +208,24 @@ def quantize_sweep(
     assert scoring.packages is not None
     scoring.packages.clear()  # what a killed sweep left
     try:
-        with one_blas_thread(), _one_torch_thread():
+        with one_blas_thread():
             if workers > 1:
                 baseline, variants = _in_workers(
                     bundle, manifest, recipes, targets, scoring, cache, workers, progress, done
                 )
             else:
-                baseline = make_variant(
-                    bundle, manifest, first, targets[first.name], scoring, cache, progress
-                )
-                done(baseline)
-                variants = []
-                for recipe in rest:
-                    target = targets[recipe.name]
-                    variants.append(
-                        make_variant(bundle, manifest, recipe, target, scoring, cache, progress)
+                with _one_torch_thread():
+                    baseline = make_variant(
+                        bundle, manifest, first, targets[first.name], scoring, cache, progress
                     )
-                    done(variants[-1])
+                    done(baseline)
+                    variants = []
+                    for recipe in rest:
+                        target = targets[recipe.name]
+                        variants.append(
+                            make_variant(bundle, manifest, recipe, target, scoring, cache, progress)
+                        )
+                        done(variants[-1])
     except BaseException:
         scoring.packages.clear()
         raise
@@ -328,25 +329,22 @@ def _in_workers(
     progress: Progress,
     done: Callable[[VariantResult], None],
 ) -> tuple[VariantResult, list[VariantResult]]:
-    """The baseline (``recipes[0]``) made here and every other recipe in ``workers``
-    processes; results in the order of ``recipes``.
+    """Every recipe made and scored in ``workers`` processes; results in the order of
+    ``recipes``, the baseline first.
 
-    The workers first make every compressed package the recipes use, the longest first
-    (``PackageCache.make_in``), while this process scores the baseline and so fills the
-    reference; a recipe is then scored in a worker (with the reference computed here) once
-    its packages exist, so no two processes make the same one and the cores end together.
-    On Linux the workers are forked once coremltools (and scikit-learn, for k-means) is
-    imported here, which this process needs anyway: they start without seconds of imports
-    of their own. Elsewhere they are spawned."""
+    One worker scores the baseline first, which fills the reference; meanwhile and after,
+    the workers make every compressed package the other recipes use, the longest first
+    (``PackageCache.make_in``). A recipe is then scored (with that reference) once its
+    packages exist, so no two processes make the same one and the cores end together.
+    This process imports neither coremltools nor torch: each worker imports them (side by
+    side, on the cores this process would leave idle while importing them), and this
+    process then ends without tearing them down (close to a second)."""
     from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 
-    from speechport.compression.apply import import_compression
     from speechport.compression.plots import import_matplotlib
 
     assert scoring.packages is not None
     first, *rest = recipes
-    if sys.platform == "linux":
-        import_compression()
     with ProcessPoolExecutor(
         max_workers=workers,
         mp_context=multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn"),
@@ -354,17 +352,18 @@ def _in_workers(
         initargs=(scoring.packages,),
     ) as pool:
         try:
+            progress.start(f"{first.name}: {_recipe_text(first)}, in a worker process")
+            first_args = (bundle, first, targets[first.name], scoring, reference)
+            scored_first = pool.submit(_worker_baseline, *first_args)
             making = scoring.packages.make_in(
                 pool,
                 _packages_wanted(bundle, manifest, rest),
                 weight_threshold=scoring.weight_threshold,
             )
-            baseline = make_variant(
-                bundle, manifest, first, targets[first.name], scoring, reference, progress
-            )
+            import_matplotlib()  # while the workers run, not after them
+            baseline, reference = scored_first.result()
             done(baseline)
             progress.start(f"{len(rest)} variants in {workers} worker processes")
-            import_matplotlib()  # while the workers run, not after them
             needs = {
                 r.name: [making[p] for p in _packages_wanted(bundle, manifest, [r])] for r in rest
             }
@@ -396,15 +395,29 @@ _WORKER_BLAS: Any = None
 
 def _start_worker(packages: PackageCache | None) -> None:
     from speechport import interrupts
+    from speechport.compression.apply import import_compression
 
     global _WORKER_BLAS
     interrupts.install()
     if packages is not None:
         packages.use_for_temporary_files()
-    torch = sys.modules.get("torch")
-    if torch is not None:  # a forked copy of the parent's: no thread pool of its own
-        torch.set_num_threads(1)
+    import_compression()
+    with contextlib.suppress(ImportError):
+        import torch
+
+        torch.set_num_threads(1)  # for the worker's life, as _one_torch_thread
     _WORKER_BLAS = blas_on_one_thread()  # for the worker's life (a forked one inherits it too)
+
+
+def _worker_baseline(
+    bundle: Path,
+    recipe: Recipe,
+    target: Path,
+    scoring: Scoring,
+    reference: ReferenceCache | None,
+) -> tuple[VariantResult, ReferenceCache | None]:
+    """The baseline, and the reference its scoring filled (for every other recipe)."""
+    return _worker_variant(bundle, recipe, target, scoring, reference), reference
 
 
 def _worker_variant(
