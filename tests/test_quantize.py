@@ -4,8 +4,8 @@ What is asserted: every catalogue strategy yields a bundle that runs under the i
 with sizes equal to the files on disk and the compression recorded in its manifest; the
 scores separate a good variant from a damaging one on tokens, not only on L2; the emitted
 bundle stands alone and passes ``verify``; a failing variant is not emitted; a compressed
-package a sweep shares between recipes (or makes ahead) is coremltools' own and scores as a
-freshly made one.
+package a sweep shares between recipes (or makes in its worker processes) is coremltools'
+own and scores as a freshly made one.
 """
 
 from __future__ import annotations
@@ -423,30 +423,105 @@ def test_compression_matches_coremltools_own(bundle: Path, tmp_path: Path) -> No
         assert np.array_equal(value, theirs.run(feeds)[name]), name
 
 
-def test_packages_made_ahead_are_the_ones_the_recipes_read(bundle: Path, tmp_path: Path) -> None:
-    """What the sweep's maker process makes while the baseline is scored is what a recipe
-    then reads: the same files and record; the process is gone after the block."""
-    import time
+def test_packages_made_in_workers_are_the_ones_the_recipes_read(
+    bundle: Path, tmp_path: Path
+) -> None:
+    """What the sweep's worker processes make, the longest first, is what a recipe then
+    reads: the same files and record."""
+    import multiprocessing
+    import sys
+    from concurrent.futures import ProcessPoolExecutor
+
+    from speechport.compression.cache import longest_first
 
     packages = PackageCache(tmp_path / "packages")
-    source = bundle / "JointStep.mlpackage"
-    wanted = [(source, CATALOGUE["int8-channel"]), (source, CATALOGUE["int4-block32"])]
-    with packages.making_ahead(wanted, weight_threshold=THRESHOLD):
-        records = [
-            tmp_path / "packages" / source.name / f"{s.name}-w{THRESHOLD}" / "compressed.json"
-            for _, s in wanted
-        ]
-        deadline = time.monotonic() + 120
-        while not all(r.is_file() for r in records) and time.monotonic() < deadline:
-            time.sleep(0.1)
-    assert all(r.is_file() for r in records)  # made by the maker
+    joint, encoder = bundle / "JointStep.mlpackage", bundle / "Encoder.mlpackage"
+    wanted = [
+        (joint, CATALOGUE["int8-channel"]),
+        (joint, CATALOGUE["int4-block32"]),
+        (joint, CATALOGUE["pal4-kmeans"]),
+        (encoder, CATALOGUE["pal4-kmeans"]),
+    ]  # k-means on 16 centroids first, the larger package first; ties in their order
+    assert longest_first(wanted) == [wanted[3], wanted[2], wanted[0], wanted[1]]
+    context = multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
+    with ProcessPoolExecutor(2, mp_context=context) as pool:
+        making = packages.make_in(pool, wanted[:2], weight_threshold=THRESHOLD)
+        assert [f.result() for f in making.values()] == [True, True]
+    records = [
+        tmp_path / "packages" / joint.name / f"{s.name}-w{THRESHOLD}" / "compressed.json"
+        for _, s in wanted[:2]
+    ]
     inodes = [r.stat().st_ino for r in records]
-    made = [packages.compressed(p, s, weight_threshold=THRESHOLD) for p, s in wanted]
+    made = [packages.compressed(p, s, weight_threshold=THRESHOLD) for p, s in wanted[:2]]
     assert [r.stat().st_ino for r in records] == inodes  # read, not made again
     for (path, done), record in zip(made, records, strict=True):
-        assert path.parent == record.parent and path.name == source.name
+        assert path.parent == record.parent and path.name == joint.name
         assert done.compressed_tensors > 0
     assert made[1][1].retargeted and not made[0][1].retargeted
-    import multiprocessing
 
-    assert not multiprocessing.active_children()
+
+def test_coremltools_shortcuts_keep_its_results(bundle: Path, tmp_path: Path) -> None:
+    """Inside a compression, the constexpr dependency set of every var is computed in one
+    loop (``_propagate``) to coremltools' own sets, and a program prints as one line."""
+    import coremltools as ct
+    from coremltools.models.utils import _apply_graph_pass
+
+    from speechport.compression.apply import _programs_not_printed, _propagate
+
+    made, _ = PackageCache(tmp_path / "cache").compressed(
+        bundle / "JointStep.mlpackage", CATALOGUE["pal4-kmeans"], weight_threshold=THRESHOLD
+    )
+    model = ct.models.MLModel(str(made), skip_model_load=True)
+    program = _apply_graph_pass(model, [], return_pymil_prog=True)
+    main = program.functions["main"]
+
+    def sets(empty: bool = False) -> dict[str, list[str]]:
+        found = {}
+        for op in main.operations:
+            for var in op.outputs:
+                if empty:
+                    var._nonreplaceable_vars_upstream = set()
+                found[var.name] = sorted(v.name for v in var.nonreplaceable_vars_upstream)
+        return found
+
+    main._propagate_nonreplaceable_vars()  # coremltools' own
+    theirs = sets()
+    assert sum(1 for names in theirs.values() if names) > 3  # constexpr outputs reach ops
+    sets(empty=True)
+    _propagate(main)
+    assert sets() == theirs
+    with _programs_not_printed():
+        assert str(program) == "<MIL program, functions main>"
+    assert "constexpr_lut_to_dense" in str(program)
+
+
+def test_the_reference_runs_on_one_torch_thread_during_a_sweep() -> None:
+    import torch
+
+    from speechport.compression.sweep import _one_torch_thread
+
+    before = torch.get_num_threads()
+    with _one_torch_thread():
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+
+
+def test_a_sweep_in_workers_leaves_coremltools_and_torch_to_them(
+    bundle: Path, tmp_path: Path
+) -> None:
+    """With worker processes, the sweep's own process imports neither coremltools nor
+    torch (each worker does): it starts no slower and ends without tearing them down."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from speechport.compression import quantize_sweep; "
+        f"s = quantize_sweep({str(bundle)!r}, {str(tmp_path / 'sweep')!r}, "
+        f"strategies='int8-channel,int8-tensor', weight_threshold={THRESHOLD}, jobs=2); "
+        "print([v.name for v in s.variants], 'torch' in sys.modules, "
+        "'coremltools' in sys.modules)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=300
+    )
+    assert done.stdout.splitlines()[-1] == "['baseline', 'int8-channel', 'int8-tensor'] False False"

@@ -15,6 +15,16 @@ if TYPE_CHECKING:
 PLOT_DIR = Path("plots")
 
 
+def import_matplotlib() -> None:
+    """Import what drawing takes (matplotlib's pyplot on Agg: half a second), so that a
+    sweep does it while its worker processes run (nothing without matplotlib)."""
+    if plots.available():
+        import matplotlib
+
+        matplotlib.use("Agg")  # as plots.figure chooses it
+        import matplotlib.pyplot
+
+
 def draw_sweep_plots(summary: QuantizeSummary, out: Path) -> list[Path]:
     """Every plot the summary has data for (none without matplotlib)."""
     if not plots.available():

@@ -21,12 +21,14 @@ audio, every variant is still built, sized and run once on silence (it must run)
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import multiprocessing
 import os
 import shutil
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -135,14 +137,15 @@ def quantize_sweep(
     the summary is written). Returns the summary.
 
     The torch reference runs once per sweep: the first variant (the baseline) is scored
-    here and fills a ``ReferenceCache`` that every other variant reads. A variant stops
+    first and fills a ``ReferenceCache`` that every other variant reads. A variant stops
     being scored as soon as its gate cannot be met (at the first failing file, unless the
     gate allows a share of files to differ: keyword spotting's ``limits.min_agreement``). Each
     component is compressed once per strategy (``PackageCache``) and hard-linked into every
-    variant that uses it; numpy's BLAS runs on one thread (``one_blas_thread``). ``jobs``
-    worker processes (default: the usable cores) build and score the other variants side by
-    side; the figures are the ones a single process gives, except timings (latency, RTFx,
-    conversion seconds), which share the cores."""
+    variant that uses it; numpy's BLAS and torch (the reference) run on one thread
+    (``one_blas_thread``, ``_one_torch_thread``). ``jobs`` worker processes (default: the
+    usable cores) build and score the variants side by side (``_in_workers``); the figures
+    are the ones a single process gives, except timings (latency, RTFx, conversion
+    seconds), which share the cores."""
     bundle, out = Path(bundle), Path(out)
     manifest = read_manifest(bundle)
     task = task_for(manifest, bundle)
@@ -173,7 +176,7 @@ def quantize_sweep(
         packages=PackageCache(out / PACKAGES_DIR),
     )
     workers = min(jobs or default_jobs(), len(recipes) - 1)
-    steps = 2 + len(recipes) if workers > 1 else 2 * len(recipes)
+    steps = 1 + len(recipes) if workers > 1 else 2 * len(recipes)
     progress = progress or Progress(steps + 1 + (emit is not None))
     summary = QuantizeSummary(
         bundle=str(bundle),
@@ -206,37 +209,41 @@ def quantize_sweep(
     scoring.packages.clear()  # what a killed sweep left
     try:
         with one_blas_thread():
-            ahead = scoring.packages.making_ahead(
-                _packages_wanted(bundle, manifest, rest) if workers > 1 else [],
-                weight_threshold=weight_threshold,
-            )
-            with ahead:  # on the core the baseline leaves idle
-                baseline = make_variant(
-                    bundle, manifest, first, targets[first.name], scoring, cache, progress
-                )
-            done(baseline)
             if workers > 1:
-                variants = _in_workers(
-                    bundle, rest, targets, scoring, cache, workers, progress, done
+                baseline, variants = _in_workers(
+                    bundle, manifest, recipes, targets, scoring, cache, workers, progress, done
                 )
             else:
-                variants = []
-                for recipe in rest:
-                    target = targets[recipe.name]
-                    variants.append(
-                        make_variant(bundle, manifest, recipe, target, scoring, cache, progress)
+                with _one_torch_thread():
+                    baseline = make_variant(
+                        bundle, manifest, first, targets[first.name], scoring, cache, progress
                     )
-                    done(variants[-1])
-    finally:
-        scoring.packages.clear()  # the variants hold hard links to what they use
-    summary.variants = [baseline, *variants]
-    summary.ranking = rank(summary.variants)
-    summary.pareto = pareto_front(summary.variants)
-    progress.start("summary and plots")
-    from speechport.compression.plots import draw_sweep_plots
+                    done(baseline)
+                    variants = []
+                    for recipe in rest:
+                        target = targets[recipe.name]
+                        variants.append(
+                            make_variant(bundle, manifest, recipe, target, scoring, cache, progress)
+                        )
+                        done(variants[-1])
+    except BaseException:
+        scoring.packages.clear()
+        raise
+    # The variants hold hard links to what they use: the cache is removed while the plots
+    # are drawn (file system calls, which leave the interpreter to the drawing).
+    clearing = threading.Thread(target=scoring.packages.clear)
+    clearing.start()
+    try:
+        summary.variants = [baseline, *variants]
+        summary.ranking = rank(summary.variants)
+        summary.pareto = pareto_front(summary.variants)
+        progress.start("summary and plots")
+        from speechport.compression.plots import draw_sweep_plots
 
-    summary.plots = [p.relative_to(out).as_posix() for p in draw_sweep_plots(summary, out)]
-    write_summary(summary, out)
+        summary.plots = [p.relative_to(out).as_posix() for p in draw_sweep_plots(summary, out)]
+        write_summary(summary, out)
+    finally:
+        clearing.join()
     if emit is not None:
         chosen = summary.variant(emit)
         if chosen.passed is False:
@@ -254,6 +261,25 @@ def quantize_sweep(
         write_summary(summary, out)
     progress.finish()
     return summary
+
+
+@contextlib.contextmanager
+def _one_torch_thread() -> Iterator[None]:
+    """torch's intra-op pool on one thread inside the block (restored after), as numpy's
+    BLAS: the reference then gives the same figures on any number of cores, and it does not
+    spin threads on the cores the worker processes use (the fixture's sweep: 2 s less CPU
+    in all). torch is imported here if installed; coremltools imports it anyway."""
+    try:
+        import torch
+    except ImportError:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def make_variant(
@@ -294,6 +320,7 @@ def make_variant(
 
 def _in_workers(
     bundle: Path,
+    manifest: Manifest,
     recipes: list[Recipe],
     targets: dict[str, Path],
     scoring: Scoring,
@@ -301,59 +328,107 @@ def _in_workers(
     workers: int,
     progress: Progress,
     done: Callable[[VariantResult], None],
-) -> list[VariantResult]:
-    """``make_variant`` of every recipe in ``workers`` processes, each starting with the
-    reference computed so far; results in the order of ``recipes``. On Linux they are forked
-    (the modules already imported: seconds of start-up saved per worker; torch, should a
-    worker miss the reference, on one thread as in a data loader's workers); elsewhere
-    spawned."""
-    from concurrent.futures import ProcessPoolExecutor, as_completed
+) -> tuple[VariantResult, list[VariantResult]]:
+    """Every recipe made and scored in ``workers`` processes; results in the order of
+    ``recipes``, the baseline first.
 
-    progress.start(f"{len(recipes)} variants in {workers} worker processes")
+    One worker scores the baseline first, which fills the reference; meanwhile and after,
+    the workers make every compressed package the other recipes use, the longest first
+    (``PackageCache.make_in``). A recipe is then scored (with that reference) once its
+    packages exist, so no two processes make the same one and the cores end together.
+    This process imports neither coremltools nor torch: each worker imports them (side by
+    side, on the cores this process would leave idle while importing them), and this
+    process then ends without tearing them down (close to a second)."""
+    from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+
+    from speechport.compression.plots import import_matplotlib
+
+    assert scoring.packages is not None
+    first, *rest = recipes
     with ProcessPoolExecutor(
         max_workers=workers,
         mp_context=multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn"),
         initializer=_start_worker,
-        initargs=(reference, scoring.packages),
+        initargs=(scoring.packages,),
     ) as pool:
-        futures = {
-            pool.submit(_worker_variant, bundle, r, targets[r.name], scoring): r.name
-            for r in recipes
-        }
         try:
-            results = {}
-            for future in as_completed(futures):
-                variant = future.result()
-                results[futures[future]] = variant
-                progress.start(f"{variant.name}: compressed and scored")
-                done(variant)
+            progress.start(f"{first.name}: {_recipe_text(first)}, in a worker process")
+            first_args = (bundle, first, targets[first.name], scoring, reference)
+            scored_first = pool.submit(_worker_baseline, *first_args)
+            making = scoring.packages.make_in(
+                pool,
+                _packages_wanted(bundle, manifest, rest),
+                weight_threshold=scoring.weight_threshold,
+            )
+            import_matplotlib()  # while the workers run, not after them
+            baseline, reference = scored_first.result()
+            done(baseline)
+            progress.start(f"{len(rest)} variants in {workers} worker processes")
+            needs = {
+                r.name: [making[p] for p in _packages_wanted(bundle, manifest, [r])] for r in rest
+            }
+            scoring_now: dict[Future[VariantResult], str] = {}
+            results: dict[str, VariantResult] = {}
+            while needs or scoring_now:
+                ready = [
+                    r for r in rest if r.name in needs and all(f.done() for f in needs[r.name])
+                ]
+                for recipe in ready:  # its packages exist (or could not be made)
+                    del needs[recipe.name]
+                    args = (bundle, recipe, targets[recipe.name], scoring, reference)
+                    scoring_now[pool.submit(_worker_variant, *args)] = recipe.name
+                pending: set[Future[Any]] = {f for n in needs.values() for f in n if not f.done()}
+                finished, _ = wait(pending | set(scoring_now), return_when=FIRST_COMPLETED)
+                for future in [f for f in scoring_now if f in finished]:
+                    variant = future.result()
+                    results[scoring_now.pop(future)] = variant
+                    progress.start(f"{variant.name}: compressed and scored")
+                    done(variant)
         except BaseException:
             pool.shutdown(wait=True, cancel_futures=True)
             raise
-    return [results[r.name] for r in recipes]
+    return baseline, [results[r.name] for r in rest]
 
 
-_WORKER_REFERENCE: ReferenceCache | None = None
 _WORKER_BLAS: Any = None
 
 
-def _start_worker(reference: ReferenceCache | None, packages: PackageCache | None) -> None:
+def _start_worker(packages: PackageCache | None) -> None:
     from speechport import interrupts
+    from speechport.compression.apply import import_compression
 
-    global _WORKER_REFERENCE, _WORKER_BLAS
+    global _WORKER_BLAS
     interrupts.install()
     if packages is not None:
         packages.use_for_temporary_files()
-    _WORKER_REFERENCE = reference
-    torch = sys.modules.get("torch")
-    if torch is not None:  # a forked copy of the parent's: no thread pool of its own
-        torch.set_num_threads(1)
+    import_compression()
+    with contextlib.suppress(ImportError):
+        import torch
+
+        torch.set_num_threads(1)  # for the worker's life, as _one_torch_thread
     _WORKER_BLAS = blas_on_one_thread()  # for the worker's life (a forked one inherits it too)
 
 
-def _worker_variant(bundle: Path, recipe: Recipe, target: Path, scoring: Scoring) -> VariantResult:
+def _worker_baseline(
+    bundle: Path,
+    recipe: Recipe,
+    target: Path,
+    scoring: Scoring,
+    reference: ReferenceCache | None,
+) -> tuple[VariantResult, ReferenceCache | None]:
+    """The baseline, and the reference its scoring filled (for every other recipe)."""
+    return _worker_variant(bundle, recipe, target, scoring, reference), reference
+
+
+def _worker_variant(
+    bundle: Path,
+    recipe: Recipe,
+    target: Path,
+    scoring: Scoring,
+    reference: ReferenceCache | None,
+) -> VariantResult:
     manifest = read_manifest(bundle)
-    return make_variant(bundle, manifest, recipe, target, scoring, _WORKER_REFERENCE)
+    return make_variant(bundle, manifest, recipe, target, scoring, reference)
 
 
 def build_variant(

@@ -27,6 +27,14 @@ from speechport.errors import BackendError
 _CONSTANT_OPS = ("const",)
 
 
+def _casts_saturate() -> Any:
+    """A run's (and constant folding's) float state: a cast to a narrower type overflows to
+    inf (and a NaN or inf cast to an integer is whatever numpy gives) without a warning, as
+    the fp16 hardware does. Entered once per run, not per op: entering a numpy error state
+    costs about what casting a decoder step's output does."""
+    return np.errstate(over="ignore", invalid="ignore")
+
+
 @dataclass
 class Fp16Overflow:
     """An op whose finite float32 result became inf when rounded to its fp16 output."""
@@ -52,8 +60,10 @@ class Interpreter:
         self.function: Function = program.function(function)
         self._check_supported()
         self.constants: dict[str, Any] = {}
-        self._fold_constants(self.function.block)
+        with _casts_saturate():
+            self._fold_constants(self.function.block)
         self._frees = _frees(self.function.block)
+        self._plans: dict[int, list[tuple[Op, list[str]]]] = {}  # by id() of a program block
         self.stats = RunStats()
         self.check_overflow = False
         # called with each executed op and its outputs (e.g. to find a first divergence)
@@ -91,24 +101,36 @@ class Interpreter:
                 f"the program has no inputs named {sorted(unknown)}", path=self.program.path
             )
         block = self.function.block
-        self._run_ops(block, env, self._frees)
+        with _casts_saturate():
+            self._run_ops(block, env, self._frees)
         return {name: env[name] for name in block.outputs}
 
     # -- execution -------------------------------------------------------------------------
 
     def _run_ops(self, block: Block, env: dict[str, Any], frees: dict[int, list[str]]) -> None:
-        keep = set(block.outputs)
-        for index, op in enumerate(block.ops):
-            if op.outputs and all(v.name in self.constants for v in op.outputs):
-                continue  # folded constant
+        for op, dropped in self._steps(block, frees):
             outputs = self._execute(op, env)
             for var, value in zip(op.outputs, outputs, strict=True):
                 env[var.name] = value
             if self.observer is not None:
                 self.observer(op, outputs)
-            for name in frees.get(index, ()):
-                if name not in keep and name not in self.constants:
-                    env.pop(name, None)
+            for name in dropped:
+                env.pop(name, None)
+
+    def _steps(self, block: Block, frees: dict[int, list[str]]) -> list[tuple[Op, list[str]]]:
+        """The ops of ``block`` that run (folded constants left out), each with the values
+        to drop after it (last read there, and neither a block output nor a constant);
+        worked out on the block's first run."""
+        steps = self._plans.get(id(block))
+        if steps is None:
+            keep = set(block.outputs)
+            steps = [
+                (op, [n for n in frees.get(i, ()) if n not in keep and n not in self.constants])
+                for i, op in enumerate(block.ops)
+                if not (op.outputs and all(v.name in self.constants for v in op.outputs))
+            ]
+            self._plans[id(block)] = steps
+        return steps
 
     def _execute(self, op: Op, env: dict[str, Any]) -> list[Any]:
         inputs: dict[str, list[Any]] = {}
@@ -125,8 +147,9 @@ class Interpreter:
         kernel = KERNELS.get(op.type)
         if kernel is None:
             raise self._unsupported(op)
+        nested = (lambda b, xs: self._run_nested(b, xs, env)) if op.blocks else None
         try:
-            result = kernel(OpArgs(op, inputs, lambda b, xs: self._run_nested(b, xs, env)))
+            result = kernel(OpArgs(op, inputs, nested))
         except BackendError as exc:
             raise self._error(op, exc.message) from exc
         except (ValueError, TypeError, IndexError, ArithmeticError) as exc:
@@ -169,8 +192,7 @@ class Interpreter:
                 _note_overflow(self.stats, op, var, array, rounded)
                 array = rounded
             else:
-                with np.errstate(over="ignore", invalid="ignore"):
-                    array = array.astype(target)
+                array = array.astype(target)  # under _casts_saturate()
         if ttype.static and ttype.shape is not None and array.shape != ttype.shape:
             raise self._error(
                 op,

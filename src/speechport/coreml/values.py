@@ -9,6 +9,7 @@ dtype (float16 stays float16); sub-byte integers are unpacked into int8 / uint8 
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -104,7 +105,7 @@ class TensorType:
     dtype: DType
     shape: tuple[int | None, ...] | None  # None: rank unknown
 
-    @property
+    @functools.cached_property
     def static(self) -> bool:
         return self.shape is not None and all(d is not None for d in self.shape)
 
