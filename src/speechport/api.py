@@ -189,9 +189,9 @@ def load(
         engine_options[name] = value
     loaded = load_bundle(bundle, make_backend(backend, **engine_options))
     model = task.open(loaded, **options)
-    if hasattr(model, "recipe") and not _holds_models(options):
-        from speechport.pipelines.batch import LoadRecipe
+    from speechport.pipelines.batch import LoadRecipe, ManyFiles
 
+    if isinstance(model, ManyFiles) and not _holds_models(options):
         engine = {k: v for k, v in engine_options.items() if k != "checkpoint"}
         reference = None if checkpoint is None else Path(checkpoint)
         model.recipe = LoadRecipe(load, Path(bundle), backend, reference, engine, dict(options))

@@ -82,14 +82,15 @@ class Tokenizer:
         groups: list[list[int]] = []  # positions in ids, a list per word
         current: list[int] = []
         boundary = self.spec.word_boundary
+        space = boundary == " "  # a space token between words, else a prefix on the first piece
         for position, token_id in enumerate(ids):
             piece = self.pieces[int(token_id)]
-            starts = piece == " " if boundary == " " else piece.startswith(boundary)
-            if starts and current:
-                groups.append(current)
-                current = []
-            if boundary == " " and piece == " ":
-                continue
+            if piece == " " if space else piece.startswith(boundary):
+                if current:
+                    groups.append(current)
+                    current = []
+                if space:
+                    continue
             current.append(position)
         if current:
             groups.append(current)

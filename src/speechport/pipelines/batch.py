@@ -150,14 +150,14 @@ def transcribe_many(
     on_ready: Callable[[int, Transcript], None] | None = None,
 ) -> BatchResult:
     """Transcribe ``audio`` (files) with the model ``recipe`` opens, in ``jobs`` worker
-    processes (1: in this process, with ``model`` if given; one of the two is needed, and
-    the recipe for more than one job). ``on_done(index, transcript)``
+    threads, each with its own copy (1: on this thread, with ``model`` if given; one of the
+    two is needed, and the recipe for more than one job). ``on_done(index, transcript)``
     is called as each file finishes (in any order: for progress), ``on_ready`` in input
     order as soon as every earlier file is done (to print as results come)."""
     started = time.perf_counter()
     jobs = max(1, min(jobs, len(audio))) if audio else 1
     if recipe is None and (model is None or jobs > 1):
-        raise SpeechportError("worker processes need the recipe that opens the model")
+        raise SpeechportError("worker jobs need the recipe that opens the model")
     asked = None if recipe is None else recipe.threads
     sized = recipe is not None and recipe.backend in SIZED_THREAD_POOLS
     threads = threads_per_job(jobs, asked) if jobs > 1 and sized else asked

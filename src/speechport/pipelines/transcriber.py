@@ -19,7 +19,7 @@ from speechport.decoding import DecodeSettings, Hypothesis, decoding_algorithm
 from speechport.errors import BundleError, SpeechportError
 from speechport.features import build_frontend
 from speechport.manifest import NP_DTYPES, DecodingSpec
-from speechport.pipelines.batch import LoadRecipe, ManyFiles
+from speechport.pipelines.batch import ManyFiles
 from speechport.pipelines.seams import (
     DEFAULT_TOLERANCE,
     WindowTokens,
@@ -198,9 +198,6 @@ class Transcriber(ManyFiles):
         self._decode_outputs = _window_decoder(decoding, bundle)
         self.vad = vad
         self.vad_params = vad_params
-        # How to open a copy of this transcriber (``speechport.load`` sets it): what
-        # ``transcribe_many`` needs for more than one job.
-        self.recipe: LoadRecipe | None = None
         if vad is not None and vad.sample_rate != manifest.sample_rate:
             raise BundleError(
                 f"the VAD runs at {vad.sample_rate} Hz, the ASR model at {manifest.sample_rate}",

@@ -43,7 +43,9 @@ class Backend(Protocol):
 class JointProjections(Protocol):
     """A joint ``f(enc, dec) = out(act(P(enc) + Q(dec)))`` in its parts, for a decoding loop
     that projects a window's frames at once and each decoder output once: ``scores`` of a
-    projected frame and a projected decoder output have the argmax of ``f``."""
+    projected frame and a projected decoder output have the argmax of ``f``. Projections
+    that know ``Q`` as an affine map may also offer it as ``decoder_affine`` (``W``, ``b``),
+    for a predictor that fuses it into its own products (``predictor_for``)."""
 
     def project_encoder(self, frames: np.ndarray) -> np.ndarray:
         """``[T, D]`` -> ``[T, J]``."""

@@ -42,7 +42,7 @@ def blas_threads() -> list[int]:
 @contextmanager
 def one_blas_thread() -> Iterator[None]:
     """BLAS on one thread inside the block, its thread count restored after."""
-    before = [lib.get_num_threads() for lib in _BLAS]
+    before = blas_threads()
     for lib, threads in zip(_BLAS, before, strict=True):
         if threads != 1:
             lib.set_num_threads(1)

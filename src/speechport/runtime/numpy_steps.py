@@ -73,7 +73,6 @@ class NumpyLstmStep:
         self.layers = 1 + len(upper)
         self.vocabulary = gates.shape[0]
         self._dec_shape = spec.outputs[0].shape
-        self.weight_bytes = gates.nbytes + recurrent.nbytes + sum(w.nbytes for w, _ in upper)
 
     def __call__(self, *inputs: np.ndarray) -> tuple[np.ndarray, ...]:
         token, h, c = inputs
@@ -199,9 +198,6 @@ class NumpyJoint:
         self.w = weights
         self.projections = self
         self._out_shape = spec.outputs[0].shape
-        self.weight_bytes = sum(
-            a.nbytes for a in (weights.enc, weights.dec, weights.out, weights.out_bias)
-        )
 
     @property
     def decoder_affine(self) -> tuple[np.ndarray, np.ndarray]:
