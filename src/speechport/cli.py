@@ -1416,10 +1416,10 @@ def _bench_compare(args: argparse.Namespace) -> Figures:
         )
         return result, compare_table(result)
     try:
-        seconds = [float(s) for s in args.seconds.split(",") if s.strip()]
-    except ValueError:
+        seconds = list(_seconds_list(args.seconds))
+    except argparse.ArgumentTypeError:
         seconds = []
-    if not seconds or min(seconds) <= 0:
+    if not seconds:
         raise SpeechportError(
             f"bench compare: --seconds {args.seconds!r} is not a list of positive lengths",
             hint="e.g. --seconds 4,60,600",
