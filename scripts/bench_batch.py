@@ -1,7 +1,7 @@
 """Many files at once: worker threads (``transcribe_many``) against forked worker processes,
 each job with its own loaded model on its share of the cores, against one job.
 
-    nice -n 10 python scripts/bench_batch.py BUNDLE --files 8 --seconds 60 --jobs 2 --runs 3 \
+    nice -n 10 python -m scripts.bench_batch BUNDLE --files 8 --seconds 60 --jobs 2 --runs 3 \
         [--blank-bias 0.75]
 
 BUNDLE and ``--blank-bias`` as in ``scripts/bench_long_audio.py``.

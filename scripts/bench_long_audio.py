@@ -1,7 +1,7 @@
 """Long audio, contiguous windows cut at pauses: would encoding windows in batches, or
 encoding the next window on a background thread while the decode loop runs, speed it up?
 
-    nice -n 10 python scripts/bench_long_audio.py BUNDLE --seconds 60 600 --runs 3 \
+    nice -n 10 python -m scripts.bench_long_audio BUNDLE --seconds 60 600 --runs 3 \
         [--blank-bias 0.75]
 
 BUNDLE: e.g. the tiny fixture converted to ONNX, or full-size GigaAM v3 RNN-T with random

@@ -2,7 +2,7 @@
 full window of synthetic speech (median of ``--runs`` after a warm-up) and the process's
 peak memory, for each graph optimisation level and with the memory arena on and off.
 
-    nice -n 10 python scripts/bench_ort_options.py BUNDLE --runs 3
+    nice -n 10 python -m scripts.bench_ort_options BUNDLE --runs 3
 
 Each setting runs in a fresh process (peak memory is per process). Prints one JSON line per
 setting.

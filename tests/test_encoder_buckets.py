@@ -23,7 +23,7 @@ from speechport.runtime import load_bundle, make_backend
 from tests.helpers import GIGAAM, BundleCache, checkpoint, tokenizer_for
 
 NEMO = Path(__file__).parent / "data" / "nemo"
-# family, variant, window (s), the features' bucket sizes (frames)
+# by variant: family, window (s), the features' bucket sizes (frames)
 CASES = {
     "v3_rnnt": ("gigaam", 30.0, (499, 999, 1499, 2999)),
     "v3_ctc": ("gigaam", 30.0, (499, 999, 1499, 2999)),
@@ -41,7 +41,7 @@ def _source(variant: str) -> tuple[Path, Path | None, Path]:
 @pytest.fixture(scope="module")
 def bundles(bundle_cache: BundleCache) -> dict[tuple[str, str], Path]:
     """Each fixture model with buckets (the default conversion, shared with the family
-    tests) and with the window only (one fixed shape, as bundles were before buckets)."""
+    tests) and with the window only (one fixed shape)."""
     out = {}
     for variant, (family, window, _) in CASES.items():
         ckpt, tokenizer, _ = _source(variant)
@@ -101,7 +101,7 @@ def test_manifest_lists_the_buckets(bundles: dict[tuple[str, str], Path], varian
     if "onnx" in encoder["files"]:
         assert "buckets" not in encoder["files"]["onnx"]["inputs"][0]  # any length there
     single = json.loads((bundles[(variant, "window")] / "speechport.json").read_text())
-    assert "buckets" not in json.dumps(single["components"])  # as bundles were before
+    assert "buckets" not in json.dumps(single["components"])  # one fixed shape
 
 
 @pytest.mark.parametrize(

@@ -465,7 +465,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--model",
         action="append",
         choices=list(RANDOM_MODELS),
-        help="without a bundle: a random model to build (repeatable; default: all)",
+        help="without a bundle: a random model to build (repeatable; default: all): "
+        + "; ".join(f"{m.name}, {m.description}" for m in RANDOM_MODELS.values()),
     )
     compare.add_argument(
         "--emission",

@@ -17,7 +17,12 @@ import numpy as np
 
 from speechport.bench.compare import PEER_PIECE_SECONDS, compare_samples, split_text
 from speechport.bench.decode_loop import synthetic_speech
-from speechport.bench.random_models import CALIBRATION_SECONDS, RANDOM_MODELS, set_emission
+from speechport.bench.random_models import (
+    CALIBRATION_SECONDS,
+    EMISSIONS,
+    RANDOM_MODELS,
+    set_emission,
+)
 from speechport.progress import Progress
 
 DEFAULT_SECONDS = (4.0, 60.0, 600.0)
@@ -25,7 +30,7 @@ DEFAULT_SECONDS = (4.0, 60.0, 600.0)
 
 def bench_compare_models(
     models: Sequence[str] = tuple(RANDOM_MODELS),
-    emissions: Sequence[str] = ("realistic", "worst"),
+    emissions: Sequence[str] = EMISSIONS,
     *,
     seconds: Sequence[float] = DEFAULT_SECONDS,
     audio: list[Path] | None = None,

@@ -9,8 +9,8 @@ channels (``tiny``: the same code path for tests), and with one of two emission 
   every decoding step emits a token (a transducer emits up to its per-frame limit);
 - ``realistic``: the output bias of blank raised so that about ``REALISTIC_TOKENS_PER_SECOND``
   tokens per second of synthetic speech win over blank, as a trained model emits. The shift is
-  the quantile of the first decoding step's margins (best token minus blank) over the frames
-  of a calibration clip.
+  found by bisection on greedy decoding's token rate over a calibration clip
+  (``set_emission``).
 """
 
 from __future__ import annotations
@@ -161,14 +161,13 @@ class Head:
 @dataclass(frozen=True)
 class RandomModel:
     """One architecture ``bench compare`` can build: ``build(work, size, seed)`` gives the
-    loaded random model, ``plan`` its bundle, ``encoder`` its encoder module and ``head``
-    the decoding parts on an encoder output ``[1, D, T]``."""
+    loaded random model, ``plan`` its bundle and ``head`` the decoding parts on an encoder
+    output ``[1, D, T]`` (every model's encoder module is its ``encoder``)."""
 
     name: str
     description: str
     build: Callable[[Path, str, int], LoadedCheckpoint]
     plan: Callable[[LoadedCheckpoint], BundlePlan]
-    encoder: Callable[[Any], Any]
     head: Callable[[Any, Any], Head]
 
 
@@ -230,10 +229,6 @@ def _parakeet_build(work: Path, size: str, seed: int) -> LoadedCheckpoint:
     return random_parakeet_tdt(work, seed=seed, size=size)
 
 
-def _encoder(model: Any) -> Any:
-    return model.encoder
-
-
 RANDOM_MODELS: dict[str, RandomModel] = {
     m.name: m
     for m in (
@@ -242,7 +237,6 @@ RANDOM_MODELS: dict[str, RandomModel] = {
             "GigaAM v3 e2e RNN-T (d_model 768, 16 layers, 1024 pieces)",
             _gigaam_e2e("v3_e2e_rnnt"),
             _plan_gigaam,
-            _encoder,
             _gigaam_rnnt_head,
         ),
         RandomModel(
@@ -250,7 +244,6 @@ RANDOM_MODELS: dict[str, RandomModel] = {
             "GigaAM v3 e2e CTC (d_model 768, 16 layers, 1024 pieces)",
             _gigaam_e2e("v3_e2e_ctc"),
             _plan_gigaam,
-            _encoder,
             _gigaam_ctc_head,
         ),
         RandomModel(
@@ -258,7 +251,6 @@ RANDOM_MODELS: dict[str, RandomModel] = {
             "Parakeet-TDT 118M class (d_model 512, 17 layers, LSTM 640, 1024 pieces)",
             _parakeet_build,
             _plan_parakeet,
-            _encoder,
             _parakeet_head,
         ),
     )
@@ -293,8 +285,9 @@ def set_emission(
     length = torch.tensor([features.shape[1]], dtype=torch.int32)
     seconds = calibration.size / plan.sample_rate
     loaded.model.eval()
+    encoder: Any = loaded.model.encoder
     with torch.no_grad():
-        encoded, encoded_len = model.encoder(loaded.model)(features[None], length)
+        encoded, encoded_len = encoder(features[None], length)
         frames = int(encoded_len.reshape(-1)[0])
         head = model.head(loaded.model, encoded[:, :, :frames])
 

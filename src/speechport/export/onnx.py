@@ -32,7 +32,7 @@ def export_onnx(component: ExportableComponent, path: Path, *, opset: int = OPSE
     dynamic_axes = {t.name: dict(t.dynamic_axes) for t in specs if t.dynamic_axes}
     input_names = list(layout.input_order) or [t.name for t in layout.inputs]
     output_names = list(layout.output_order) or [t.name for t in layout.outputs]
-    data = path.with_name(path.name + ".data")
+    data = _data_path(path)
     scratch = Path(tempfile.mkdtemp(prefix=".onnx-export-", dir=path.parent))
     try:
         exported = scratch / "model.onnx"  # the exporter may scatter weights beside it
@@ -102,7 +102,7 @@ def save_onnx_model(model: onnx.ModelProto, path: Path) -> None:
     ``<path>.data`` beside it."""
     import onnx
 
-    data = path.with_name(path.name + ".data")
+    data = _data_path(path)
     size = sum(t.ByteSize() for t in model.graph.initializer)
     if size >= EXTERNAL_DATA_BYTES:
         onnx.save_model(
@@ -161,3 +161,8 @@ def _onnx_dtype(elem_type: int) -> str:
         onnx.TensorProto.INT64: "int64",
     }
     return names.get(elem_type, f"onnx-type-{elem_type}")
+
+
+def _data_path(path: Path) -> Path:
+    """Where the weights of ``path`` go when they are kept apart: ``<path>.data``."""
+    return path.with_name(path.name + ".data")
