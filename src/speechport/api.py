@@ -19,13 +19,12 @@ from typing import TYPE_CHECKING, Any
 from speechport.errors import SpeechportError
 from speechport.manifest import read_manifest
 from speechport.progress import Progress
-from speechport.tasks import task_for
+from speechport.tasks import GateLimits, task_for
 
 if TYPE_CHECKING:
     from speechport.compression.results import QuantizeSummary
     from speechport.manifest import Manifest
     from speechport.parity.report import ParityReport
-    from speechport.tasks import GateLimits
 
 ProgressCallback = Callable[[str], None]
 
@@ -113,19 +112,6 @@ class QuantizeOptions:
     emit: str | None = None
     overwrite: bool = False
     jobs: int | None = None  # worker processes scoring variants (None: the usable cores)
-
-
-def _gate_limits(options: VerifyOptions | QuantizeOptions) -> GateLimits:
-    """The gate of ``options``, as verify reads it."""
-    from speechport.tasks import GateLimits
-
-    return GateLimits(
-        max_cer=options.max_cer,
-        max_prob_diff=options.max_prob_diff,
-        max_spectral_convergence=options.max_spectral_convergence,
-        max_f0_diff=options.max_f0_diff,
-        min_agreement=options.min_agreement,
-    )
 
 
 def load(
@@ -231,7 +217,7 @@ def convert(
         gate = Gate(
             collect_audio(list(options.verify_audio)) if options.verify_audio else [],
             list(g.backends),
-            limits=_gate_limits(g),
+            limits=GateLimits.of(g),
             latency_runs=g.latency_runs,
         )
     return run_convert(
@@ -275,7 +261,7 @@ def verify(
         collect_audio([Path(a) for a in audio]) if audio else [],
         backends=list(options.backends),
         checkpoint=options.reference,
-        limits=_gate_limits(options),
+        limits=GateLimits.of(options),
         keywords=options.keywords,
         latency_runs=options.latency_runs,
         texts=list(options.texts),
@@ -317,7 +303,7 @@ def quantize(
         audio=collect_audio([Path(a) for a in audio]) if audio else None,
         reference=options.reference,
         weight_threshold=DEFAULT_WEIGHT_THRESHOLD if threshold is None else threshold,
-        limits=_gate_limits(options),
+        limits=GateLimits.of(options),
         keywords=options.keywords,
         texts=list(options.texts),
         latency_runs=options.latency_runs,

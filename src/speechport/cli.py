@@ -20,11 +20,11 @@ import numpy as np
 
 from speechport.errors import GateError, SpeechportError
 from speechport.families import FAMILIES
+from speechport.tasks import GateLimits
 from speechport.version import __version__
 
 if TYPE_CHECKING:
     from speechport.parity.report import ParityReport
-    from speechport.tasks import GateLimits
 
 OUTPUTS = ("text", "json", "srt", "vtt")
 
@@ -596,19 +596,6 @@ def _add_gate_options(parser: argparse.ArgumentParser) -> None:
     _add_kws_gate_options(parser)
 
 
-def _gate_limits(args: argparse.Namespace) -> GateLimits:
-    """The gate options of ``convert --verify``, ``verify`` and ``quantize``."""
-    from speechport.tasks import GateLimits
-
-    return GateLimits(
-        max_cer=args.max_cer,
-        max_prob_diff=args.max_prob_diff,
-        max_spectral_convergence=args.max_spectral_convergence,
-        max_f0_diff=args.max_f0_diff,
-        min_agreement=args.min_agreement,
-    )
-
-
 def _add_kws_gate_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--min-agreement",
@@ -701,7 +688,7 @@ def _convert(args: argparse.Namespace) -> int:
         gate = Gate(
             collect_audio(list(args.verify)) if args.verify else [],
             _backends(args.backends),
-            limits=_gate_limits(args),
+            limits=GateLimits.of(args),
         )
     manifest = convert(
         args.family,
@@ -1106,7 +1093,7 @@ def _verify(args: argparse.Namespace) -> int:
         collect_audio(list(args.audio)) if args.audio else [],
         backends=_backends(args.backends),
         checkpoint=args.reference,
-        limits=_gate_limits(args),
+        limits=GateLimits.of(args),
         keywords=args.keywords,
         latency_runs=args.latency_runs,
         texts=list(args.text),
@@ -1144,7 +1131,7 @@ def _quantize(args: argparse.Namespace) -> int:
         audio=collect_audio(list(args.audio)) if args.audio else None,
         reference=args.reference,
         weight_threshold=args.weight_threshold,
-        limits=_gate_limits(args),
+        limits=GateLimits.of(args),
         keywords=args.keywords,
         texts=list(args.text),
         latency_runs=args.latency_runs,

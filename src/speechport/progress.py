@@ -36,26 +36,25 @@ class Progress:
     def start(self, label: str) -> None:
         """Announce the next step (first raising a Ctrl-C or SIGTERM that a library swallowed
         during the last one)."""
-        from speechport import interrupts
-
-        interrupts.check()
-        self._finish_open_line()
-        self.done += 1
+        counter = self._next()
         self._step_started = time.perf_counter()
-        counter = f"{self.done}/{self.total}" if self.total >= self.done else f"{self.done}"
         self._write(f"[{counter}] {label} ...")
         self._open = True
 
     def advance(self, label: str) -> None:
         """Count a step that is already done (work finishing in any order, as in a pool of
         workers): ``[3/10] label``, with no time of its own."""
+        self._write(f"[{self._next()}] {label}\n")
+
+    def _next(self) -> str:
+        """Close the last step and count the next one (first raising a Ctrl-C or SIGTERM
+        that a library swallowed during the last one): its ``3/10`` counter."""
         from speechport import interrupts
 
         interrupts.check()
         self._finish_open_line()
         self.done += 1
-        counter = f"{self.done}/{self.total}" if self.total >= self.done else f"{self.done}"
-        self._write(f"[{counter}] {label}\n")
+        return f"{self.done}/{self.total}" if self.total >= self.done else f"{self.done}"
 
     def note(self, text: str) -> None:
         """A line of detail under the current step."""

@@ -50,7 +50,7 @@ def compress_package(
     import coremltools.optimize.coreml as cto
 
     start = time.perf_counter()
-    with _quiet(), _checked_once() as validate, _programs_not_printed(), _lean_propagation():
+    with _lean_coremltools() as validate:
         model = ct.models.MLModel(str(raised or source), skip_model_load=True)
         retargeted = raised is not None
         wanted = needed_spec_version(model.get_spec(), strategy)
@@ -111,7 +111,7 @@ def raise_package(source: Path, target: Path, spec_version: int) -> None:
     ``compress_package`` raises it before compressing."""
     import coremltools as ct
 
-    with _quiet(), _checked_once() as validate, _programs_not_printed(), _lean_propagation():
+    with _lean_coremltools() as validate:
         model = _retarget(ct.models.MLModel(str(source), skip_model_load=True), spec_version)
         validate(model)
         _save(model, target)
@@ -169,6 +169,15 @@ def _one_thread_kmeans() -> Iterator[None]:
         return
     with threadpool_limits(limits=1, user_api="openmp"):
         yield
+
+
+@contextlib.contextmanager
+def _lean_coremltools() -> Iterator[Callable[[Any], None]]:
+    """coremltools quiet and without the work nobody uses (``_checked_once``,
+    ``_programs_not_printed``, ``_lean_propagation``); yields the program check to run once
+    on the final model."""
+    with _quiet(), _checked_once() as validate, _programs_not_printed(), _lean_propagation():
+        yield validate
 
 
 @contextlib.contextmanager

@@ -170,8 +170,7 @@ def longest_first(wanted: Sequence[tuple[Path, Strategy]]) -> list[tuple[Path, S
 
     def work(pair: tuple[Path, Strategy]) -> int:
         source, strategy = pair
-        clusters = 1 << strategy.bits if dict(strategy.options).get("mode") == "kmeans" else 1
-        return path_size(source) * clusters
+        return path_size(source) * strategy.clusters
 
     return sorted(wanted, key=work, reverse=True)
 

@@ -40,6 +40,12 @@ class Strategy:
             return IOS18
         return None
 
+    @property
+    def clusters(self) -> int:
+        """The centroids k-means looks for (``2**bits`` for a k-means palette, else 1): what
+        dominates the work of making the compression."""
+        return 1 << self.bits if dict(self.options).get("mode") == "kmeans" else 1
+
     def config(self, weight_threshold: int) -> Any:
         """The ``OptimizationConfig`` for coremltools."""
         import coremltools.optimize.coreml as cto

@@ -24,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import multiprocessing
-import os
 import shutil
 import sys
 import threading
@@ -60,7 +59,7 @@ from speechport.compression.strategies import (
     Strategy,
     parse_recipes,
 )
-from speechport.environment import host_info, package_versions
+from speechport.environment import host_info, package_versions, usable_cores
 from speechport.errors import GateError, SpeechportError
 from speechport.fsutil import atomic_directory, path_size
 from speechport.manifest import Manifest, is_length, read_manifest
@@ -103,14 +102,6 @@ class Scoring:
         if self.audio:
             return f"{len(self.audio)} file(s)"
         return f"{len(self.texts) or 'built-in'} text(s)"
-
-
-def default_jobs() -> int:
-    """Worker processes a sweep uses by default: the cores this process may run on."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not Linux
-        return max(1, os.cpu_count() or 1)
 
 
 def quantize_sweep(
@@ -175,7 +166,7 @@ def quantize_sweep(
         keywords=keywords,
         packages=PackageCache(out / PACKAGES_DIR),
     )
-    workers = min(jobs or default_jobs(), len(recipes) - 1)
+    workers = min(jobs or usable_cores(), len(recipes) - 1)
     steps = 1 + len(recipes) if workers > 1 else 2 * len(recipes)
     progress = progress or Progress(steps + 1 + (emit is not None))
     summary = QuantizeSummary(
@@ -382,7 +373,7 @@ def _in_workers(
                 for future in [f for f in scoring_now if f in finished]:
                     variant = future.result()
                     results[scoring_now.pop(future)] = variant
-                    progress.start(f"{variant.name}: compressed and scored")
+                    progress.advance(f"{variant.name}: compressed and scored")
                     done(variant)
         except BaseException:
             pool.shutdown(wait=True, cancel_futures=True)
@@ -390,23 +381,18 @@ def _in_workers(
     return baseline, [results[r.name] for r in rest]
 
 
-_WORKER_BLAS: Any = None
-
-
-def _start_worker(packages: PackageCache | None) -> None:
+def _start_worker(packages: PackageCache) -> None:
     from speechport import interrupts
     from speechport.compression.apply import import_compression
 
-    global _WORKER_BLAS
     interrupts.install()
-    if packages is not None:
-        packages.use_for_temporary_files()
+    packages.use_for_temporary_files()
     import_compression()
     with contextlib.suppress(ImportError):
         import torch
 
         torch.set_num_threads(1)  # for the worker's life, as _one_torch_thread
-    _WORKER_BLAS = blas_on_one_thread()  # for the worker's life (a forked one inherits it too)
+    blas_on_one_thread()  # for the worker's life (a forked one inherits it too)
 
 
 def _worker_baseline(

@@ -187,8 +187,7 @@ class Interpreter:
         target = ttype.dtype.np_dtype
         if array.dtype != target:
             if self.check_overflow and target == np.float16 and array.dtype.kind == "f":
-                with np.errstate(over="ignore"):
-                    rounded = array.astype(np.float16)
+                rounded = array.astype(np.float16)  # under _casts_saturate()
                 _note_overflow(self.stats, op, var, array, rounded)
                 array = rounded
             else:

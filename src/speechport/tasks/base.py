@@ -14,6 +14,7 @@ them.
 
 from __future__ import annotations
 
+import dataclasses
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -39,6 +40,12 @@ class GateLimits:
     max_f0_diff: float = 1e-3  # speech synthesis: |ΔF0|, |Δenergy| / the reference's peak
     # keyword spotting: the share of utterances whose detections must equal the reference's
     min_agreement: float = 1.0
+
+    @classmethod
+    def of(cls, source: Any) -> GateLimits:
+        """The limits ``source`` holds as attributes of the same names (the CLI's parsed
+        arguments, ``VerifyOptions``, ``QuantizeOptions``)."""
+        return cls(**{f.name: getattr(source, f.name) for f in dataclasses.fields(cls)})
 
 
 DEFAULT_LIMITS = GateLimits()
