@@ -160,7 +160,7 @@ def _one_thread_kmeans() -> Iterator[None]:
     group of a grouped palettization, with it) on one OpenMP thread. Its centroids depend on
     the thread count (partial sums), so one thread gives the same tables on every machine
     and in every worker process of a sweep; on tensors this small a pool also costs more
-    than it saves (the fixture's pal6-kmeans-g16 encoder: 2.6x less CPU)."""
+    than it saves (the test GigaAM's encoder, pal6-kmeans-g16: 2.6x less CPU)."""
     try:
         import sklearn.cluster  # noqa: F401  (loads its OpenMP runtime, so the limit reaches it)
         from threadpoolctl import threadpool_limits
@@ -184,7 +184,7 @@ def _lean_coremltools() -> Iterator[Callable[[Any], None]]:
 def _checked_once() -> Iterator[Callable[[Any], None]]:
     """coremltools' pass pipeline without its check of the whole program after each of its
     ~90 passes (``Program.validate``, which only raises on a malformed program: about 40 %
-    of a compression's CPU time on the fixture's encoder). Every pass leaves the program it
+    of a compression's CPU time on the test GigaAM's encoder). Every pass leaves the program it
     left before. Yields the check, to run once on the final model's program."""
     try:
         from coremltools.converters.mil.mil.program import Program
@@ -212,7 +212,7 @@ def _checked_once() -> Iterator[Callable[[Any], None]]:
 def _programs_not_printed() -> Iterator[None]:
     """coremltools formats the whole program into debug messages before and after each pass
     pipeline and inside some passes, whether or not debug messages are shown (about 12 % of
-    a linear compression's CPU time on the fixture's encoder). Unless coremltools' logger
+    a linear compression's CPU time on the test GigaAM's encoder). Unless coremltools' logger
     shows them, a program and a function print as a one-line placeholder inside the block
     (they are printed for messages only: no pass reads the text)."""
     try:
@@ -239,7 +239,7 @@ def _lean_propagation() -> Iterator[None]:
     """On leaving any block (every pass does), coremltools recomputes for each var of the
     program the outputs of ``constexpr_*`` ops it depends on (which a pass may not replace
     away), through two method calls and a checked property per var: about a quarter of a
-    linear compression's CPU time on the fixture's encoder. Inside the block the same sets
+    linear compression's CPU time on the test GigaAM's encoder. Inside the block the same sets
     are computed, in the same order, in one loop (``_propagate``)."""
     try:
         from coremltools.converters.mil.mil.block import Block

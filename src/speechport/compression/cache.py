@@ -164,7 +164,7 @@ def _read(entry: Path) -> Compressed | None:
 
 def longest_first(wanted: Sequence[tuple[Path, Strategy]]) -> list[tuple[Path, Strategy]]:
     """``wanted`` in the order of the work making each takes, the most first (ties keep
-    their order): k-means on ``2**bits`` centroids dominates (the fixture's encoder: 5.3 s
+    their order): k-means on ``2**bits`` centroids dominates (the test GigaAM's encoder: 5.3 s
     for 8 bits, 1.5 s for 6, 0.6 s for 4, 0.3 to 0.5 s for a linear strategy), times the
     package's size."""
 

@@ -258,8 +258,8 @@ def quantize_sweep(
 def _one_torch_thread() -> Iterator[None]:
     """torch's intra-op pool on one thread inside the block (restored after), as numpy's
     BLAS: the reference then gives the same figures on any number of cores, and it does not
-    spin threads on the cores the worker processes use (the fixture's sweep: 2 s less CPU
-    in all). torch is imported here if installed; coremltools imports it anyway."""
+    spin threads on the cores the worker processes use (the test GigaAM's default sweep: 2 s
+    less CPU in all). torch is imported here if installed; coremltools imports it anyway."""
     try:
         import torch
     except ImportError:

@@ -4,7 +4,7 @@ OpenBLAS splits even a small product over every core and waits for them all, and
 threads spin after each call. On the small products of a decoding step (a 640 x 2560
 matrix-vector product took 3.6 ms on two threads against 0.38 ms on one, on a 2-core
 machine with other work running) and of the MIL interpreter on a sweep's shapes (the
-fixture encoder's attention product, (4, 150, 24) by (4, 24, 150): 0.14 ms on one thread,
+test GigaAM's attention product, (4, 150, 24) by (4, 24, 150): 0.14 ms on one thread,
 5.8 ms on two, on a busy machine) one thread is faster, and figures no longer depend on the
 number of cores: OpenBLAS sums in another order on several threads.
 
