@@ -126,6 +126,18 @@ class TensorSpec:
         )
 
 
+def valid_buckets(sizes: Any, size: int) -> bool:
+    """Whether ``sizes`` are shape buckets of an axis of ``size``: a list of integers > 0,
+    ascending without repeats, the last ``size``."""
+    return (
+        isinstance(sizes, (list, tuple))
+        and bool(sizes)
+        and all(_is_int(n) and n > 0 for n in sizes)
+        and list(sizes) == sorted(set(sizes))
+        and sizes[-1] == size
+    )
+
+
 def _buckets_from_dict(data: Any, shape: list[int], where: str) -> dict[int, tuple[int, ...]]:
     """``{"axis": [sizes]}``: ascending sizes > 0 on an axis of ``shape``, the largest its
     size."""
@@ -134,15 +146,9 @@ def _buckets_from_dict(data: Any, shape: list[int], where: str) -> dict[int, tup
     out: dict[int, tuple[int, ...]] = {}
     for key, sizes in data.items():
         axis = int(key) if str(key).isdigit() else -1
-        ok = (
-            0 <= axis < len(shape)
-            and isinstance(sizes, list)
-            and all(_is_int(n) and n > 0 for n in sizes)
-            and sizes == sorted(set(sizes))
-            and bool(sizes)
-            and sizes[-1] == shape[axis]
-        )
-        if not ok:
+        if not (0 <= axis < len(shape) and isinstance(sizes, list)) or not valid_buckets(
+            sizes, shape[axis]
+        ):
             raise BundleError(
                 f"{where}: buckets on axis {key!r} must be ascending sizes > 0 ending at the "
                 f"shape's size, got {sizes!r} for shape {shape}"

@@ -18,7 +18,7 @@ from speechport.coreml.quiet import quiet_coremltools
 from speechport.errors import ExportError
 from speechport.export.compat import coreml_conversion_patches
 from speechport.families.base import ExportableComponent, ShapeBuckets
-from speechport.manifest import NP_DTYPES, TensorSpec
+from speechport.manifest import NP_DTYPES, TensorSpec, valid_buckets
 
 PRECISIONS = ("fp16", "fp32")
 _COREML_DTYPES = ("float32", "float16", "int32")  # Core ML has no int64 tensors
@@ -114,7 +114,7 @@ def _check_buckets(component: ExportableComponent, buckets: ShapeBuckets) -> Non
         )
     size = spec.input(buckets.input).shape[buckets.axis]
     sizes = list(buckets.sizes)
-    if sizes != sorted(set(sizes)) or sizes[0] < 1 or sizes[-1] != size:
+    if not valid_buckets(sizes, size):
         raise ExportError(
             f"buckets {sizes} on {buckets.input} must ascend and end at its size {size}",
             component=spec.name,
