@@ -54,8 +54,9 @@ def bench_coreml_encoder(
         params = sum(p.numel() for p in encoder.module.parameters())
         results["encoder_parameters"] = int(params)
         sizes = encoder.coreml_buckets.sizes if encoder.coreml_buckets else ()
-        # the shorter buckets: (seconds, feature frames); the last size is the window's
-        buckets = list(zip(bucket_seconds(None, window_seconds), sizes[:-1], strict=False))
+        # the shorter buckets: (seconds, feature frames); the last is the window's
+        seconds = bucket_seconds(None, window_seconds) if sizes else ()
+        buckets = list(zip(seconds, sizes, strict=True))[:-1]
         for precision in precisions:
             package = root / f"Encoder-{precision}.mlpackage"
             progress.start(f"convert the encoder to Core ML ({precision})")

@@ -40,16 +40,19 @@ def bucket_seconds(requested: Sequence[float] | None, window_seconds: float) -> 
 
 
 def bucket_encoder(
-    encoder: ExportableComponent,
-    seconds: Sequence[float],
+    components: Sequence[ExportableComponent],
+    requested: Sequence[float] | None,
+    window_seconds: float,
     feature_frames: Callable[[float], int],
     *,
     output_axis: int,
 ) -> None:
-    """Give ``encoder`` (features ``[1, F, T]`` and length in, encodings and length out)
-    the buckets of ``seconds``: its features hold ``feature_frames(s)`` frames for ``s``
-    seconds, and its first output's ``output_axis`` follows. A single bucket (the window)
-    leaves the fixed shape."""
+    """Give the encoder among ``components`` (features ``[1, F, T]`` and length in,
+    encodings and length out) the buckets ``bucket_seconds(requested, window_seconds)``: its
+    features hold ``feature_frames(s)`` frames for ``s`` seconds, and its first output's
+    ``output_axis`` follows. A single bucket (the window) leaves the fixed shape."""
+    encoder = next(c for c in components if c.spec.kind == "encoder")
+    seconds = bucket_seconds(requested, window_seconds)
     sizes = tuple(sorted({feature_frames(s) for s in seconds}))
     if sizes[0] < 1:
         raise SpeechportError(

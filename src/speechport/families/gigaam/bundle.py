@@ -16,7 +16,7 @@ from speechport.families.base import (
     LoadedCheckpoint,
     OnnxLayout,
 )
-from speechport.families.encoder_buckets import bucket_encoder, bucket_seconds
+from speechport.families.encoder_buckets import bucket_encoder
 from speechport.families.gigaam.config import GigaAMConfig
 from speechport.families.gigaam.model import (
     EncoderCTC,
@@ -82,8 +82,9 @@ def plan_bundle(
     window = WindowSpec(window_samples, feature_frames, encoder_frames)
     components = _components(config, model, window)
     bucket_encoder(
-        next(c for c in components if c.spec.kind == "encoder"),
-        bucket_seconds(encoder_buckets, window_seconds),
+        components,
+        encoder_buckets,
+        window_seconds,
         lambda s: spec.num_frames(round(s * sr)),
         output_axis=2 if config.head == "rnnt" else 1,  # encoded [1, D, T], log_probs [1, T, C]
     )

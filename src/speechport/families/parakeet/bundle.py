@@ -17,7 +17,7 @@ from speechport.families.base import (
     LoadedCheckpoint,
     OnnxLayout,
 )
-from speechport.families.encoder_buckets import bucket_encoder, bucket_seconds
+from speechport.families.encoder_buckets import bucket_encoder
 from speechport.families.parakeet.config import ParakeetConfig
 from speechport.families.parakeet.model import (
     Decision,
@@ -105,8 +105,9 @@ def plan_bundle(
     window = WindowSpec(samples, feature_frames, encoder_frames, overlap_seconds=DEFAULT_OVERLAP)
     components = _components(config, model, window)
     bucket_encoder(
-        next(c for c in components if c.spec.kind == "encoder"),
-        bucket_seconds(encoder_buckets, window_seconds),
+        components,
+        encoder_buckets,
+        window_seconds,
         lambda s: spec.num_stft_frames(round(s * sr)),
         output_axis=2,  # encoded [1, D, T]
     )
