@@ -358,17 +358,17 @@ def _sherpa(bundle: Path, manifest: Manifest, threads: int, scratch: Path) -> Re
 
 def _own_sherpa_layout(bundle: Path, manifest: Manifest) -> SherpaLayout | str:
     """The bundle's own transducer files as sherpa-onnx's NeMo layout, or why they are not."""
-    from speechport.export.sherpa import TRANSDUCER, SherpaLayout
+    from speechport.export.sherpa import TOKENS, TRANSDUCER, TRANSDUCER_ROLES, SherpaLayout
 
     paths = {}
-    for kind, role in (("encoder", "encoder"), ("decoder_step", "decoder"), ("joint", "joiner")):
+    for kind, role in TRANSDUCER_ROLES.items():
         spec = next((c for c in manifest.components.values() if c.kind == kind), None)
         if spec is None or "onnx" not in spec.files:
             return f"no ONNX {kind}"
         paths[role] = bundle / spec.files["onnx"].path
-    paths["tokens"] = bundle / "tokens.txt"
+    paths["tokens"] = bundle / TOKENS
     if not paths["tokens"].is_file():
-        return "no tokens.txt"
+        return f"no {TOKENS}"
     if "vocab_size" not in _metadata(paths["encoder"]):
         return "the encoder file carries no sherpa-onnx metadata"
     feature_dim = manifest.frontend.get("n_mels")

@@ -47,6 +47,8 @@ if TYPE_CHECKING:
     import onnx
 
 TOKENS = "tokens.txt"
+# The transducer's files sherpa-onnx reads, by the component kind each comes from.
+TRANSDUCER_ROLES = {"encoder": "encoder", "decoder_step": "decoder", "joint": "joiner"}
 BLANK = "<blk>"
 WORD_BOUNDARY = "\u2581"  # sherpa-onnx turns a leading one into a space
 # sherpa-onnx's model_type for OfflineRecognizer.from_transducer; CTC files go to from_nemo_ctc
@@ -147,7 +149,7 @@ def _write_transducer(
     save_onnx_model(rewritten, out / "decoder.onnx")
     check_same_decoder(decoder_path, out / "decoder.onnx", decoding.blank_id)
     save_onnx_model(joint, out / "joiner.onnx")
-    return {"encoder": "encoder.onnx", "decoder": "decoder.onnx", "joiner": "joiner.onnx"}
+    return {role: f"{role}.onnx" for role in TRANSDUCER_ROLES.values()}
 
 
 def _write_ctc(
