@@ -11,6 +11,7 @@ import pytest
 
 import speechport
 from speechport.cli import main
+from tests.helpers import BundleCache
 
 TRAINED = Path(__file__).parent / "data" / "kws_trained"
 EVAL_SET = TRAINED / "eval" / "set.jsonl"
@@ -110,22 +111,15 @@ def test_eval_kws_refuses_a_keyword_outside_the_list(
 
 
 @pytest.fixture(scope="module")
-def coreml_fp32(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def coreml_fp32(bundle_cache: BundleCache) -> Path:
+    pytest.importorskip("torch")
     pytest.importorskip("coremltools")
-    from speechport.conversion import convert
-
-    out = tmp_path_factory.mktemp("kws_trained_coreml") / "bundle"
-    convert(
-        "zipformer-kws",
-        TRAINED / "pretrained.pt",
-        out,
-        formats="coreml",
-        precision="fp32",
-        quiet=True,
+    return bundle_cache.get(
+        "zipformer-kws", TRAINED / "pretrained.pt", "bundle", formats="coreml", precision="fp32"
     )
-    return out
 
 
+@pytest.mark.slow
 def test_quantize_scores_palettized_spotters_on_the_evaluation_keywords(
     coreml_fp32: Path, tmp_path: Path
 ) -> None:
