@@ -158,7 +158,8 @@ def load(
     from speechport.runtime import load_bundle, make_backend
 
     task = task_for(read_manifest(bundle), bundle)
-    engine_options: dict[str, Any] = {} if checkpoint is None else {"checkpoint": Path(checkpoint)}
+    reference = None if checkpoint is None else Path(checkpoint)
+    engine: dict[str, Any] = {}  # the ONNX Runtime settings given
     onnx_only = {
         "threads": threads,
         "steps": steps,
@@ -172,14 +173,13 @@ def load(
             raise SpeechportError(
                 f"{name} is an ONNX Runtime setting; the {backend} backend takes none"
             )
-        engine_options[name] = value
-    loaded = load_bundle(bundle, make_backend(backend, **engine_options))
+        engine[name] = value
+    own = {} if reference is None else {"checkpoint": reference}
+    loaded = load_bundle(bundle, make_backend(backend, **own, **engine))
     model = task.open(loaded, **options)
     from speechport.pipelines.batch import LoadRecipe, ManyFiles
 
     if isinstance(model, ManyFiles) and not _holds_models(options):
-        engine = {k: v for k, v in engine_options.items() if k != "checkpoint"}
-        reference = None if checkpoint is None else Path(checkpoint)
         model.recipe = LoadRecipe(load, Path(bundle), backend, reference, engine, dict(options))
     return model
 
@@ -319,13 +319,14 @@ def _progress(verbose: bool, callback: ProgressCallback | None) -> Progress:
 
 
 def _holds_models(options: dict[str, Any]) -> bool:
-    """Whether a task option is a loaded model (a VAD detector: it does not pickle), which
-    the jobs of ``transcribe_many`` would share: each job opens its own models from a
-    recipe of plain values (a bundle path)."""
-    import pickle
+    """Whether a task option is more than a plain value (a loaded VAD detector), which the
+    jobs of ``transcribe_many`` would share: each job opens its own models from a recipe of
+    plain values (a bundle path, numbers, flags, settings such as ``VadParams``)."""
+    import dataclasses
 
-    try:
-        pickle.dumps(options)
-    except Exception:  # an ONNX Runtime session, a Core ML model: anything loaded
-        return True
-    return False
+    def plain(value: Any) -> bool:
+        if isinstance(value, (str, Path, int, float, bool, type(None))):
+            return True
+        return dataclasses.is_dataclass(value) and not isinstance(value, type)
+
+    return not all(plain(value) for value in options.values())
