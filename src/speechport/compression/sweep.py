@@ -184,7 +184,6 @@ def quantize_sweep(
     )
     out.mkdir(parents=True, exist_ok=True)
     cache = ReferenceCache(bundle, checkpoint) if scoring.verified else None
-    first, *rest = recipes
     targets = {r.name: out / VARIANTS_DIR / r.name for r in recipes}
 
     def done(variant: VariantResult) -> None:
@@ -205,18 +204,15 @@ def quantize_sweep(
                     bundle, manifest, recipes, targets, scoring, cache, workers, progress, done
                 )
             else:
-                with _one_torch_thread():
-                    baseline = make_variant(
-                        bundle, manifest, first, targets[first.name], scoring, cache, progress
-                    )
-                    done(baseline)
-                    variants = []
-                    for recipe in rest:
+                with _one_torch_thread():  # the baseline first: it fills the reference
+                    results = []
+                    for recipe in recipes:
                         target = targets[recipe.name]
-                        variants.append(
+                        results.append(
                             make_variant(bundle, manifest, recipe, target, scoring, cache, progress)
                         )
-                        done(variants[-1])
+                        done(results[-1])
+                    baseline, *variants = results
     except BaseException:
         scoring.packages.clear()
         raise
