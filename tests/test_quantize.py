@@ -428,11 +428,10 @@ def test_packages_made_in_workers_are_the_ones_the_recipes_read(
 ) -> None:
     """What the sweep's worker processes make, the longest first, is what a recipe then
     reads: the same files and record."""
-    import multiprocessing
-    import sys
     from concurrent.futures import ProcessPoolExecutor
 
     from speechport.compression.cache import longest_first
+    from speechport.compression.sweep import worker_context
 
     packages = PackageCache(tmp_path / "packages")
     joint, encoder = bundle / "JointStep.mlpackage", bundle / "Encoder.mlpackage"
@@ -443,8 +442,7 @@ def test_packages_made_in_workers_are_the_ones_the_recipes_read(
         (encoder, CATALOGUE["pal4-kmeans"]),
     ]  # k-means on 16 centroids first, the larger package first; ties in their order
     assert longest_first(wanted) == [wanted[3], wanted[2], wanted[0], wanted[1]]
-    context = multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
-    with ProcessPoolExecutor(2, mp_context=context) as pool:
+    with ProcessPoolExecutor(2, mp_context=worker_context()) as pool:
         making = packages.make_in(pool, wanted[:2], weight_threshold=THRESHOLD)
         assert [f.result() for f in making.values()] == [True, True]
     records = [

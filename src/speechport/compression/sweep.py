@@ -334,7 +334,7 @@ def _in_workers(
     first, *rest = recipes
     with ProcessPoolExecutor(
         max_workers=workers,
-        mp_context=multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn"),
+        mp_context=worker_context(),
         initializer=_start_worker,
         initargs=(scoring.packages,),
     ) as pool:
@@ -375,6 +375,12 @@ def _in_workers(
             pool.shutdown(wait=True, cancel_futures=True)
             raise
     return baseline, [results[r.name] for r in rest]
+
+
+def worker_context() -> Any:
+    """How a sweep starts its worker processes: forked on Linux (the parent's imports come
+    along), spawned elsewhere (fork is unsafe with macOS frameworks)."""
+    return multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
 
 
 def _start_worker(packages: PackageCache) -> None:
